@@ -1,0 +1,597 @@
+//! Claim → send → record.
+//!
+//! Invariants:
+//! - A message is sent only while this worker holds its lease, and only if
+//!   the lease outlasts the send timeout; so a slow (not dead) worker never
+//!   races the worker that reclaims its messages after the lease expires.
+//! - No transaction is open during a provider call: claiming is one short
+//!   statement, recording is one short transaction guarded by the lease owner.
+//! - A worker that dies loses nothing: its leased rows are claimed again when
+//!   the lease expires. Only a message whose send was in flight at the
+//!   moment of death can be sent twice.
+
+mod retry;
+mod shutdown;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use crate::clock::{format_ts, Clock, Random};
+use crate::domain::{parse_metadata_text, Channel, Content, MessageStatus, OutgoingMessage, Recipient, ValidationError};
+use crate::providers::{Providers, SendError};
+use crate::store::{AttemptRecord, Completion, Message, Store};
+
+pub use retry::{Decision, RetryPolicy};
+pub use shutdown::{Shutdown, ShutdownHandle};
+
+use retry::chrono_duration;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Written to `lease_owner`; unique per process.
+    pub worker_id: String,
+    /// Messages claimed per statement (`BATCH_SIZE`).
+    pub batch_size: u32,
+    /// Provider calls in flight at once, over all channels.
+    pub send_concurrency: usize,
+    /// How long a claim is held before other workers may take the message.
+    pub lease: Duration,
+    /// The longest a provider call may take; a message is only sent if its
+    /// lease outlasts this.
+    pub send_timeout: Duration,
+    /// Watch mode: how often to look for due messages when nothing wakes us.
+    pub poll_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ProcessorConfig {
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        ProcessorConfig {
+            worker_id: worker_id.into(),
+            batch_size: 100,
+            send_concurrency: 100,
+            lease: Duration::from_secs(120),
+            send_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(50),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Claimed but not yet recorded: enough for the senders to stay busy
+    /// while one batch is being claimed and another recorded.
+    fn max_in_flight(&self) -> usize {
+        self.send_concurrency + 2 * self.batch_size as usize
+    }
+}
+
+/// A worker identity that is unique across processes and hosts.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".to_owned());
+    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// Counters for one processor's lifetime (also read by `/metrics`).
+#[derive(Debug, Default)]
+pub struct ProcessorStats {
+    pub claimed: AtomicU64,
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub released: AtomicU64,
+    pub lease_lost: AtomicU64,
+}
+
+/// A snapshot of [`ProcessorStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub claimed: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub released: u64,
+    pub lease_lost: u64,
+}
+
+impl ProcessorStats {
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            claimed: self.claimed.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            released: self.released.load(Ordering::Relaxed),
+            lease_lost: self.lease_lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How long to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Send everything due now, then return (cron). Retries scheduled for
+    /// later are left for the next run.
+    Once,
+    /// Run until shutdown.
+    Watch,
+}
+
+/// The outcome of handling one claimed message.
+struct Outcome {
+    completion: Completion,
+    attempt: Option<AttemptRecord>,
+}
+
+pub struct Processor {
+    store: Store,
+    providers: Providers,
+    clock: Arc<dyn Clock>,
+    random: Random,
+    config: ProcessorConfig,
+    stats: Arc<ProcessorStats>,
+    wake: Arc<Notify>,
+}
+
+impl Processor {
+    pub fn new(store: Store, providers: Providers, clock: Arc<dyn Clock>, random: Random, config: ProcessorConfig) -> Self {
+        Processor {
+            store,
+            providers,
+            clock,
+            random,
+            config,
+            stats: Arc::new(ProcessorStats::default()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<ProcessorStats> {
+        self.stats.clone()
+    }
+
+    /// Wake a watching processor now (e.g. after an API enqueue in-process).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    /// Run until everything due is done (`Once`) or until `shutdown` fires.
+    /// On shutdown: stop claiming, let sends in flight finish, hand back
+    /// messages not yet started, record everything, return.
+    pub async fn run(self: &Arc<Self>, mode: Mode, shutdown: Shutdown) -> anyhow::Result<RunSummary> {
+        let max_in_flight = self.config.max_in_flight();
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        let send_slots = Arc::new(Semaphore::new(self.config.send_concurrency.max(1)));
+        let recorded = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();
+        let recorder = tokio::spawn(self.clone().record_loop(rx, recorded.clone()));
+        let listener = if mode == Mode::Watch { self.spawn_listener().await } else { None };
+
+        let result = self.claim_loop(mode, &shutdown, &in_flight, &send_slots, &recorded, &tx).await;
+
+        // Wait until every claimed message has been recorded.
+        let _all = in_flight.acquire_many(max_in_flight as u32).await;
+        drop(tx);
+        if let Err(e) = recorder.await {
+            tracing::error!(error = %e, "recorder task failed");
+        }
+        if let Some(l) = listener {
+            l.abort();
+        }
+        result.map(|()| self.stats.summary())
+    }
+
+    async fn claim_loop(
+        self: &Arc<Self>,
+        mode: Mode,
+        shutdown: &Shutdown,
+        in_flight: &Arc<Semaphore>,
+        send_slots: &Arc<Semaphore>,
+        recorded: &Arc<Notify>,
+        tx: &mpsc::UnboundedSender<(Outcome, OwnedSemaphorePermit)>,
+    ) -> anyhow::Result<()> {
+        let max_in_flight = self.config.max_in_flight();
+        let mut db_failures = 0u32;
+        loop {
+            if shutdown.is_triggered() {
+                return Ok(());
+            }
+            let available = in_flight.available_permits();
+            if available == 0 {
+                tokio::select! {
+                    _ = recorded.notified() => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
+            }
+            let want = (self.config.batch_size as usize).min(available) as u32;
+            let now = self.clock.now();
+            let lease_until = now + chrono_duration(self.config.lease);
+            let claimed = match self.store.claim(&self.config.worker_id, now, lease_until, want).await {
+                Ok(c) => {
+                    db_failures = 0;
+                    c
+                }
+                Err(e) if mode == Mode::Watch => {
+                    db_failures += 1;
+                    let wait = Duration::from_millis(250 * u64::from(db_failures.min(20)));
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "claiming messages failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let got = claimed.len();
+            self.stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
+            for msg in claimed {
+                let permit = in_flight.clone().try_acquire_owned().expect("claimed no more than the free permits");
+                let this = self.clone();
+                let slots = send_slots.clone();
+                let shutdown = shutdown.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let outcome = this.handle(msg, slots, shutdown).await;
+                    // The receiver lives until every permit is back.
+                    let _ = tx.send((outcome, permit));
+                });
+            }
+            if got == want as usize {
+                continue; // there may be more due right now
+            }
+            match mode {
+                Mode::Once => {
+                    if in_flight.available_permits() == max_in_flight {
+                        return Ok(()); // nothing due, nothing in flight
+                    }
+                    // Outcomes may make more messages due (or release some).
+                    tokio::select! {
+                        _ = recorded.notified() => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+                Mode::Watch => {
+                    let sleep = self.idle_sleep().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(sleep) => {}
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long to sleep when nothing is due: until the next scheduled
+    /// message or retry, but at most the poll interval.
+    async fn idle_sleep(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.store.next_due().await {
+            Ok(Some(t)) => {
+                let until = (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                until.clamp(Duration::from_millis(5), poll.max(Duration::from_millis(5)))
+            }
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next due time");
+                poll
+            }
+        }
+    }
+
+    /// PostgreSQL: LISTEN for the insert trigger's NOTIFY and wake the claim
+    /// loop. Polling still runs, so a lost connection only slows pick-up.
+    async fn spawn_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = self.store.pg_pool()?.clone();
+        let wake = self.wake.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen("herald_messages").await {
+                    tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+                loop {
+                    match listener.recv().await {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                            wake.notify_one();
+                            break;
+                        }
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Parse, send and classify one claimed message.
+    async fn handle(&self, msg: Message, send_slots: Arc<Semaphore>, shutdown: Shutdown) -> Outcome {
+        let parsed = match parse_claimed(&msg) {
+            Ok(out) => out,
+            Err(e) => return self.invalid(&msg, e),
+        };
+        let _slot = tokio::select! {
+            slot = send_slots.acquire_owned() => slot.expect("send slots are never closed"),
+            _ = shutdown.wait() => return self.release(&msg, "shutdown"),
+        };
+        if shutdown.is_triggered() {
+            return self.release(&msg, "shutdown");
+        }
+        // Only send if the lease outlasts the longest possible send.
+        let now = self.clock.now();
+        let safe_until = now + chrono_duration(self.config.send_timeout);
+        if msg.lease_expires_at.is_some_and(|exp| exp <= safe_until) {
+            return self.release(&msg, "lease_too_short");
+        }
+        let provider = self.providers.get(parsed.channel()).clone();
+        let span = tracing::info_span!(
+            "send",
+            message_id = msg.id,
+            channel = %parsed.channel(),
+            provider = provider.name(),
+            recipient = %parsed.recipient.masked(),
+            attempt = parsed.attempt,
+        );
+        async {
+            let started = self.clock.now();
+            // A backstop: providers enforce their own timeout, but nothing may
+            // hold a message past its lease.
+            let result = match tokio::time::timeout(self.config.send_timeout, provider.send(&parsed)).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::retryable(
+                    "timeout",
+                    format!("no answer from {} within {:?}", provider.name(), self.config.send_timeout),
+                )
+                .with_outcome_unknown()),
+            };
+            let finished = self.clock.now();
+            self.classify(&msg, provider.name(), started, finished, result)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn classify(
+        &self,
+        msg: &Message,
+        provider: &str,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+        result: Result<crate::providers::Receipt, SendError>,
+    ) -> Outcome {
+        let attempt_no = msg.attempts;
+        let mut attempt = AttemptRecord {
+            message_id: msg.id,
+            attempt: attempt_no,
+            started_at: started,
+            finished_at: finished,
+            provider: provider.to_owned(),
+            outcome: "sent",
+            error: None,
+            provider_message_id: None,
+        };
+        match result {
+            Ok(receipt) => {
+                tracing::info!(provider_message_id = receipt.provider_message_id.as_deref(), "sent");
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                attempt.provider_message_id = receipt.provider_message_id.clone();
+                Outcome {
+                    completion: Completion {
+                        id: msg.id,
+                        status: MessageStatus::Sent,
+                        error: None,
+                        provider: Some(provider.to_owned()),
+                        provider_message_id: receipt.provider_message_id,
+                        sent_at: Some(finished),
+                        next_attempt_at: None,
+                        attempts_delta: 0,
+                        base_delta: 0,
+                    },
+                    attempt: Some(attempt),
+                }
+            }
+            Err(err) => {
+                let round = u32::try_from(msg.round_attempts().max(1)).unwrap_or(1);
+                let decision = self.config.retry.decide(err.class, round, finished, (self.random)());
+                let (status, next_at, base_delta) = match decision {
+                    Decision::Fail => (MessageStatus::Failed, None, 0),
+                    Decision::RetryAt { at, counts_as_retry } => {
+                        (MessageStatus::Pending, Some(at), i32::from(!counts_as_retry))
+                    }
+                };
+                let error = error_json(&err, provider, attempt_no, finished, next_at);
+                attempt.outcome = match (err.class, err.outcome_unknown) {
+                    (_, true) => "unknown",
+                    (crate::providers::FailureClass::Permanent, _) => "permanent",
+                    (crate::providers::FailureClass::Retryable, _) => "retryable",
+                    (crate::providers::FailureClass::RateLimited { .. }, _) => "rate_limited",
+                };
+                attempt.error = Some(error.clone());
+                attempt.provider_message_id = err.provider_message_id.clone();
+                if status == MessageStatus::Failed {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(code = %err.code, error = %err.message, alert = err.alert, "failed");
+                } else {
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(code = %err.code, error = %err.message, next_attempt_at = ?next_at, "will retry");
+                }
+                Outcome {
+                    completion: Completion {
+                        id: msg.id,
+                        status,
+                        error: Some(error),
+                        provider: Some(provider.to_owned()),
+                        provider_message_id: err.provider_message_id,
+                        sent_at: None,
+                        next_attempt_at: next_at,
+                        attempts_delta: 0,
+                        base_delta,
+                    },
+                    attempt: Some(attempt),
+                }
+            }
+        }
+    }
+
+    /// A row that cannot be sent as written: fail it without a provider call.
+    fn invalid(&self, msg: &Message, e: ValidationError) -> Outcome {
+        let now = self.clock.now();
+        tracing::warn!(message_id = msg.id, field = e.field, error = %e.message, "message is invalid; not sent");
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let error = serde_json::json!({
+            "code": "invalid_message",
+            "message": e.message,
+            "field": e.field,
+            "provider": null,
+            "retryable": false,
+            "attempt": msg.attempts - 1,
+            "at": format_ts(now),
+        });
+        Outcome {
+            completion: Completion {
+                id: msg.id,
+                status: MessageStatus::Failed,
+                error: Some(error.to_string()),
+                provider: None,
+                provider_message_id: None,
+                sent_at: None,
+                next_attempt_at: None,
+                attempts_delta: -1,
+                base_delta: 0,
+            },
+            attempt: None,
+        }
+    }
+
+    /// Hand a message back to the queue untouched: no provider call was made.
+    fn release(&self, msg: &Message, why: &str) -> Outcome {
+        tracing::debug!(message_id = msg.id, why, "released without sending");
+        self.stats.released.fetch_add(1, Ordering::Relaxed);
+        Outcome {
+            completion: Completion {
+                id: msg.id,
+                status: MessageStatus::Pending,
+                error: None,
+                provider: None,
+                provider_message_id: None,
+                sent_at: None,
+                next_attempt_at: msg.next_attempt_at,
+                attempts_delta: -1,
+                base_delta: 0,
+            },
+            attempt: None,
+        }
+    }
+
+    /// Write outcomes in batches as they arrive; give the in-flight permits
+    /// back only once their outcome is stored.
+    async fn record_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<(Outcome, OwnedSemaphorePermit)>,
+        recorded: Arc<Notify>,
+    ) {
+        const MAX_BATCH: usize = 1000;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let completions: Vec<Completion> = batch.iter().map(|(o, _)| o.completion.clone()).collect();
+            let attempts: Vec<AttemptRecord> = batch.iter().filter_map(|(o, _)| o.attempt.clone()).collect();
+            let mut failures = 0u32;
+            loop {
+                match self.store.complete(&self.config.worker_id, self.clock.now(), &completions, &attempts).await {
+                    Ok(applied) => {
+                        if applied.len() < completions.len() {
+                            let lost = completions.len() - applied.len();
+                            self.stats.lease_lost.fetch_add(lost as u64, Ordering::Relaxed);
+                            tracing::warn!(lost, "lease lost before recording; another worker owns these messages now");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        // Keep trying: dropping an outcome would resend a message
+                        // that was already sent. Give up only after ~5 minutes,
+                        // when the leases have long expired anyway.
+                        if failures > 60 {
+                            tracing::error!(error = %e, count = completions.len(), "giving up recording outcomes");
+                            break;
+                        }
+                        tracing::error!(error = %e, "recording outcomes failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.min(10)))).await;
+                    }
+                }
+            }
+            batch.clear(); // returns the permits
+            recorded.notify_one();
+        }
+    }
+}
+
+/// Parse a stored row into something a provider may send.
+fn parse_claimed(msg: &Message) -> Result<OutgoingMessage, ValidationError> {
+    let channel = Channel::parse(&msg.channel).map_err(|e| ValidationError::new("channel", e.to_string()))?;
+    let recipient = Recipient::parse(channel, &msg.recipient)?;
+    let content = Content::parse(channel, msg.subject.as_deref(), msg.body.as_deref(), msg.html_body.as_deref())?;
+    let metadata = parse_metadata_text(msg.metadata_raw.as_deref())?;
+    if msg.send_at_invalid {
+        return Err(ValidationError::new("send_at", "send_at is not a date and time (use RFC 3339, e.g. 2026-11-25T14:30:00Z)"));
+    }
+    Ok(OutgoingMessage {
+        id: msg.id,
+        attempt: u32::try_from(msg.attempts).unwrap_or(1),
+        recipient,
+        content,
+        metadata,
+    })
+}
+
+/// The `error` column: what went wrong, where, and what happens next.
+fn error_json(err: &SendError, provider: &str, attempt: i32, at: DateTime<Utc>, next: Option<DateTime<Utc>>) -> String {
+    let mut v = serde_json::json!({
+        "code": err.code,
+        "message": err.message,
+        "provider": provider,
+        "retryable": err.class.is_retryable(),
+        "attempt": attempt,
+        "at": format_ts(at),
+    });
+    let obj = v.as_object_mut().expect("object");
+    if let Some(s) = err.status {
+        obj.insert("status".into(), s.into());
+    }
+    if err.outcome_unknown {
+        obj.insert("outcome_unknown".into(), true.into());
+    }
+    if let crate::providers::FailureClass::RateLimited { until } = err.class {
+        obj.insert("rate_limited_until".into(), format_ts(until).into());
+    }
+    if let Some(n) = next {
+        obj.insert("next_attempt_at".into(), format_ts(n).into());
+    }
+    if err.alert {
+        obj.insert("alert".into(), true.into());
+    }
+    v.to_string()
+}

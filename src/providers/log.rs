@@ -1,0 +1,76 @@
+//! The development provider: records each message and reports success.
+//! Used for every channel whose provider is not configured.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{BoxFuture, Provider, Receipt, SendError};
+use crate::domain::OutgoingMessage;
+
+pub struct LogProvider {
+    outbox: Option<(PathBuf, Mutex<File>)>,
+}
+
+impl LogProvider {
+    /// Log only.
+    pub fn new() -> Self {
+        LogProvider { outbox: None }
+    }
+
+    /// Also append one JSON line per message to `path` (the `LOG_OUTBOX` file).
+    pub fn with_outbox(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(LogProvider { outbox: Some((path.to_owned(), Mutex::new(file))) })
+    }
+}
+
+impl Default for LogProvider {
+    fn default() -> Self {
+        LogProvider::new()
+    }
+}
+
+impl Provider for LogProvider {
+    fn name(&self) -> &str {
+        "log"
+    }
+
+    fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
+        Box::pin(async move {
+            let c = &msg.content;
+            tracing::info!(
+                message_id = msg.id,
+                channel = %msg.channel(),
+                recipient = %msg.recipient.masked(),
+                subject = c.subject.as_deref().unwrap_or(""),
+                body = c.body.as_deref().unwrap_or(""),
+                has_html = c.html_body.is_some(),
+                "log provider: message recorded, not sent"
+            );
+            if let Some((path, file)) = &self.outbox {
+                let line = serde_json::json!({
+                    "id": msg.id,
+                    "attempt": msg.attempt,
+                    "channel": msg.channel(),
+                    "recipient": msg.recipient.to_string(),
+                    "subject": c.subject,
+                    "body": c.body,
+                    "html_body": c.html_body,
+                    "metadata": msg.metadata,
+                    "at": crate::clock::format_ts(chrono::Utc::now()),
+                });
+                let mut bytes = line.to_string().into_bytes();
+                bytes.push(b'\n');
+                // One write per line on an O_APPEND file: lines from several
+                // processes never interleave.
+                let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                f.write_all(&bytes).map_err(|e| {
+                    SendError::retryable("outbox_write", format!("could not write LOG_OUTBOX {}: {e}", path.display()))
+                })?;
+            }
+            Ok(Receipt::new(format!("log-{}-{}", msg.id, msg.attempt)))
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! Providers deliver one message each and classify their own failures.
+//!
+//! The processor never interprets a provider's error codes: it acts only on
+//! [`FailureClass`]. A provider written in Rust implements [`Provider`]:
+//!
+//! ```
+//! use herald::providers::{BoxFuture, Provider, Receipt, SendError};
+//! use herald::domain::OutgoingMessage;
+//!
+//! struct Pigeon;
+//!
+//! impl Provider for Pigeon {
+//!     fn name(&self) -> &str { "pigeon" }
+//!     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
+//!         Box::pin(async move {
+//!             if msg.content.body.as_deref().unwrap_or("").contains("storm") {
+//!                 return Err(SendError::retryable("weather", "too windy to fly"));
+//!             }
+//!             Ok(Receipt::new(format!("pigeon-{}", msg.id)))
+//!         })
+//!     }
+//! }
+//! ```
+
+mod log;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Channel, OutgoingMessage};
+
+pub use log::LogProvider;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A message delivery service for one or more channels.
+pub trait Provider: Send + Sync + 'static {
+    /// Stored in `provider` and in metrics: `twilio`, `sendgrid`, `smtp`, `custom`, `log`.
+    fn name(&self) -> &str;
+
+    /// Hand one message to the provider. `Ok` means the provider accepted it.
+    fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>>;
+}
+
+/// What a provider returns when it accepts a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's id for the message (Twilio SID, SendGrid X-Message-Id, SMTP Message-ID).
+    pub provider_message_id: Option<String>,
+}
+
+impl Receipt {
+    pub fn new(id: impl Into<String>) -> Self {
+        Receipt { provider_message_id: Some(id.into()) }
+    }
+
+    pub fn without_id() -> Self {
+        Receipt { provider_message_id: None }
+    }
+}
+
+/// How the processor must treat a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Sending the same message again cannot succeed: fail it now.
+    Permanent,
+    /// May succeed later: retry with backoff while retries remain.
+    Retryable,
+    /// The provider asked us to slow down: try again at (or after) `until`.
+    /// Does not use up a retry.
+    RateLimited { until: DateTime<Utc> },
+}
+
+impl FailureClass {
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, FailureClass::Permanent)
+    }
+}
+
+/// A failed send, classified by the provider that knows what its codes mean.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct SendError {
+    pub class: FailureClass,
+    /// A short stable code: the provider's own (`21211`, `550`) or Herald's
+    /// (`timeout`, `connection`, `invalid_response`).
+    pub code: String,
+    /// A human-readable reason; never contains credentials.
+    pub message: String,
+    /// The request may have reached the provider (timeout or 5xx after
+    /// sending): the message may have gone out even though we saw a failure.
+    pub outcome_unknown: bool,
+    /// HTTP status or SMTP reply code, when there was one.
+    pub status: Option<u16>,
+    /// Operators should be told (bad credentials, account suspended).
+    pub alert: bool,
+    /// The provider's id, if it assigned one before failing.
+    pub provider_message_id: Option<String>,
+}
+
+impl SendError {
+    pub fn new(class: FailureClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        SendError {
+            class,
+            code: code.into(),
+            message: message.into(),
+            outcome_unknown: false,
+            status: None,
+            alert: false,
+            provider_message_id: None,
+        }
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        SendError::new(FailureClass::Permanent, code, message)
+    }
+
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        SendError::new(FailureClass::Retryable, code, message)
+    }
+
+    pub fn rate_limited(until: DateTime<Utc>, code: impl Into<String>, message: impl Into<String>) -> Self {
+        SendError::new(FailureClass::RateLimited { until }, code, message)
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_outcome_unknown(mut self) -> Self {
+        self.outcome_unknown = true;
+        self
+    }
+
+    pub fn with_alert(mut self) -> Self {
+        self.alert = true;
+        self
+    }
+}
+
+/// The provider for each channel.
+#[derive(Clone)]
+pub struct Providers {
+    by_channel: HashMap<Channel, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// Every channel uses `provider`.
+    pub fn all(provider: Arc<dyn Provider>) -> Self {
+        Providers { by_channel: Channel::ALL.into_iter().map(|c| (c, provider.clone())).collect() }
+    }
+
+    pub fn set(&mut self, channel: Channel, provider: Arc<dyn Provider>) {
+        self.by_channel.insert(channel, provider);
+    }
+
+    pub fn get(&self, channel: Channel) -> &Arc<dyn Provider> {
+        self.by_channel.get(&channel).expect("every channel has a provider")
+    }
+}

@@ -1,0 +1,587 @@
+//! The `notification_messages` table as a queue: enqueue, claim with a lease,
+//! complete guarded by the lease owner, and the operator's views and levers.
+//!
+//! One Rust implementation serves SQLite and PostgreSQL: the statements
+//! differ (see `sql.rs`), the code that binds and reads them does not.
+
+mod sql;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+
+use crate::clock::{format_ts, parse_ts};
+use crate::domain::{MessageStatus, NewMessage};
+
+use sql::Sql;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("message {0} not found")]
+    NotFound(i64),
+    #[error("message {id} is {status}; only {allowed} messages can be {action}")]
+    WrongStatus { id: i64, status: String, allowed: &'static str, action: &'static str },
+    #[error("DATABASE_URL {0:?} is not a sqlite: or postgres:// URL")]
+    BadUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A row of `notification_messages`, as the API and CLI show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Message {
+    pub id: i64,
+    pub channel: String,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+    pub html_body: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    /// The `error` column's JSON, parsed (a non-JSON value is kept as a string).
+    pub error: Option<serde_json::Value>,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub metadata: Option<serde_json::Value>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub retry_base: i32,
+    /// `send_at` holds text that is not a time (possible only on SQLite,
+    /// where another program wrote it).
+    #[serde(skip)]
+    pub send_at_invalid: bool,
+    /// The `metadata` column as stored, for re-parsing.
+    #[serde(skip)]
+    pub metadata_raw: Option<String>,
+}
+
+impl Message {
+    /// Attempts made in the current round (since the last manual retry).
+    pub fn round_attempts(&self) -> i32 {
+        self.attempts - self.retry_base
+    }
+}
+
+/// One provider call, from `notification_attempts`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub provider: String,
+    pub outcome: String,
+    pub error: Option<serde_json::Value>,
+    pub provider_message_id: Option<String>,
+    pub worker: Option<String>,
+}
+
+/// The new state of a claimed message, written only if its lease is still ours.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    pub id: i64,
+    pub status: MessageStatus,
+    /// JSON text for the `error` column.
+    pub error: Option<String>,
+    pub provider: Option<String>,
+    #[serde(rename = "pmid")]
+    pub provider_message_id: Option<String>,
+    #[serde(serialize_with = "ser_ts_opt")]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[serde(rename = "next_at", serialize_with = "ser_ts_opt")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Added to `attempts`: -1 undoes the claim's increment when no provider
+    /// call was made.
+    #[serde(rename = "ad")]
+    pub attempts_delta: i32,
+    /// Added to `retry_base`: 1 when this attempt does not use up a retry.
+    #[serde(rename = "bd")]
+    pub base_delta: i32,
+}
+
+/// A provider call to add to `notification_attempts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub message_id: i64,
+    pub attempt: i32,
+    #[serde(serialize_with = "ser_ts")]
+    pub started_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_ts")]
+    pub finished_at: DateTime<Utc>,
+    pub provider: String,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    #[serde(rename = "pmid")]
+    pub provider_message_id: Option<String>,
+}
+
+fn ser_ts<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(*t))
+}
+
+fn ser_ts_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_ts(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Filters for listing messages, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<MessageStatus>,
+    pub channel: Option<String>,
+    pub recipient: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    /// Cursor: only ids below this one.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+    /// Only messages whose `send_at` is still in the future.
+    pub scheduled_only: bool,
+}
+
+/// Message counts by status and channel.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Count {
+    pub status: String,
+    pub channel: String,
+    pub count: i64,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        pool: SqlitePool,
+        /// SQLite has one writer at a time; taking turns in-process avoids
+        /// busy-waiting inside SQLite. Other processes are handled by the
+        /// busy timeout.
+        write: Arc<tokio::sync::Mutex<()>>,
+    },
+    Postgres {
+        pool: PgPool,
+    },
+}
+
+/// A handle on the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    sql: &'static Sql,
+}
+
+/// Run `$body` with `$pool` bound to the backend's pool; the body is compiled
+/// once per backend, so it can use the concrete pool and row types.
+macro_rules! with_pool {
+    ($self:expr, |$pool:ident| $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite { pool: $pool, .. } => $body,
+            Backend::Postgres { pool: $pool } => $body,
+        }
+    };
+}
+
+/// Reads a message from either backend's row type.
+trait MessageRow: Row {
+    fn message(&self) -> Result<Message, sqlx::Error>;
+    fn attempt(&self) -> Result<Attempt, sqlx::Error>;
+}
+
+fn json_column(text: Option<String>) -> Option<serde_json::Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+fn time_column(text: Option<String>) -> Option<DateTime<Utc>> {
+    text.as_deref().and_then(parse_ts)
+}
+
+macro_rules! impl_message_row {
+    ($row:ty) => {
+        impl MessageRow for $row {
+            fn message(&self) -> Result<Message, sqlx::Error> {
+                let send_at_text: Option<String> = self.try_get("send_at")?;
+                let send_at = time_column(send_at_text.clone());
+                let metadata_raw: Option<String> = self.try_get("metadata")?;
+                Ok(Message {
+                    id: self.try_get("id")?,
+                    channel: self.try_get("channel")?,
+                    recipient: self.try_get("recipient")?,
+                    subject: self.try_get("subject")?,
+                    body: self.try_get("body")?,
+                    html_body: self.try_get("html_body")?,
+                    status: self.try_get("status")?,
+                    attempts: self.try_get("attempts")?,
+                    error: json_column(self.try_get("error")?),
+                    provider: self.try_get("provider")?,
+                    provider_message_id: self.try_get("provider_message_id")?,
+                    send_at_invalid: send_at_text.is_some() && send_at.is_none(),
+                    send_at,
+                    sent_at: time_column(self.try_get("sent_at")?),
+                    created_at: time_column(self.try_get("created_at")?),
+                    updated_at: time_column(self.try_get("updated_at")?),
+                    metadata: json_column(metadata_raw.clone()),
+                    metadata_raw,
+                    next_attempt_at: time_column(self.try_get("next_attempt_at")?),
+                    lease_owner: self.try_get("lease_owner")?,
+                    lease_expires_at: time_column(self.try_get("lease_expires_at")?),
+                    retry_base: self.try_get("retry_base")?,
+                })
+            }
+
+            fn attempt(&self) -> Result<Attempt, sqlx::Error> {
+                Ok(Attempt {
+                    attempt: self.try_get("attempt")?,
+                    started_at: time_column(self.try_get("started_at")?),
+                    finished_at: time_column(self.try_get("finished_at")?),
+                    provider: self.try_get("provider")?,
+                    outcome: self.try_get("outcome")?,
+                    error: json_column(self.try_get("error")?),
+                    provider_message_id: self.try_get("provider_message_id")?,
+                    worker: self.try_get("worker")?,
+                })
+            }
+        }
+    };
+}
+impl_message_row!(SqliteRow);
+impl_message_row!(PgRow);
+
+fn messages<R: MessageRow>(rows: Vec<R>) -> Result<Vec<Message>> {
+    rows.iter().map(|r| r.message().map_err(StoreError::from)).collect()
+}
+
+fn migrator(pg: bool) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType};
+    use std::borrow::Cow;
+    let files: &[(i64, &str, &str)] = if pg {
+        &[(1, "queue", include_str!("../../migrations/postgres/0001_queue.sql"))]
+    } else {
+        &[(1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql"))]
+    };
+    let migrations = files
+        .iter()
+        .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(d), MigrationType::Simple, Cow::Borrowed(sql), false))
+        .collect::<Vec<_>>();
+    // The fields are what `sqlx::migrate!` fills in; building the migrator
+    // here embeds the SQL without compiling sqlx's proc-macros.
+    sqlx::migrate::Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false }
+}
+
+impl Store {
+    /// Open the database named by `url`: `sqlite:path`, `sqlite://path`
+    /// (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?.application_name("herald");
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Backend::Postgres { pool }
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(if in_memory { 1 } else { max_connections.clamp(1, 8) })
+                .connect_with(opts)
+                .await?;
+            Backend::Sqlite { pool, write: Arc::new(tokio::sync::Mutex::new(())) }
+        } else {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        };
+        let sql = match backend {
+            Backend::Sqlite { .. } => &*sql::SQLITE,
+            Backend::Postgres { .. } => &*sql::POSTGRES,
+        };
+        Ok(Store { backend, sql })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        if self.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres { pool } => Some(pool),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// SQLite: take the in-process writer turn. PostgreSQL: nothing.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.backend {
+            Backend::Sqlite { write, .. } => Some(write.lock().await),
+            Backend::Postgres { .. } => None,
+        }
+    }
+
+    /// Apply every migration not yet applied.
+    pub async fn migrate(&self) -> Result<()> {
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| migrator(self.is_postgres()).run(pool).await?);
+        Ok(())
+    }
+
+    /// Whether every migration Herald knows is applied (for readiness checks).
+    pub async fn migrations_applied(&self) -> Result<bool> {
+        let expected = migrator(self.is_postgres()).migrations.len() as i64;
+        let q = "SELECT count(*) FROM _sqlx_migrations WHERE success";
+        let applied: std::result::Result<i64, sqlx::Error> =
+            with_pool!(self, |pool| sqlx::query_scalar(q).fetch_one(pool).await);
+        Ok(applied.map(|n| n >= expected).unwrap_or(false))
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Queue one message.
+    pub async fn enqueue(&self, msg: &NewMessage, now: DateTime<Utc>) -> Result<Message> {
+        let metadata = msg.metadata.as_ref().map(|m| m.to_string());
+        let _turn = self.write_turn().await;
+        let row = with_pool!(self, |pool| {
+            let row = sqlx::query(&self.sql.insert)
+                .bind(msg.channel().as_str())
+                .bind(msg.recipient.to_string())
+                .bind(msg.content.subject.as_deref())
+                .bind(msg.content.body.as_deref())
+                .bind(msg.content.html_body.as_deref())
+                .bind(msg.send_at.map(format_ts))
+                .bind(metadata)
+                .bind(format_ts(now))
+                .fetch_one(pool)
+                .await?;
+            row.message()?
+        });
+        Ok(row)
+    }
+
+    /// Lease up to `limit` due messages to `worker` until `lease_until`:
+    /// pending messages whose time has come, and messages whose previous
+    /// holder's lease ran out (its worker died). `attempts` is incremented
+    /// here, so a message that kills its worker every time still runs out of
+    /// retries.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let _turn = self.write_turn().await;
+        let mut claimed = with_pool!(self, |pool| messages(
+            sqlx::query(&self.sql.claim)
+                .bind(worker)
+                .bind(format_ts(now))
+                .bind(format_ts(lease_until))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        )?);
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    /// Record outcomes and attempts in one transaction. Only rows still
+    /// leased to `worker` change; their ids are returned. Attempt records are
+    /// kept either way: the provider call happened.
+    pub async fn complete(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        completions: &[Completion],
+        attempts: &[AttemptRecord],
+    ) -> Result<Vec<i64>> {
+        if completions.is_empty() && attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let completions_json = serde_json::to_string(completions).expect("completions serialize");
+        let attempts_json = serde_json::to_string(attempts).expect("attempts serialize");
+        let _turn = self.write_turn().await;
+        let ids = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let ids: Vec<i64> = if completions.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_scalar(&self.sql.complete)
+                    .bind(&completions_json)
+                    .bind(format_ts(now))
+                    .bind(worker)
+                    .fetch_all(&mut *tx)
+                    .await?
+            };
+            if !attempts.is_empty() {
+                sqlx::query(&self.sql.insert_attempts)
+                    .bind(&attempts_json)
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            ids
+        });
+        Ok(ids)
+    }
+
+    /// When the next open message becomes due (it may already be due).
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<String> = with_pool!(self, |pool| sqlx::query_scalar(&self.sql.next_due)
+            .fetch_one(pool)
+            .await?);
+        Ok(t.as_deref().and_then(parse_ts))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Message> {
+        let found = with_pool!(self, |pool| {
+            match sqlx::query(&self.sql.get).bind(id).fetch_optional(pool).await? {
+                Some(row) => Some(row.message()?),
+                None => None,
+            }
+        });
+        found.ok_or(StoreError::NotFound(id))
+    }
+
+    pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
+        let rows = with_pool!(self, |pool| messages(
+            sqlx::query(&self.sql.list)
+                .bind(f.status.map(|s| s.as_str()))
+                .bind(f.channel.as_deref())
+                .bind(f.recipient.as_deref())
+                .bind(f.created_from.map(format_ts))
+                .bind(f.created_to.map(format_ts))
+                .bind(f.before_id)
+                .bind(i64::from(f.limit))
+                .bind(i32::from(f.scheduled_only))
+                .fetch_all(pool)
+                .await?
+        )?);
+        Ok(rows)
+    }
+
+    pub async fn attempts(&self, id: i64) -> Result<Vec<Attempt>> {
+        let rows = with_pool!(self, |pool| sqlx::query(&self.sql.attempts)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.attempt())
+            .collect::<std::result::Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// Put failed messages back in the queue, with a fresh round of retries.
+    /// Returns the ids that were failed and are now pending.
+    pub async fn retry(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let ids_json = serde_json::to_string(ids).expect("ids serialize");
+        let _turn = self.write_turn().await;
+        let mut done: Vec<i64> = with_pool!(self, |pool| sqlx::query_scalar(&self.sql.retry_ids)
+            .bind(&ids_json)
+            .bind(format_ts(now))
+            .fetch_all(pool)
+            .await?);
+        done.sort_unstable();
+        Ok(done)
+    }
+
+    /// Put every failed message back in the queue.
+    pub async fn retry_all_failed(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let _turn = self.write_turn().await;
+        let mut done: Vec<i64> = with_pool!(self, |pool| sqlx::query_scalar(&self.sql.retry_failed)
+            .bind(format_ts(now))
+            .fetch_all(pool)
+            .await?);
+        done.sort_unstable();
+        Ok(done)
+    }
+
+    /// Cancel a pending (or scheduled) message.
+    pub async fn cancel(&self, id: i64, now: DateTime<Utc>) -> Result<Message> {
+        let cancelled = {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                match sqlx::query(&self.sql.cancel).bind(id).bind(format_ts(now)).fetch_optional(pool).await? {
+                    Some(row) => Some(row.message()?),
+                    None => None,
+                }
+            })
+        };
+        match cancelled {
+            Some(m) => Ok(m),
+            None => Err(self.wrong_status(id, "pending", "cancelled").await),
+        }
+    }
+
+    /// Explain why a state change did not apply.
+    pub async fn wrong_status(&self, id: i64, allowed: &'static str, action: &'static str) -> StoreError {
+        let status: std::result::Result<Option<String>, sqlx::Error> =
+            with_pool!(self, |pool| sqlx::query_scalar(&self.sql.status_of)
+                .bind(id)
+                .fetch_optional(pool)
+                .await);
+        match status {
+            Ok(Some(status)) => StoreError::WrongStatus { id, status, allowed, action },
+            Ok(None) => StoreError::NotFound(id),
+            Err(e) => StoreError::Database(e),
+        }
+    }
+
+    /// Message counts by status and channel.
+    pub async fn counts(&self) -> Result<Vec<Count>> {
+        let rows: Vec<(String, String, i64)> =
+            with_pool!(self, |pool| sqlx::query_as(&self.sql.counts).fetch_all(pool).await?);
+        let mut counts: Vec<Count> =
+            rows.into_iter().map(|(status, channel, count)| Count { status, channel, count }).collect();
+        counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
+        Ok(counts)
+    }
+
+    /// Creation time of the oldest message that is due and still pending.
+    pub async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<String> = with_pool!(self, |pool| sqlx::query_scalar(&self.sql.oldest_due)
+            .bind(format_ts(now))
+            .fetch_one(pool)
+            .await?);
+        Ok(t.as_deref().and_then(parse_ts))
+    }
+
+    /// Run one statement of test or tooling SQL (no results).
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let n = with_pool!(self, |pool| sqlx::query(sql).execute(pool).await?.rows_affected());
+        Ok(n)
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await);
+    }
+}

@@ -1,0 +1,257 @@
+//! The statements for each backend. Both take and return timestamps as
+//! Herald's text form (see `clock::format_ts`), so the Rust code around
+//! them is the same for SQLite and PostgreSQL.
+
+use std::sync::LazyLock;
+
+pub(crate) struct Sql {
+    pub insert: String,
+    pub claim: String,
+    pub complete: String,
+    pub insert_attempts: String,
+    pub next_due: String,
+    pub get: String,
+    pub list: String,
+    pub attempts: String,
+    pub retry_ids: String,
+    pub retry_failed: String,
+    pub cancel: String,
+    pub status_of: String,
+    pub counts: String,
+    pub oldest_due: String,
+}
+
+const COLUMNS: [&str; 20] = [
+    "id",
+    "channel",
+    "recipient",
+    "subject",
+    "body",
+    "html_body",
+    "status",
+    "attempts",
+    "error",
+    "provider",
+    "provider_message_id",
+    "send_at",
+    "sent_at",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "retry_base",
+];
+
+const TIME_COLUMNS: [&str; 6] = ["send_at", "sent_at", "created_at", "updated_at", "next_attempt_at", "lease_expires_at"];
+
+fn pg_ts(expr: &str) -> String {
+    format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+/// The message columns, with PostgreSQL timestamps rendered as text.
+fn columns(prefix: &str, pg: bool) -> String {
+    COLUMNS
+        .iter()
+        .map(|c| {
+            if pg && TIME_COLUMNS.contains(c) {
+                format!("{} AS {c}", pg_ts(&format!("{prefix}{c}")))
+            } else {
+                format!("{prefix}{c}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The open-row predicate matches the partial index `notification_messages_open`
+/// word for word, so SQLite's planner can use it.
+const OPEN: &str = "status IN ('pending', 'processing')";
+
+pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
+    let cols = columns("", false);
+    Sql {
+        insert: format!(
+            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING {cols}"
+        ),
+        // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit
+        claim: format!(
+            "UPDATE notification_messages
+                SET status = 'processing', lease_owner = ?1, lease_expires_at = ?3,
+                    attempts = attempts + 1, updated_at = ?2
+              WHERE id IN (
+                    SELECT id FROM notification_messages
+                     WHERE {OPEN}
+                       AND ((status = 'pending'
+                             AND (send_at IS NULL OR julianday(send_at) IS NULL OR julianday(send_at) <= julianday(?2))
+                             AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))
+                         OR (status = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < ?2)))
+                     ORDER BY id LIMIT ?4)
+          RETURNING {cols}"
+        ),
+        // ?1 completions (JSON array), ?2 now, ?3 worker
+        complete: "UPDATE notification_messages AS m
+                SET status = u.status,
+                    error = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce(u.error, m.error) END,
+                    provider = coalesce(u.provider, m.provider),
+                    provider_message_id = coalesce(u.pmid, m.provider_message_id),
+                    sent_at = coalesce(u.sent_at, m.sent_at),
+                    next_attempt_at = u.next_at,
+                    attempts = m.attempts + u.ad,
+                    retry_base = m.retry_base + u.bd,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
+               FROM (SELECT value ->> '$.id' AS id, value ->> '$.status' AS status, value ->> '$.error' AS error,
+                            value ->> '$.provider' AS provider, value ->> '$.pmid' AS pmid,
+                            value ->> '$.sent_at' AS sent_at, value ->> '$.next_at' AS next_at,
+                            value ->> '$.ad' AS ad, value ->> '$.bd' AS bd
+                       FROM json_each(?1)) AS u
+              WHERE m.id = u.id AND m.lease_owner = ?3 AND m.status = 'processing'
+          RETURNING id"
+            .to_owned(),
+        insert_attempts: "INSERT INTO notification_attempts
+                    (message_id, attempt, started_at, finished_at, provider, outcome, error, provider_message_id, worker)
+             SELECT value ->> '$.message_id', value ->> '$.attempt', value ->> '$.started_at', value ->> '$.finished_at',
+                    value ->> '$.provider', value ->> '$.outcome', value ->> '$.error', value ->> '$.pmid', ?2
+               FROM json_each(?1)"
+            .to_owned(),
+        next_due: format!(
+            "SELECT min(CASE WHEN status = 'pending'
+                             THEN max(coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', send_at), created_at),
+                                      coalesce(next_attempt_at, created_at))
+                             ELSE coalesce(lease_expires_at, created_at) END)
+               FROM notification_messages WHERE {OPEN}"
+        ),
+        get: format!("SELECT {cols} FROM notification_messages WHERE id = ?1"),
+        // ?1 status, ?2 channel, ?3 recipient, ?4 created_from, ?5 created_to, ?6 before id, ?7 limit, ?8 scheduled only
+        list: format!(
+            "SELECT {cols} FROM notification_messages
+              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR channel = ?2) AND (?3 IS NULL OR recipient = ?3)
+                AND (?4 IS NULL OR created_at >= ?4) AND (?5 IS NULL OR created_at < ?5)
+                AND (?6 IS NULL OR id < ?6)
+                AND (?8 = 0 OR (send_at IS NOT NULL AND julianday(send_at) > julianday(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))))
+              ORDER BY id DESC LIMIT ?7"
+        ),
+        attempts: "SELECT message_id, attempt, started_at, finished_at, provider, outcome, error, provider_message_id, worker
+                     FROM notification_attempts WHERE message_id = ?1 ORDER BY id"
+            .to_owned(),
+        retry_ids: "UPDATE notification_messages SET status = 'pending', updated_at = ?2
+                     WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'failed' RETURNING id"
+            .to_owned(),
+        retry_failed: "UPDATE notification_messages SET status = 'pending', updated_at = ?1
+                        WHERE status = 'failed' RETURNING id"
+            .to_owned(),
+        cancel: format!(
+            "UPDATE notification_messages SET status = 'cancelled', updated_at = ?2
+              WHERE id = ?1 AND status = 'pending' RETURNING {cols}"
+        ),
+        status_of: "SELECT status FROM notification_messages WHERE id = ?1".to_owned(),
+        counts: "SELECT status, channel, count(*) FROM notification_messages GROUP BY status, channel".to_owned(),
+        oldest_due: format!(
+            "SELECT min(created_at) FROM notification_messages
+              WHERE {OPEN} AND status = 'pending'
+                AND (send_at IS NULL OR julianday(send_at) <= julianday(?1))
+                AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)"
+        ),
+    }
+});
+
+pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
+    let cols = columns("", true);
+    let mcols = columns("m.", true);
+    Sql {
+        insert: format!(
+            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz) RETURNING {cols}"
+        ),
+        // SKIP LOCKED: concurrent claimers each take different rows and never wait for each other.
+        claim: format!(
+            "WITH due AS (
+                SELECT id FROM notification_messages
+                 WHERE {OPEN}
+                   AND ((status = 'pending'
+                         AND (send_at IS NULL OR send_at <= $2::timestamptz)
+                         AND (next_attempt_at IS NULL OR next_attempt_at <= $2::timestamptz))
+                     OR (status = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2::timestamptz)))
+                 ORDER BY id LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE notification_messages AS m
+                SET status = 'processing', lease_owner = $1, lease_expires_at = $3::timestamptz,
+                    attempts = m.attempts + 1, updated_at = $2::timestamptz
+               FROM due WHERE m.id = due.id
+          RETURNING {mcols}"
+        ),
+        complete: "WITH u AS (
+                SELECT * FROM jsonb_to_recordset($1::jsonb)
+                    AS x(id bigint, status text, error text, provider text, pmid text,
+                         sent_at timestamptz, next_at timestamptz, ad int, bd int))
+             UPDATE notification_messages AS m
+                SET status = u.status,
+                    error = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce(u.error, m.error) END,
+                    provider = coalesce(u.provider, m.provider),
+                    provider_message_id = coalesce(u.pmid, m.provider_message_id),
+                    sent_at = coalesce(u.sent_at, m.sent_at),
+                    next_attempt_at = u.next_at,
+                    attempts = m.attempts + u.ad,
+                    retry_base = m.retry_base + u.bd,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2::timestamptz
+               FROM u
+              WHERE m.id = u.id AND m.lease_owner = $3 AND m.status = 'processing'
+          RETURNING m.id"
+            .to_owned(),
+        insert_attempts: "INSERT INTO notification_attempts
+                    (message_id, attempt, started_at, finished_at, provider, outcome, error, provider_message_id, worker)
+             SELECT message_id, attempt, started_at, finished_at, provider, outcome, error, pmid, $2
+               FROM jsonb_to_recordset($1::jsonb)
+                 AS a(message_id bigint, attempt int, started_at timestamptz, finished_at timestamptz,
+                      provider text, outcome text, error text, pmid text)"
+            .to_owned(),
+        next_due: format!(
+            "SELECT {} FROM notification_messages WHERE {OPEN}",
+            pg_ts(
+                "min(CASE WHEN status = 'pending'
+                          THEN coalesce(greatest(send_at, next_attempt_at), created_at)
+                          ELSE coalesce(lease_expires_at, created_at) END)"
+            )
+        ),
+        get: format!("SELECT {cols} FROM notification_messages WHERE id = $1"),
+        list: format!(
+            "SELECT {cols} FROM notification_messages
+              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR channel = $2)
+                AND ($3::text IS NULL OR recipient = $3)
+                AND ($4::timestamptz IS NULL OR created_at >= $4::timestamptz)
+                AND ($5::timestamptz IS NULL OR created_at < $5::timestamptz)
+                AND ($6::bigint IS NULL OR id < $6)
+                AND ($8::int = 0 OR (send_at IS NOT NULL AND send_at > now()))
+              ORDER BY id DESC LIMIT $7"
+        ),
+        attempts: format!(
+            "SELECT message_id, attempt, {} AS started_at, {} AS finished_at, provider, outcome, error,
+                    provider_message_id, worker
+               FROM notification_attempts WHERE message_id = $1 ORDER BY id",
+            pg_ts("started_at"),
+            pg_ts("finished_at")
+        ),
+        retry_ids: "UPDATE notification_messages SET status = 'pending', updated_at = $2::timestamptz
+                     WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) AND status = 'failed'
+                 RETURNING id"
+            .to_owned(),
+        retry_failed: "UPDATE notification_messages SET status = 'pending', updated_at = $1::timestamptz
+                        WHERE status = 'failed' RETURNING id"
+            .to_owned(),
+        cancel: format!(
+            "UPDATE notification_messages AS m SET status = 'cancelled', updated_at = $2::timestamptz
+              WHERE id = $1 AND status = 'pending' RETURNING {mcols}"
+        ),
+        status_of: "SELECT status FROM notification_messages WHERE id = $1".to_owned(),
+        counts: "SELECT status, channel, count(*) FROM notification_messages GROUP BY status, channel".to_owned(),
+        oldest_due: format!(
+            "SELECT {} FROM notification_messages
+              WHERE {OPEN} AND status = 'pending'
+                AND (send_at IS NULL OR send_at <= $1::timestamptz)
+                AND (next_attempt_at IS NULL OR next_attempt_at <= $1::timestamptz)",
+            pg_ts("min(created_at)")
+        ),
+    }
+});
