@@ -24,7 +24,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub fn build_providers(config: &Config) -> anyhow::Result<Providers> {
     let log: Arc<dyn Provider> = match &config.log_outbox {
         Some(path) => Arc::new(
-            LogProvider::with_outbox(path).with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
+            LogProvider::with_outbox(path)
+                .with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
         ),
         None => Arc::new(LogProvider::new()),
     };
@@ -64,5 +65,11 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
 
 /// A processor with the real clock and randomness.
 pub fn build_processor(config: &Config, store: Store, providers: Providers) -> Arc<Processor> {
-    Arc::new(Processor::new(store, providers, Arc::new(SystemClock), system_random(), processor_config(config)))
+    Arc::new(Processor::new(
+        store,
+        providers,
+        Arc::new(SystemClock),
+        system_random(),
+        processor_config(config),
+    ))
 }

@@ -74,7 +74,12 @@ pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
         }
     }
     let naive = s.strip_suffix('Z').unwrap_or(s);
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(naive, fmt) {
             return Some(Utc.from_utc_datetime(&t));
         }

@@ -103,7 +103,9 @@ impl Reader<'_> {
         match raw.parse::<T>() {
             Ok(v) if v >= min && v <= max => v,
             _ => {
-                self.errors.push(format!("{name} must be a whole number of {unit} from {min} to {max} (got {raw:?})"));
+                self.errors.push(format!(
+                    "{name} must be a whole number of {unit} from {min} to {max} (got {raw:?})"
+                ));
                 default
             }
         }
@@ -122,7 +124,9 @@ impl Reader<'_> {
     }
 
     fn provider(&mut self, name: &str, channel: Channel) -> ProviderChoice {
-        let Some(raw) = self.get(name) else { return ProviderChoice::Log };
+        let Some(raw) = self.get(name) else {
+            return ProviderChoice::Log;
+        };
         match raw.to_ascii_lowercase().as_str() {
             "log" => ProviderChoice::Log,
             _ => {
@@ -130,7 +134,8 @@ impl Reader<'_> {
                     Channel::Sms | Channel::Whatsapp => "twilio, custom or log",
                     Channel::Email => "sendgrid, smtp (or nodemailer), custom or log",
                 };
-                self.errors.push(format!("{name} must be one of {choices} (got {raw:?})"));
+                self.errors
+                    .push(format!("{name} must be one of {choices} (got {raw:?})"));
                 ProviderChoice::Log
             }
         }
@@ -149,7 +154,10 @@ impl Config {
     }
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
-        let mut r = Reader { vars, errors: Vec::new() };
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
 
         let database_url = r.string("DATABASE_URL", "sqlite://herald.db");
         let is_pg = database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
@@ -172,7 +180,8 @@ impl Config {
         let send_concurrency = r.number("SEND_CONCURRENCY", 100usize, 1, 10_000, "sends");
         let lease = Duration::from_secs(r.number("LEASE_SECONDS", 120u64, 2, 86_400, "seconds"));
         let provider_timeout = Duration::from_secs(r.number("PROVIDER_TIMEOUT_SECONDS", 30u64, 1, 600, "seconds"));
-        if provider_timeout >= lease && r.get("LEASE_SECONDS").is_some() && r.get("PROVIDER_TIMEOUT_SECONDS").is_some() {
+        if provider_timeout >= lease && r.get("LEASE_SECONDS").is_some() && r.get("PROVIDER_TIMEOUT_SECONDS").is_some()
+        {
             r.errors.push(format!(
                 "LEASE_SECONDS ({}) must be longer than PROVIDER_TIMEOUT_SECONDS ({}): a message is only sent while its lease outlasts the send",
                 lease.as_secs(),
@@ -182,7 +191,8 @@ impl Config {
         // A short lease (e.g. in tests) shortens the timeout to fit inside it.
         let provider_timeout = provider_timeout.min(lease / 2);
         let poll_default = if is_pg { 1000 } else { 50 };
-        let poll_interval = Duration::from_millis(r.number("POLL_INTERVAL_MS", poll_default, 5, 60_000, "milliseconds"));
+        let poll_interval =
+            Duration::from_millis(r.number("POLL_INTERVAL_MS", poll_default, 5, 60_000, "milliseconds"));
         let retry = RetryPolicy {
             max_retries: r.number("MAX_RETRIES", 3u32, 0, 100, "retries"),
             base_delay: Duration::from_secs(r.number("RETRY_BASE_SECONDS", 10u64, 1, 86_400, "seconds")),
@@ -194,7 +204,8 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                r.errors.push(format!("LOG_FORMAT must be text or json (got {other:?})"));
+                r.errors
+                    .push(format!("LOG_FORMAT must be text or json (got {other:?})"));
                 LogFormat::Text
             }
         };
@@ -267,7 +278,13 @@ mod tests {
         ]))
         .unwrap_err();
         let all = err.to_string();
-        for name in ["BATCH_SIZE", "MAX_RETRIES", "ENABLE_MESSAGE_PROCESSOR", "SMS_PROVIDER", "DATABASE_URL"] {
+        for name in [
+            "BATCH_SIZE",
+            "MAX_RETRIES",
+            "ENABLE_MESSAGE_PROCESSOR",
+            "SMS_PROVIDER",
+            "DATABASE_URL",
+        ] {
             assert!(all.contains(name), "{name} missing from: {all}");
         }
         assert!(!all.contains("secret"), "password leaked: {all}");
@@ -292,7 +309,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://herald:hunter2@db:5432/x"), "postgres://herald:***@db:5432/x");
+        assert_eq!(
+            redact_url("postgres://herald:hunter2@db:5432/x"),
+            "postgres://herald:***@db:5432/x"
+        );
         assert_eq!(redact_url("sqlite://herald.db"), "sqlite://herald.db");
     }
 }

@@ -14,7 +14,11 @@ use herald::processor::{Mode, Shutdown};
 use herald::store::{ListFilter, Message, StoreError};
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Notification delivery (SMS, WhatsApp, email) from a notification_messages table")]
+#[command(
+    name = "herald",
+    version,
+    about = "Notification delivery (SMS, WhatsApp, email) from a notification_messages table"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -117,7 +121,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Process { watch } => process(config, watch).await,
-        Command::Send { channel, to, body, subject, html, send_at, metadata } => {
+        Command::Send {
+            channel,
+            to,
+            body,
+            subject,
+            html,
+            send_at,
+            metadata,
+        } => {
             // Parse everything before touching the database: nothing bad is stored.
             let send_at = send_at.map(|s| parse_time("--send-at", &s)).transpose()?;
             let metadata = metadata
@@ -139,10 +151,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { status, channel, limit } => {
-            let status = status.map(|s| MessageStatus::parse(&s).map_err(cli_field_error)).transpose()?;
-            let channel = channel.map(|c| Channel::parse(&c).map_err(|e| anyhow!("--channel: {e}"))).transpose()?;
+            let status = status
+                .map(|s| MessageStatus::parse(&s).map_err(cli_field_error))
+                .transpose()?;
+            let channel = channel
+                .map(|c| Channel::parse(&c).map_err(|e| anyhow!("--channel: {e}")))
+                .transpose()?;
             let store = app::open_store(&config).await?;
-            let filter = ListFilter { status, channel: channel.map(|c| c.to_string()), limit, ..ListFilter::default() };
+            let filter = ListFilter {
+                status,
+                channel: channel.map(|c| c.to_string()),
+                limit,
+                ..ListFilter::default()
+            };
             let mut rows = store.list(&filter).await?;
             // The guide's monitoring order.
             rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -156,7 +177,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
             }
             let summary: Vec<String> = totals.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-            println!("\n{}", if summary.is_empty() { "no messages".to_owned() } else { summary.join("  ") });
+            println!(
+                "\n{}",
+                if summary.is_empty() {
+                    "no messages".to_owned()
+                } else {
+                    summary.join("  ")
+                }
+            );
             Ok(())
         }
         Command::Retry { ids, failed } => {
@@ -223,7 +251,10 @@ async fn process(config: Config, watch: bool) -> anyhow::Result<()> {
         "processor stopped"
     );
     if !watch {
-        println!("sent {}, failed {}, retrying later {}", summary.sent, summary.failed, summary.retried);
+        println!(
+            "sent {}, failed {}, retrying later {}",
+            summary.sent, summary.failed, summary.retried
+        );
     }
     Ok(())
 }
@@ -255,7 +286,16 @@ fn cli_field_error(e: ValidationError) -> anyhow::Error {
 }
 
 fn status_table(rows: &[Message]) -> String {
-    let header = ["ID", "CHANNEL", "RECIPIENT", "STATUS", "TRIES", "SENT_AT", "CREATED_AT", "ERROR"];
+    let header = [
+        "ID",
+        "CHANNEL",
+        "RECIPIENT",
+        "STATUS",
+        "TRIES",
+        "SENT_AT",
+        "CREATED_AT",
+        "ERROR",
+    ];
     let fmt_time = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
     let table: Vec<[String; 8]> = rows
         .iter()

@@ -41,7 +41,9 @@ pub enum EmailError {
 
 /// RFC 5322 `atext`, extended with any non-ASCII character (RFC 6531).
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~".contains(c)
+        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
 }
 
 fn parse_local(addr: &str, local: &str) -> Result<(), EmailError> {
@@ -153,13 +155,18 @@ mod tests {
     use super::*;
 
     fn ok(s: &str) -> String {
-        EmailAddress::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")).to_string()
+        EmailAddress::parse(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .to_string()
     }
 
     #[test]
     fn accepts_real_addresses() {
         assert_eq!(ok("ana@example.com"), "ana@example.com");
-        assert_eq!(ok("  Ana.Silva+receipts@Shop.Example.COM "), "Ana.Silva+receipts@shop.example.com");
+        assert_eq!(
+            ok("  Ana.Silva+receipts@Shop.Example.COM "),
+            "Ana.Silva+receipts@shop.example.com"
+        );
         assert_eq!(ok("o'neil@example.ie"), "o'neil@example.ie");
         assert_eq!(ok("\"john doe\"@example.com"), "\"john doe\"@example.com");
         assert_eq!(ok("\"a@b\"@example.com"), "\"a@b\"@example.com");
@@ -185,7 +192,10 @@ mod tests {
         assert!(matches!(e("ana@localhost"), NoDot(_)));
         assert!(matches!(e("ana@[127.0.0.1]"), AddressLiteral(_)));
         assert!(matches!(e("\"ana@example.com"), UnclosedQuote(_)));
-        assert!(matches!(e("ana\r\nBcc: x@example.com"), BadLocalChar(_, _) | BadLabel(_, _)));
+        assert!(matches!(
+            e("ana\r\nBcc: x@example.com"),
+            BadLocalChar(_, _) | BadLabel(_, _)
+        ));
         let long_local = format!("{}@example.com", "a".repeat(65));
         assert!(matches!(e(&long_local), LocalTooLong(_)));
         let long = format!("a@{}.com", "b".repeat(260));
@@ -194,6 +204,9 @@ mod tests {
 
     #[test]
     fn masks_local_part() {
-        assert_eq!(EmailAddress::parse("ana@example.com").unwrap().masked(), "a***@example.com");
+        assert_eq!(
+            EmailAddress::parse("ana@example.com").unwrap().masked(),
+            "a***@example.com"
+        );
     }
 }

@@ -77,7 +77,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        ValidationError { field, message: message.into() }
+        ValidationError {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -94,7 +97,9 @@ impl Recipient {
         let err = |e: &dyn fmt::Display| ValidationError::new("recipient", e.to_string());
         match channel {
             Channel::Sms => PhoneNumber::parse(input).map(Recipient::Sms).map_err(|e| err(&e)),
-            Channel::Whatsapp => WhatsAppAddress::parse(input).map(Recipient::Whatsapp).map_err(|e| err(&e)),
+            Channel::Whatsapp => WhatsAppAddress::parse(input)
+                .map(Recipient::Whatsapp)
+                .map_err(|e| err(&e)),
             Channel::Email => EmailAddress::parse(input).map(Recipient::Email).map_err(|e| err(&e)),
         }
     }
@@ -155,7 +160,10 @@ impl Content {
         match channel {
             Channel::Sms | Channel::Whatsapp => {
                 let Some(text) = body else {
-                    return Err(ValidationError::new("body", format!("a {channel} message needs a body")));
+                    return Err(ValidationError::new(
+                        "body",
+                        format!("a {channel} message needs a body"),
+                    ));
                 };
                 let chars = text.chars().count();
                 if chars > MAX_TEXT_CHARS {
@@ -165,7 +173,10 @@ impl Content {
                     ));
                 }
                 if html_body.is_some() {
-                    return Err(ValidationError::new("html_body", format!("{channel} messages cannot carry HTML; use body")));
+                    return Err(ValidationError::new(
+                        "html_body",
+                        format!("{channel} messages cannot carry HTML; use body"),
+                    ));
                 }
             }
             Channel::Email => {
@@ -256,16 +267,31 @@ pub struct NewMessage {
 impl NewMessage {
     pub fn parse(raw: &RawMessage) -> Result<NewMessage, ValidationError> {
         let channel = match raw.channel.as_deref() {
-            None => return Err(ValidationError::new("channel", "channel is required (sms, whatsapp or email)")),
+            None => {
+                return Err(ValidationError::new(
+                    "channel",
+                    "channel is required (sms, whatsapp or email)",
+                ))
+            }
             Some(c) => Channel::parse(c).map_err(|e| ValidationError::new("channel", e.to_string()))?,
         };
         let recipient = match raw.recipient.as_deref() {
             None => return Err(ValidationError::new("recipient", "recipient is required")),
             Some(r) => Recipient::parse(channel, r)?,
         };
-        let content = Content::parse(channel, raw.subject.as_deref(), raw.body.as_deref(), raw.html_body.as_deref())?;
+        let content = Content::parse(
+            channel,
+            raw.subject.as_deref(),
+            raw.body.as_deref(),
+            raw.html_body.as_deref(),
+        )?;
         let metadata = parse_metadata(raw.metadata.as_ref())?;
-        Ok(NewMessage { recipient, content, send_at: raw.send_at, metadata })
+        Ok(NewMessage {
+            recipient,
+            content,
+            send_at: raw.send_at,
+            metadata,
+        })
     }
 
     pub fn channel(&self) -> Channel {
@@ -360,7 +386,10 @@ mod tests {
 
     #[test]
     fn metadata_must_be_an_object() {
-        assert_eq!(parse_metadata_text(Some("{\"order\": 7}")).unwrap(), Some(serde_json::json!({"order": 7})));
+        assert_eq!(
+            parse_metadata_text(Some("{\"order\": 7}")).unwrap(),
+            Some(serde_json::json!({"order": 7}))
+        );
         assert_eq!(parse_metadata_text(Some("")).unwrap(), None);
         assert_eq!(parse_metadata_text(Some("[1]")).unwrap_err().field, "metadata");
         assert_eq!(parse_metadata_text(Some("{oops")).unwrap_err().field, "metadata");

@@ -132,21 +132,48 @@ mod tests {
     #[test]
     fn accepts_e164_and_normalises_separators() {
         assert_eq!(PhoneNumber::parse("+15551234567").unwrap().as_str(), "+15551234567");
-        assert_eq!(PhoneNumber::parse(" +1 (555) 123-4567 ").unwrap().as_str(), "+15551234567");
-        assert_eq!(PhoneNumber::parse("+44.20.7946.0958").unwrap().as_str(), "+442079460958");
+        assert_eq!(
+            PhoneNumber::parse(" +1 (555) 123-4567 ").unwrap().as_str(),
+            "+15551234567"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+44.20.7946.0958").unwrap().as_str(),
+            "+442079460958"
+        );
         assert_eq!(PhoneNumber::parse("+6834002").unwrap().as_str(), "+6834002");
-        assert_eq!(PhoneNumber::parse("+123456789012345").unwrap().as_str(), "+123456789012345");
+        assert_eq!(
+            PhoneNumber::parse("+123456789012345").unwrap().as_str(),
+            "+123456789012345"
+        );
     }
 
     #[test]
     fn rejects_non_e164_with_a_reason() {
         assert_eq!(PhoneNumber::parse(""), Err(PhoneError::Empty));
-        assert!(matches!(PhoneNumber::parse("5551234567"), Err(PhoneError::MissingPlus(_))));
-        assert!(matches!(PhoneNumber::parse("+1555abc4567"), Err(PhoneError::BadCharacter(_, 'a'))));
-        assert!(matches!(PhoneNumber::parse("+0551234567"), Err(PhoneError::LeadingZero(_))));
-        assert!(matches!(PhoneNumber::parse("+123456"), Err(PhoneError::BadLength(_, 6))));
-        assert!(matches!(PhoneNumber::parse("+1234567890123456"), Err(PhoneError::BadLength(_, 16))));
-        assert!(matches!(PhoneNumber::parse("++15551234567"), Err(PhoneError::BadCharacter(_, '+'))));
+        assert!(matches!(
+            PhoneNumber::parse("5551234567"),
+            Err(PhoneError::MissingPlus(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("+1555abc4567"),
+            Err(PhoneError::BadCharacter(_, 'a'))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("+0551234567"),
+            Err(PhoneError::LeadingZero(_))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("+123456"),
+            Err(PhoneError::BadLength(_, 6))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("+1234567890123456"),
+            Err(PhoneError::BadLength(_, 16))
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("++15551234567"),
+            Err(PhoneError::BadCharacter(_, '+'))
+        ));
         let msg = PhoneNumber::parse("555").unwrap_err().to_string();
         assert!(msg.contains("E.164"), "{msg}");
     }
@@ -168,7 +195,10 @@ mod tests {
     fn masking_keeps_only_the_tail() {
         let p = PhoneNumber::parse("+15551234567").unwrap();
         assert_eq!(p.masked(), "+*******4567");
-        assert_eq!(WhatsAppAddress::parse("+15551234567").unwrap().masked(), "whatsapp:+*******4567");
+        assert_eq!(
+            WhatsAppAddress::parse("+15551234567").unwrap().masked(),
+            "whatsapp:+*******4567"
+        );
         assert_eq!(mask_tail("abc", 4), "***");
     }
 }

@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::clock::{format_ts, Clock, Random};
-use crate::domain::{parse_metadata_text, Channel, Content, MessageStatus, OutgoingMessage, Recipient, ValidationError};
+use crate::domain::{
+    parse_metadata_text, Channel, Content, MessageStatus, OutgoingMessage, Recipient, ValidationError,
+};
 use crate::providers::{Providers, SendError};
 use crate::store::{AttemptRecord, Completion, Message, Store};
 
@@ -102,6 +104,20 @@ pub struct RunSummary {
     pub lease_lost: u64,
 }
 
+impl RunSummary {
+    /// What happened between `before` and `self`.
+    fn since(self, before: RunSummary) -> RunSummary {
+        RunSummary {
+            claimed: self.claimed - before.claimed,
+            sent: self.sent - before.sent,
+            failed: self.failed - before.failed,
+            retried: self.retried - before.retried,
+            released: self.released - before.released,
+            lease_lost: self.lease_lost - before.lease_lost,
+        }
+    }
+}
+
 impl ProcessorStats {
     pub fn summary(&self) -> RunSummary {
         RunSummary {
@@ -142,7 +158,16 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(store: Store, providers: Providers, clock: Arc<dyn Clock>, random: Random, config: ProcessorConfig) -> Self {
+    pub fn new(
+        store: Store,
+        providers: Providers,
+        clock: Arc<dyn Clock>,
+        random: Random,
+        config: ProcessorConfig,
+    ) -> Self {
+        let mut config = config;
+        // A send must fit inside the lease with room to record it.
+        config.send_timeout = config.send_timeout.min(config.lease / 2);
         Processor {
             store,
             providers,
@@ -171,15 +196,22 @@ impl Processor {
     /// On shutdown: stop claiming, let sends in flight finish, hand back
     /// messages not yet started, record everything, return.
     pub async fn run(self: &Arc<Self>, mode: Mode, shutdown: Shutdown) -> anyhow::Result<RunSummary> {
+        let before = self.stats.summary();
         let max_in_flight = self.config.max_in_flight();
         let in_flight = Arc::new(Semaphore::new(max_in_flight));
         let send_slots = Arc::new(Semaphore::new(self.config.send_concurrency.max(1)));
         let recorded = Arc::new(Notify::new());
         let (tx, rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();
         let recorder = tokio::spawn(self.clone().record_loop(rx, recorded.clone()));
-        let listener = if mode == Mode::Watch { self.spawn_listener().await } else { None };
+        let listener = if mode == Mode::Watch {
+            self.spawn_listener().await
+        } else {
+            None
+        };
 
-        let result = self.claim_loop(mode, &shutdown, &in_flight, &send_slots, &recorded, &tx).await;
+        let result = self
+            .claim_loop(mode, &shutdown, &in_flight, &send_slots, &recorded, &tx)
+            .await;
 
         // Wait until every claimed message has been recorded.
         let _all = in_flight.acquire_many(max_in_flight as u32).await;
@@ -190,7 +222,7 @@ impl Processor {
         if let Some(l) = listener {
             l.abort();
         }
-        result.map(|()| self.stats.summary())
+        result.map(|()| self.stats.summary().since(before))
     }
 
     async fn claim_loop(
@@ -239,7 +271,10 @@ impl Processor {
             let got = claimed.len();
             self.stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             for msg in claimed {
-                let permit = in_flight.clone().try_acquire_owned().expect("claimed no more than the free permits");
+                let permit = in_flight
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed no more than the free permits");
                 let this = self.clone();
                 let slots = send_slots.clone();
                 let shutdown = shutdown.clone();
@@ -363,7 +398,11 @@ impl Processor {
                 Ok(r) => r,
                 Err(_) => Err(SendError::retryable(
                     "timeout",
-                    format!("no answer from {} within {:?}", provider.name(), self.config.send_timeout),
+                    format!(
+                        "no answer from {} within {:?}",
+                        provider.name(),
+                        self.config.send_timeout
+                    ),
                 )
                 .with_outcome_unknown()),
             };
@@ -520,12 +559,19 @@ impl Processor {
             let attempts: Vec<AttemptRecord> = batch.iter().filter_map(|(o, _)| o.attempt.clone()).collect();
             let mut failures = 0u32;
             loop {
-                match self.store.complete(&self.config.worker_id, self.clock.now(), &completions, &attempts).await {
+                match self
+                    .store
+                    .complete(&self.config.worker_id, self.clock.now(), &completions, &attempts)
+                    .await
+                {
                     Ok(applied) => {
                         if applied.len() < completions.len() {
                             let lost = completions.len() - applied.len();
                             self.stats.lease_lost.fetch_add(lost as u64, Ordering::Relaxed);
-                            tracing::warn!(lost, "lease lost before recording; another worker owns these messages now");
+                            tracing::warn!(
+                                lost,
+                                "lease lost before recording; another worker owns these messages now"
+                            );
                         }
                         break;
                     }
@@ -553,10 +599,18 @@ impl Processor {
 fn parse_claimed(msg: &Message) -> Result<OutgoingMessage, ValidationError> {
     let channel = Channel::parse(&msg.channel).map_err(|e| ValidationError::new("channel", e.to_string()))?;
     let recipient = Recipient::parse(channel, &msg.recipient)?;
-    let content = Content::parse(channel, msg.subject.as_deref(), msg.body.as_deref(), msg.html_body.as_deref())?;
+    let content = Content::parse(
+        channel,
+        msg.subject.as_deref(),
+        msg.body.as_deref(),
+        msg.html_body.as_deref(),
+    )?;
     let metadata = parse_metadata_text(msg.metadata_raw.as_deref())?;
     if msg.send_at_invalid {
-        return Err(ValidationError::new("send_at", "send_at is not a date and time (use RFC 3339, e.g. 2026-11-25T14:30:00Z)"));
+        return Err(ValidationError::new(
+            "send_at",
+            "send_at is not a date and time (use RFC 3339, e.g. 2026-11-25T14:30:00Z)",
+        ));
     }
     Ok(OutgoingMessage {
         id: msg.id,

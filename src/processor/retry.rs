@@ -64,13 +64,19 @@ impl RetryPolicy {
                     Decision::Fail
                 } else {
                     let delay = self.backoff(round_attempt, random);
-                    Decision::RetryAt { at: now + chrono_duration(delay), counts_as_retry: true }
+                    Decision::RetryAt {
+                        at: now + chrono_duration(delay),
+                        counts_as_retry: true,
+                    }
                 }
             }
             FailureClass::RateLimited { until } => {
                 let earliest = now + chrono::Duration::seconds(1);
                 let latest = now + chrono_duration(self.max_rate_limit_wait);
-                Decision::RetryAt { at: until.clamp(earliest, latest), counts_as_retry: false }
+                Decision::RetryAt {
+                    at: until.clamp(earliest, latest),
+                    counts_as_retry: false,
+                }
             }
         }
     }
@@ -126,7 +132,10 @@ mod tests {
         let p = policy();
         for round in 1..=3 {
             match p.decide(FailureClass::Retryable, round, now(), 0.0) {
-                Decision::RetryAt { at, counts_as_retry: true } => {
+                Decision::RetryAt {
+                    at,
+                    counts_as_retry: true,
+                } => {
                     assert_eq!(at, now() + chrono_duration(p.backoff(round, 0.0)))
                 }
                 other => panic!("round {round}: {other:?}"),
@@ -143,17 +152,26 @@ mod tests {
         let until = now() + chrono::Duration::seconds(42);
         assert_eq!(
             p.decide(FailureClass::RateLimited { until }, 9, now(), 0.0),
-            Decision::RetryAt { at: until, counts_as_retry: false }
+            Decision::RetryAt {
+                at: until,
+                counts_as_retry: false
+            }
         );
         let past = now() - chrono::Duration::seconds(5);
         assert_eq!(
             p.decide(FailureClass::RateLimited { until: past }, 1, now(), 0.0),
-            Decision::RetryAt { at: now() + chrono::Duration::seconds(1), counts_as_retry: false }
+            Decision::RetryAt {
+                at: now() + chrono::Duration::seconds(1),
+                counts_as_retry: false
+            }
         );
         let far = now() + chrono::Duration::days(365);
         assert_eq!(
             p.decide(FailureClass::RateLimited { until: far }, 1, now(), 0.0),
-            Decision::RetryAt { at: now() + chrono::Duration::seconds(600), counts_as_retry: false }
+            Decision::RetryAt {
+                at: now() + chrono::Duration::seconds(600),
+                counts_as_retry: false
+            }
         );
     }
 }

@@ -22,7 +22,9 @@ impl LogProvider {
     /// Also append one JSON line per message to `path` (the `LOG_OUTBOX` file).
     pub fn with_outbox(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(LogProvider { outbox: Some((path.to_owned(), Mutex::new(file))) })
+        Ok(LogProvider {
+            outbox: Some((path.to_owned(), Mutex::new(file))),
+        })
     }
 }
 
@@ -67,7 +69,10 @@ impl Provider for LogProvider {
                 // processes never interleave.
                 let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
                 f.write_all(&bytes).map_err(|e| {
-                    SendError::retryable("outbox_write", format!("could not write LOG_OUTBOX {}: {e}", path.display()))
+                    SendError::retryable(
+                        "outbox_write",
+                        format!("could not write LOG_OUTBOX {}: {e}", path.display()),
+                    )
                 })?;
             }
             Ok(Receipt::new(format!("log-{}-{}", msg.id, msg.attempt)))

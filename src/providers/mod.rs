@@ -55,11 +55,15 @@ pub struct Receipt {
 
 impl Receipt {
     pub fn new(id: impl Into<String>) -> Self {
-        Receipt { provider_message_id: Some(id.into()) }
+        Receipt {
+            provider_message_id: Some(id.into()),
+        }
     }
 
     pub fn without_id() -> Self {
-        Receipt { provider_message_id: None }
+        Receipt {
+            provider_message_id: None,
+        }
     }
 }
 
@@ -152,7 +156,9 @@ pub struct Providers {
 impl Providers {
     /// Every channel uses `provider`.
     pub fn all(provider: Arc<dyn Provider>) -> Self {
-        Providers { by_channel: Channel::ALL.into_iter().map(|c| (c, provider.clone())).collect() }
+        Providers {
+            by_channel: Channel::ALL.into_iter().map(|c| (c, provider.clone())).collect(),
+        }
     }
 
     pub fn set(&mut self, channel: Channel, provider: Arc<dyn Provider>) {

@@ -13,7 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::Row;
 
 use crate::clock::{format_ts, parse_ts};
@@ -30,7 +32,12 @@ pub enum StoreError {
     #[error("message {0} not found")]
     NotFound(i64),
     #[error("message {id} is {status}; only {allowed} messages can be {action}")]
-    WrongStatus { id: i64, status: String, allowed: &'static str, action: &'static str },
+    WrongStatus {
+        id: i64,
+        status: String,
+        allowed: &'static str,
+        action: &'static str,
+    },
     #[error("DATABASE_URL {0:?} is not a sqlite: or postgres:// URL")]
     BadUrl(String),
 }
@@ -279,7 +286,12 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
         .collect::<Vec<_>>();
     // The fields are what `sqlx::migrate!` fills in; building the migrator
     // here embeds the SQL without compiling sqlx's proc-macros.
-    sqlx::migrate::Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false }
+    sqlx::migrate::Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
 }
 
 impl Store {
@@ -306,7 +318,10 @@ impl Store {
                 .max_connections(if in_memory { 1 } else { max_connections.clamp(1, 8) })
                 .connect_with(opts)
                 .await?;
-            Backend::Sqlite { pool, write: Arc::new(tokio::sync::Mutex::new(())) }
+            Backend::Sqlite {
+                pool,
+                write: Arc::new(tokio::sync::Mutex::new(())),
+            }
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
@@ -529,7 +544,12 @@ impl Store {
         let cancelled = {
             let _turn = self.write_turn().await;
             with_pool!(self, |pool| {
-                match sqlx::query(&self.sql.cancel).bind(id).bind(format_ts(now)).fetch_optional(pool).await? {
+                match sqlx::query(&self.sql.cancel)
+                    .bind(id)
+                    .bind(format_ts(now))
+                    .fetch_optional(pool)
+                    .await?
+                {
                     Some(row) => Some(row.message()?),
                     None => None,
                 }
@@ -549,7 +569,12 @@ impl Store {
                 .fetch_optional(pool)
                 .await);
         match status {
-            Ok(Some(status)) => StoreError::WrongStatus { id, status, allowed, action },
+            Ok(Some(status)) => StoreError::WrongStatus {
+                id,
+                status,
+                allowed,
+                action,
+            },
             Ok(None) => StoreError::NotFound(id),
             Err(e) => StoreError::Database(e),
         }
@@ -559,8 +584,10 @@ impl Store {
     pub async fn counts(&self) -> Result<Vec<Count>> {
         let rows: Vec<(String, String, i64)> =
             with_pool!(self, |pool| sqlx::query_as(&self.sql.counts).fetch_all(pool).await?);
-        let mut counts: Vec<Count> =
-            rows.into_iter().map(|(status, channel, count)| Count { status, channel, count }).collect();
+        let mut counts: Vec<Count> = rows
+            .into_iter()
+            .map(|(status, channel, count)| Count { status, channel, count })
+            .collect();
         counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
         Ok(counts)
     }

@@ -1,0 +1,202 @@
+//! The `herald` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::both_backends;
+use crate::common::*;
+
+pub fn herald_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herald")
+}
+
+/// A `herald` command with a clean environment: only what the test sets.
+pub fn herald(db: &TestDb, dir: &Path) -> Command {
+    let mut c = Command::new(herald_bin());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("LOG_LEVEL", "warn")
+        .current_dir(dir);
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run herald")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "herald failed: {}\n{}", stderr(&o), stdout(&o));
+    stdout(&o)
+}
+
+async fn total(db: &TestDb) -> i64 {
+    db.store.counts().await.unwrap().iter().map(|c| c.count).sum()
+}
+
+both_backends! {
+    async fn send_process_status_retry_cancel(db: TestDb) {
+        let dir = db.dir.path();
+        let outbox = dir.join("outbox.jsonl");
+        let id: i64 = ok(run(herald(&db, dir).args(["send", "--channel", "sms", "--to", "+1 (555) 123-4567", "--body", "Your order is ready"])))
+            .trim().parse().expect("send prints the id");
+        let m = db.get(id).await;
+        assert_eq!((m.channel.as_str(), m.recipient.as_str(), m.status.as_str()), ("sms", "+15551234567", "pending"));
+
+        let email: i64 = ok(run(herald(&db, dir).args([
+            "send", "--channel", "email", "--to", "ana@example.com", "--subject", "Recibo nº 42",
+            "--body", "Obrigado!", "--html", "<p>Obrigado!</p>", "--metadata", r#"{"order_id": 42}"#,
+        ]))).trim().parse().unwrap();
+        let m = db.get(email).await;
+        assert_eq!(m.html_body.as_deref(), Some("<p>Obrigado!</p>"));
+        assert_eq!(m.metadata, Some(serde_json::json!({"order_id": 42})));
+
+        let wa: i64 = ok(run(herald(&db, dir).args(["send", "--channel", "whatsapp", "--to", "+15557654321", "--body", "Olá"])))
+            .trim().parse().unwrap();
+        assert_eq!(db.get(wa).await.recipient, "whatsapp:+15557654321");
+
+        let later: i64 = ok(run(herald(&db, dir).args([
+            "send", "--channel", "sms", "--to", "+15551234567", "--body", "later", "--send-at", "2099-01-01T09:00:00+01:00",
+        ]))).trim().parse().unwrap();
+        assert_eq!(db.get(later).await.send_at, Some(chrono::DateTime::parse_from_rfc3339("2099-01-01T08:00:00Z").unwrap().into()));
+
+        let out = ok(run(herald(&db, dir).env("LOG_OUTBOX", &outbox).arg("process")));
+        assert!(out.contains("sent 3"), "{out}");
+        for i in [id, email, wa] {
+            assert_eq!(db.get(i).await.status, "sent");
+        }
+        assert_eq!(db.get(later).await.status, "pending", "scheduled for later");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&outbox).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        let e = lines.iter().find(|l| l["id"] == email).unwrap();
+        assert_eq!(e["subject"], "Recibo nº 42");
+        assert_eq!(e["html_body"], "<p>Obrigado!</p>");
+        assert_eq!(e["metadata"]["order_id"], 42);
+
+        let table = ok(run(herald(&db, dir).arg("status")));
+        let header = table.lines().next().unwrap();
+        for col in ["ID", "CHANNEL", "RECIPIENT", "STATUS", "SENT_AT", "CREATED_AT", "ERROR"] {
+            assert!(header.contains(col), "{header}");
+        }
+        assert!(table.contains("+15551234567") && table.contains("ana@example.com"));
+        assert!(table.contains("sent: 3") && table.contains("pending: 1"), "{table}");
+        let sms_only = ok(run(herald(&db, dir).args(["status", "--status", "sent", "--channel", "sms", "--limit", "5"])));
+        assert_eq!(sms_only.lines().filter(|l| l.contains(" sms ")).count(), 1, "{sms_only}");
+        assert!(!sms_only.contains("ana@example.com"));
+
+        // Cancel: only pending messages.
+        let o = run(herald(&db, dir).args(["cancel", &id.to_string()]));
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("only pending"), "{}", stderr(&o));
+        ok(run(herald(&db, dir).args(["cancel", &later.to_string()])));
+        assert_eq!(db.get(later).await.status, "cancelled");
+
+        // Retry: only failed messages; --failed takes them all.
+        let o = run(herald(&db, dir).args(["retry", &id.to_string()]));
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("only failed"), "{}", stderr(&o));
+        db.store.execute_raw(&format!("UPDATE notification_messages SET status = 'failed' WHERE id IN ({id}, {wa})")).await.unwrap();
+        let out = ok(run(herald(&db, dir).args(["retry", "--failed"])));
+        assert!(out.contains("2 failed message(s) queued again"), "{out}");
+        assert_eq!(db.get(wa).await.status, "pending");
+        ok(run(herald(&db, dir).arg("process")));
+        assert_eq!(db.get(wa).await.status, "sent");
+    }
+
+    async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
+        let dir = db.dir.path();
+        let cases: &[(&[&str], &str)] = &[
+            (&["--channel", "sms", "--to", "5551234567", "--body", "x"], "--to"),
+            (&["--channel", "sms", "--to", "+1555abc", "--body", "x"], "--to"),
+            (&["--channel", "pigeon", "--to", "+15551234567", "--body", "x"], "--channel"),
+            (&["--channel", "email", "--to", "ana@example", "--subject", "s", "--body", "x"], "--to"),
+            (&["--channel", "email", "--to", "ana@example.com", "--body", "x"], "--subject"),
+            (&["--channel", "email", "--to", "ana@example.com", "--subject", "s"], "--body"),
+            (&["--channel", "sms", "--to", "+15551234567"], "--body"),
+            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--html", "<b>x</b>"], "--html"),
+            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--send-at", "tomorrow"], "--send-at"),
+            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--metadata", "{oops"], "--metadata"),
+            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--metadata", "[1,2]"], "--metadata"),
+        ];
+        let long = "x".repeat(1601);
+        let long_case: [&str; 6] = ["--channel", "sms", "--to", "+15551234567", "--body", &long];
+        for (args, flag) in cases.iter().copied().chain(std::iter::once((&long_case[..], "--body"))) {
+            let o = run(herald(&db, dir).arg("send").args(args));
+            assert!(!o.status.success(), "{args:?} was accepted");
+            let err = stderr(&o);
+            let lines: Vec<_> = err.lines().collect();
+            assert_eq!(lines.len(), 1, "one line expected for {args:?}: {err}");
+            assert!(lines[0].starts_with("error: ") && lines[0].contains(flag), "{args:?}: {err}");
+            assert!(stdout(&o).is_empty());
+        }
+        assert_eq!(total(&db).await, 0, "nothing was stored");
+
+        let o = run(herald(&db, dir).arg("status").args(["--status", "lost"]));
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--status"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn bad_configuration_names_each_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(herald_bin())
+        .env_clear()
+        .env("BATCH_SIZE", "lots")
+        .env("MAX_RETRIES", "-2")
+        .env("SMS_PROVIDER", "carrier-pigeon")
+        .current_dir(dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for name in ["BATCH_SIZE", "MAX_RETRIES", "SMS_PROVIDER"] {
+        assert!(err.contains(name), "{name} not named: {err}");
+    }
+    assert!(
+        !dir.path().join("herald.db").exists(),
+        "nothing created on bad configuration"
+    );
+}
+
+#[test]
+fn zero_configuration_uses_herald_db_and_a_dotenv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str]| {
+        Command::new(herald_bin())
+            .env_clear()
+            .env("LOG_LEVEL", "warn")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run_in(&["send", "--channel", "sms", "--to", "+15551234567", "--body", "hi"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("herald.db").exists(), "default database is ./herald.db");
+    let o = run_in(&["process"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("sent 1"));
+
+    // .env in the working directory is read.
+    std::fs::write(
+        dir.path().join(".env"),
+        "DATABASE_URL=sqlite://other.db\nBATCH_SIZE=7\n",
+    )
+    .unwrap();
+    let o = run_in(&["migrate"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("other.db").exists());
+    std::fs::write(dir.path().join(".env"), "BATCH_SIZE=0\n").unwrap();
+    let o = run_in(&["migrate"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BATCH_SIZE"));
+}

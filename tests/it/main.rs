@@ -1,0 +1,8 @@
+//! End-to-end tests: the queue and processor against real SQLite files and a
+//! real PostgreSQL, and the `herald` binary as a user runs it.
+
+mod common;
+
+mod cli;
+mod crash;
+mod queue;
