@@ -236,6 +236,12 @@ impl Processor {
     ) -> anyhow::Result<()> {
         let max_in_flight = self.config.max_in_flight();
         let mut db_failures = 0u32;
+        // Sweep: continue after the last id claimed while batches come back
+        // full; start again from the lowest id when one does not, and at
+        // least every second so that retries and expired leases below the
+        // cursor are not kept waiting behind a long backlog.
+        let mut cursor = 0i64;
+        let mut last_wrap = std::time::Instant::now();
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
@@ -251,7 +257,13 @@ impl Processor {
             let want = (self.config.batch_size as usize).min(available) as u32;
             let now = self.clock.now();
             let lease_until = now + chrono_duration(self.config.lease);
-            let claimed = match self.store.claim(&self.config.worker_id, now, lease_until, want).await {
+            if last_wrap.elapsed() > Duration::from_secs(1) {
+                cursor = 0;
+            }
+            if cursor == 0 {
+                last_wrap = std::time::Instant::now();
+            }
+            let claimed = match self.store.claim_after(&self.config.worker_id, now, lease_until, want, cursor).await {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -270,6 +282,8 @@ impl Processor {
             };
             let got = claimed.len();
             self.stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
+            let swept_from = cursor;
+            cursor = if got == want as usize { claimed.last().map_or(0, |m| m.id) } else { 0 };
             for msg in claimed {
                 let permit = in_flight
                     .clone()
@@ -285,8 +299,8 @@ impl Processor {
                     let _ = tx.send((outcome, permit));
                 });
             }
-            if got == want as usize {
-                continue; // there may be more due right now
+            if got == want as usize || swept_from > 0 {
+                continue; // there may be more due right now (or below the cursor)
             }
             match mode {
                 Mode::Once => {

@@ -213,16 +213,36 @@ fn json_column(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
-fn time_column(text: Option<String>) -> Option<DateTime<Utc>> {
-    text.as_deref().and_then(parse_ts)
+/// Timestamp columns: text on SQLite (parsed; other programs may have written
+/// any format), `timestamptz` on PostgreSQL.
+trait TimeColumn: Row {
+    /// The time, and whether the column held something that is not a time.
+    fn time(&self, col: &str) -> Result<(Option<DateTime<Utc>>, bool), sqlx::Error>;
+
+    fn ts(&self, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.time(col).map(|(t, _)| t)
+    }
+}
+
+impl TimeColumn for SqliteRow {
+    fn time(&self, col: &str) -> Result<(Option<DateTime<Utc>>, bool), sqlx::Error> {
+        let text: Option<String> = self.try_get(col)?;
+        let t = text.as_deref().and_then(parse_ts);
+        Ok((t, text.is_some() && t.is_none()))
+    }
+}
+
+impl TimeColumn for PgRow {
+    fn time(&self, col: &str) -> Result<(Option<DateTime<Utc>>, bool), sqlx::Error> {
+        Ok((self.try_get(col)?, false))
+    }
 }
 
 macro_rules! impl_message_row {
     ($row:ty) => {
         impl MessageRow for $row {
             fn message(&self) -> Result<Message, sqlx::Error> {
-                let send_at_text: Option<String> = self.try_get("send_at")?;
-                let send_at = time_column(send_at_text.clone());
+                let (send_at, send_at_invalid) = self.time("send_at")?;
                 let metadata_raw: Option<String> = self.try_get("metadata")?;
                 Ok(Message {
                     id: self.try_get("id")?,
@@ -236,16 +256,16 @@ macro_rules! impl_message_row {
                     error: json_column(self.try_get("error")?),
                     provider: self.try_get("provider")?,
                     provider_message_id: self.try_get("provider_message_id")?,
-                    send_at_invalid: send_at_text.is_some() && send_at.is_none(),
+                    send_at_invalid,
                     send_at,
-                    sent_at: time_column(self.try_get("sent_at")?),
-                    created_at: time_column(self.try_get("created_at")?),
-                    updated_at: time_column(self.try_get("updated_at")?),
+                    sent_at: self.ts("sent_at")?,
+                    created_at: self.ts("created_at")?,
+                    updated_at: self.ts("updated_at")?,
                     metadata: json_column(metadata_raw.clone()),
                     metadata_raw,
-                    next_attempt_at: time_column(self.try_get("next_attempt_at")?),
+                    next_attempt_at: self.ts("next_attempt_at")?,
                     lease_owner: self.try_get("lease_owner")?,
-                    lease_expires_at: time_column(self.try_get("lease_expires_at")?),
+                    lease_expires_at: self.ts("lease_expires_at")?,
                     retry_base: self.try_get("retry_base")?,
                 })
             }
@@ -253,8 +273,8 @@ macro_rules! impl_message_row {
             fn attempt(&self) -> Result<Attempt, sqlx::Error> {
                 Ok(Attempt {
                     attempt: self.try_get("attempt")?,
-                    started_at: time_column(self.try_get("started_at")?),
-                    finished_at: time_column(self.try_get("finished_at")?),
+                    started_at: self.ts("started_at")?,
+                    finished_at: self.ts("finished_at")?,
                     provider: self.try_get("provider")?,
                     outcome: self.try_get("outcome")?,
                     error: json_column(self.try_get("error")?),
@@ -413,6 +433,22 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Message>> {
+        self.claim_after(worker, now, lease_until, limit, 0).await
+    }
+
+    /// [`Store::claim`], looking only at ids above `after_id`. A processor
+    /// sweeping a long backlog passes the last id it claimed, so each claim
+    /// starts where the previous one stopped instead of walking again over
+    /// index entries of rows it has just finished (on PostgreSQL those stay
+    /// in the index until vacuum).
+    pub async fn claim_after(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        after_id: i64,
+    ) -> Result<Vec<Message>> {
         let _turn = self.write_turn().await;
         let mut claimed = with_pool!(self, |pool| messages(
             sqlx::query(&self.sql.claim)
@@ -420,6 +456,7 @@ impl Store {
                 .bind(format_ts(now))
                 .bind(format_ts(lease_until))
                 .bind(i64::from(limit))
+                .bind(after_id)
                 .fetch_all(pool)
                 .await?
         )?);

@@ -57,19 +57,10 @@ fn pg_ts(expr: &str) -> String {
     format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 }
 
-/// The message columns, with PostgreSQL timestamps rendered as text.
-fn columns(prefix: &str, pg: bool) -> String {
-    COLUMNS
-        .iter()
-        .map(|c| {
-            if pg && TIME_COLUMNS.contains(c) {
-                format!("{} AS {c}", pg_ts(&format!("{prefix}{c}")))
-            } else {
-                format!("{prefix}{c}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The message columns. (PostgreSQL timestamps are decoded natively: far
+/// cheaper than formatting them as text in every claimed row.)
+fn columns(prefix: &str) -> String {
+    COLUMNS.iter().map(|c| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The open-row predicate matches the partial index `notification_messages_open`
@@ -77,20 +68,20 @@ fn columns(prefix: &str, pg: bool) -> String {
 const OPEN: &str = "status IN ('pending', 'processing')";
 
 pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
-    let cols = columns("", false);
+    let cols = columns("");
     Sql {
         insert: format!(
             "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING {cols}"
         ),
-        // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit
+        // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5 only ids above this
         claim: format!(
             "UPDATE notification_messages
                 SET status = 'processing', lease_owner = ?1, lease_expires_at = ?3,
                     attempts = attempts + 1, updated_at = ?2
               WHERE id IN (
                     SELECT id FROM notification_messages
-                     WHERE {OPEN}
+                     WHERE {OPEN} AND id > ?5
                        AND ((status = 'pending'
                              AND (send_at IS NULL OR julianday(send_at) IS NULL OR julianday(send_at) <= julianday(?2))
                              AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))
@@ -165,8 +156,8 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
 });
 
 pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
-    let cols = columns("", true);
-    let mcols = columns("m.", true);
+    let cols = columns("");
+    let mcols = columns("m.");
     Sql {
         insert: format!(
             "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata, created_at, updated_at)
@@ -176,7 +167,7 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
         claim: format!(
             "WITH due AS (
                 SELECT id FROM notification_messages
-                 WHERE {OPEN}
+                 WHERE {OPEN} AND id > $5
                    AND ((status = 'pending'
                          AND (send_at IS NULL OR send_at <= $2::timestamptz)
                          AND (next_attempt_at IS NULL OR next_attempt_at <= $2::timestamptz))
@@ -233,13 +224,10 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
                 AND ($8::int = 0 OR (send_at IS NOT NULL AND send_at > now()))
               ORDER BY id DESC LIMIT $7"
         ),
-        attempts: format!(
-            "SELECT message_id, attempt, {} AS started_at, {} AS finished_at, provider, outcome, error,
+        attempts: "SELECT message_id, attempt, started_at, finished_at, provider, outcome, error,
                     provider_message_id, worker
-               FROM notification_attempts WHERE message_id = $1 ORDER BY id",
-            pg_ts("started_at"),
-            pg_ts("finished_at")
-        ),
+               FROM notification_attempts WHERE message_id = $1 ORDER BY id"
+            .to_owned(),
         retry_ids: "UPDATE notification_messages SET status = 'pending', updated_at = $2::timestamptz
                      WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) AND status = 'failed'
                  RETURNING id"
