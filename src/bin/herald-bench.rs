@@ -57,7 +57,13 @@ fn processor(store: Store, batch_size: u32, poll: Duration) -> Arc<Processor> {
     cfg.batch_size = batch_size;
     cfg.send_concurrency = 1000;
     cfg.poll_interval = poll;
-    Arc::new(Processor::new(store, Providers::all(Arc::new(Noop)), Arc::new(SystemClock), system_random(), cfg))
+    Arc::new(Processor::new(
+        store,
+        Providers::all(Arc::new(Noop)),
+        Arc::new(SystemClock),
+        system_random(),
+        cfg,
+    ))
 }
 
 async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
@@ -87,7 +93,11 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..args.workers {
-        let s = if args.workers == 1 { store.clone() } else { Store::connect(url, 8).await? };
+        let s = if args.workers == 1 {
+            store.clone()
+        } else {
+            Store::connect(url, 8).await?
+        };
         let p = processor(s, args.batch_size, Duration::from_millis(50));
         runs.push(tokio::spawn(async move { p.run(Mode::Once, Shutdown::never()).await }));
     }
@@ -96,7 +106,13 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
         sent += r.await??.sent;
     }
     let secs = start.elapsed().as_secs_f64();
-    let remaining: i64 = store.counts().await?.iter().filter(|c| c.status != "sent").map(|c| c.count).sum();
+    let remaining: i64 = store
+        .counts()
+        .await?
+        .iter()
+        .filter(|c| c.status != "sent")
+        .map(|c| c.count)
+        .sum();
     println!(
         "{name}: sent {sent} in {secs:.2} s = {:.0} messages/s (batch {}, workers {}; {remaining} not sent)",
         sent as f64 / secs,
@@ -106,7 +122,11 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
 
     if args.latency_samples > 0 {
         // A watching processor; rows inserted by plain SQL, as a POS would.
-        let poll = if store.is_postgres() { Duration::from_millis(1000) } else { Duration::from_millis(50) };
+        let poll = if store.is_postgres() {
+            Duration::from_millis(1000)
+        } else {
+            Duration::from_millis(50)
+        };
         let p = processor(store.clone(), args.batch_size, poll);
         let (handle, shutdown) = Shutdown::new();
         let run = tokio::spawn({
@@ -122,7 +142,13 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
                     "INSERT INTO notification_messages (channel, recipient, body) VALUES ('sms', '+15550000000', 'latency {i}')"
                 ))
                 .await?;
-            let id = store.list(&herald::store::ListFilter { limit: 1, ..Default::default() }).await?[0].id;
+            let id = store
+                .list(&herald::store::ListFilter {
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await?[0]
+                .id;
             loop {
                 if store.get(id).await?.status == "sent" {
                     break;
@@ -169,11 +195,19 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(args.backend.as_str(), "postgres" | "both") {
         let admin = Store::connect(&args.pg_url, 2).await?;
-        admin.execute_raw("DROP DATABASE IF EXISTS herald_bench WITH (FORCE)").await?;
+        admin
+            .execute_raw("DROP DATABASE IF EXISTS herald_bench WITH (FORCE)")
+            .await?;
         admin.execute_raw("CREATE DATABASE herald_bench").await?;
-        let base = args.pg_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_default();
+        let base = args
+            .pg_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or_default();
         let r = bench("postgres", &format!("{base}/herald_bench"), &args).await;
-        admin.execute_raw("DROP DATABASE IF EXISTS herald_bench WITH (FORCE)").await?;
+        admin
+            .execute_raw("DROP DATABASE IF EXISTS herald_bench WITH (FORCE)")
+            .await?;
         r?;
     }
     Ok(())

@@ -263,7 +263,11 @@ impl Processor {
             if cursor == 0 {
                 last_wrap = std::time::Instant::now();
             }
-            let claimed = match self.store.claim_after(&self.config.worker_id, now, lease_until, want, cursor).await {
+            let claimed = match self
+                .store
+                .claim_after(&self.config.worker_id, now, lease_until, want, cursor)
+                .await
+            {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -283,7 +287,11 @@ impl Processor {
             let got = claimed.len();
             self.stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             let swept_from = cursor;
-            cursor = if got == want as usize { claimed.last().map_or(0, |m| m.id) } else { 0 };
+            cursor = if got == want as usize {
+                claimed.last().map_or(0, |m| m.id)
+            } else {
+                0
+            };
             for msg in claimed {
                 let permit = in_flight
                     .clone()

@@ -60,7 +60,11 @@ fn pg_ts(expr: &str) -> String {
 /// The message columns. (PostgreSQL timestamps are decoded natively: far
 /// cheaper than formatting them as text in every claimed row.)
 fn columns(prefix: &str) -> String {
-    COLUMNS.iter().map(|c| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
+    COLUMNS
+        .iter()
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The open-row predicate matches the partial index `notification_messages_open`
