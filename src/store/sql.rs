@@ -44,15 +44,6 @@ const COLUMNS: [&str; 20] = [
     "retry_base",
 ];
 
-const TIME_COLUMNS: [&str; 6] = [
-    "send_at",
-    "sent_at",
-    "created_at",
-    "updated_at",
-    "next_attempt_at",
-    "lease_expires_at",
-];
-
 fn pg_ts(expr: &str) -> String {
     format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 }
