@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::clock::{system_random, SystemClock};
+use crate::clock::{system_random, Clock, SystemClock};
 use crate::config::{redact_url, Config, ProviderChoice};
 use crate::domain::Channel;
 use crate::processor::{default_worker_id, Processor, ProcessorConfig};
-use crate::providers::{LogProvider, Provider, Providers};
+use crate::providers::{Custom, LogProvider, Provider, Providers, Sendgrid, Smtp, Twilio};
 use crate::store::Store;
 
 /// Connect to the configured database and apply migrations.
@@ -20,32 +20,62 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// One provider per channel, as configured. Fails on bad credentials.
-pub fn build_providers(config: &Config) -> anyhow::Result<Providers> {
+/// One provider per channel, as configured. The configuration has already
+/// been validated, so a missing piece here is a bug, not a user error.
+pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Providers> {
     let log: Arc<dyn Provider> = match &config.log_outbox {
         Some(path) => Arc::new(
-            LogProvider::with_outbox(path)
-                .with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
+            LogProvider::with_outbox(path).with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
         ),
         None => Arc::new(LogProvider::new()),
     };
+    let timeout = config.provider_timeout;
+    // Built once and shared by the channels that use them (one Twilio
+    // client, one connection pool).
+    let twilio: Option<Arc<dyn Provider>> = config
+        .twilio
+        .clone()
+        .map(|t| Arc::new(Twilio::new(t, config.public_url.as_deref(), timeout, clock.clone())) as Arc<dyn Provider>);
+    let custom: Option<Arc<dyn Provider>> =
+        config.custom.clone().map(|c| Arc::new(Custom::new(c, timeout, clock.clone())) as Arc<dyn Provider>);
     let mut providers = Providers::all(log.clone());
     for channel in Channel::ALL {
+        let missing = || anyhow::anyhow!("{channel}: provider settings missing after validation");
         let provider: Arc<dyn Provider> = match config.provider_for(channel) {
             ProviderChoice::Log => log.clone(),
+            ProviderChoice::Twilio => twilio.clone().ok_or_else(missing)?,
+            ProviderChoice::Custom => custom.clone().ok_or_else(missing)?,
+            ProviderChoice::Sendgrid => {
+                let (s, from) = config.sendgrid.clone().zip(config.email_from.clone()).ok_or_else(missing)?;
+                Arc::new(Sendgrid::new(s, from, timeout, clock.clone()))
+            }
+            ProviderChoice::Smtp => {
+                let (s, from) = config.smtp.as_ref().zip(config.email_from.as_ref()).ok_or_else(missing)?;
+                let pool = config.limits.get(&Channel::Email).map_or(5, |l| l.concurrency) as u32;
+                Arc::new(Smtp::new(s, from, timeout, pool)?)
+            }
         };
         providers.set(channel, provider);
     }
     Ok(providers)
 }
 
-/// Say at start-up which provider serves each channel.
+/// Say at start-up which provider serves each channel, and its limits.
 pub fn announce_providers(config: &Config) {
     for channel in Channel::ALL {
+        let limits = config.limits.get(&channel).copied();
+        let rate = limits.map(|l| if l.rate > 0.0 { format!("{}/s", l.rate) } else { "unlimited".to_owned() });
         match config.provider_for(channel) {
             ProviderChoice::Log => tracing::info!(
                 %channel,
                 "no provider configured for {channel}: using the log provider (messages are recorded, not sent)"
+            ),
+            other => tracing::info!(
+                %channel,
+                provider = other.as_str(),
+                rate = rate.as_deref().unwrap_or("unlimited"),
+                concurrency = limits.map_or(0, |l| l.concurrency),
+                "{channel} is sent through {}", other.as_str()
             ),
         }
     }
@@ -55,7 +85,7 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
     ProcessorConfig {
         worker_id: default_worker_id(),
         batch_size: config.batch_size,
-        send_concurrency: config.send_concurrency,
+        limits: config.limits.clone(),
         lease: config.lease,
         send_timeout: config.provider_timeout,
         poll_interval: config.poll_interval,
@@ -64,12 +94,8 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
 }
 
 /// A processor with the real clock and randomness.
-pub fn build_processor(config: &Config, store: Store, providers: Providers) -> Arc<Processor> {
-    Arc::new(Processor::new(
-        store,
-        providers,
-        Arc::new(SystemClock),
-        system_random(),
-        processor_config(config),
-    ))
+pub fn build_processor(config: &Config, store: Store) -> anyhow::Result<Arc<Processor>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let providers = build_providers(config, clock.clone())?;
+    Ok(Arc::new(Processor::new(store, providers, clock, system_random(), processor_config(config))))
 }

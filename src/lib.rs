@@ -12,5 +12,6 @@ pub mod config;
 pub mod domain;
 pub mod processor;
 pub mod providers;
+pub mod ratelimit;
 pub mod store;
 pub mod telemetry;

@@ -55,6 +55,12 @@ enum Command {
         /// A JSON object stored with the message (e.g. '{"order_id": 42}')
         #[arg(long)]
         metadata: Option<String>,
+        /// SMS/WhatsApp: send this Twilio Content template (HX…) instead of a body
+        #[arg(long)]
+        content_sid: Option<String>,
+        /// The template's variables as a JSON object (e.g. '{"1": "Ana"}')
+        #[arg(long)]
+        content_variables: Option<String>,
     },
     /// Show recent messages (the guide's monitoring query) and counts.
     Status {
@@ -121,21 +127,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Process { watch } => process(config, watch).await,
-        Command::Send {
-            channel,
-            to,
-            body,
-            subject,
-            html,
-            send_at,
-            metadata,
-        } => {
+        Command::Send { channel, to, body, subject, html, send_at, metadata, content_sid, content_variables } => {
             // Parse everything before touching the database: nothing bad is stored.
             let send_at = send_at.map(|s| parse_time("--send-at", &s)).transpose()?;
             let metadata = metadata
                 .map(|m| serde_json::from_str(&m).map_err(|e| anyhow!("--metadata: not valid JSON: {e}")))
                 .transpose()?;
+            let content_variables = content_variables
+                .map(|m| serde_json::from_str::<serde_json::Value>(&m).map_err(|e| anyhow!("--content-variables: not valid JSON: {e}")))
+                .transpose()?;
             let raw = RawMessage {
+                content_sid,
+                content_variables,
                 channel: Some(channel),
                 recipient: Some(to),
                 subject,
@@ -230,10 +233,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn process(config: Config, watch: bool) -> anyhow::Result<()> {
-    let providers = app::build_providers(&config)?;
     app::announce_providers(&config);
     let store = app::open_store(&config).await?;
-    let processor = app::build_processor(&config, store, providers);
+    let processor = app::build_processor(&config, store)?;
     let (handle, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -280,6 +282,8 @@ fn cli_field_error(e: ValidationError) -> anyhow::Error {
         "recipient" => "--to",
         "html_body" => "--html",
         "send_at" => "--send-at",
+        "content_sid" => "--content-sid",
+        "content_variables" => "--content-variables",
         other => return anyhow!("--{other}: {}", e.message),
     };
     anyhow!("{flag}: {}", e.message)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use herald::clock::{system_random, SystemClock};
 use herald::domain::OutgoingMessage;
-use herald::processor::{default_worker_id, Mode, Processor, ProcessorConfig, Shutdown};
+use herald::processor::{default_worker_id, ChannelLimits, Mode, Processor, ProcessorConfig, Shutdown};
 use herald::providers::{BoxFuture, Provider, Providers, Receipt, SendError};
 use herald::store::Store;
 
@@ -55,7 +55,9 @@ impl Provider for Noop {
 fn processor(store: Store, batch_size: u32, poll: Duration) -> Arc<Processor> {
     let mut cfg = ProcessorConfig::new(default_worker_id());
     cfg.batch_size = batch_size;
-    cfg.send_concurrency = 1000;
+    for channel in herald::domain::Channel::ALL {
+        cfg.limits.insert(channel, ChannelLimits { rate: 0.0, burst: 1, concurrency: 1000 });
+    }
     cfg.poll_interval = poll;
     Arc::new(Processor::new(
         store,

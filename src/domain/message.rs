@@ -132,15 +132,81 @@ impl fmt::Display for Recipient {
     }
 }
 
+/// A template held by the provider (Twilio Content API): its SID and the
+/// values for its variables. WhatsApp messages outside the 24-hour window
+/// can only be sent this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTemplate {
+    /// `HX` + 32 hex digits.
+    pub content_sid: String,
+    /// Variable name → value; values are always strings (Twilio's rule).
+    pub variables: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProviderTemplate {
+    pub fn parse(content_sid: &str, variables: Option<&serde_json::Value>) -> Result<ProviderTemplate, ValidationError> {
+        let sid = content_sid.trim();
+        if !(sid.len() == 34 && sid.starts_with("HX") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())) {
+            return Err(ValidationError::new(
+                "content_sid",
+                format!("{sid:?} is not a Twilio Content SID (HX followed by 32 hexadecimal digits)"),
+            ));
+        }
+        let mut out = serde_json::Map::new();
+        match variables {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(map)) => {
+                if map.len() > 100 {
+                    return Err(ValidationError::new("content_variables", "at most 100 template variables"));
+                }
+                for (k, v) in map {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Number(n) => n.to_string(),
+                        serde_json::Value::Bool(b) => b.to_string(),
+                        _ => {
+                            return Err(ValidationError::new(
+                                "content_variables",
+                                format!("variable {k:?} must be a string or a number"),
+                            ))
+                        }
+                    };
+                    out.insert(k.clone(), serde_json::Value::String(text));
+                }
+            }
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "content_variables",
+                    "content_variables must be a JSON object such as {\"1\": \"Ana\"}",
+                ))
+            }
+        }
+        Ok(ProviderTemplate { content_sid: sid.to_owned(), variables: out })
+    }
+}
+
 /// Validated content for a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
     /// Email only (kept, but never sent, for SMS and WhatsApp).
     pub subject: Option<String>,
-    /// Plain text; always present for SMS and WhatsApp.
+    /// Plain text; always present for SMS and WhatsApp unless a provider
+    /// template is used (then it is kept for the record, not sent).
     pub body: Option<String>,
     /// Email only.
     pub html_body: Option<String>,
+    /// SMS/WhatsApp: send this provider template instead of the body.
+    pub template: Option<ProviderTemplate>,
+}
+
+/// Content fields as given, before parsing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContentInput<'a> {
+    pub subject: Option<&'a str>,
+    pub body: Option<&'a str>,
+    pub html_body: Option<&'a str>,
+    pub content_sid: Option<&'a str>,
+    pub content_variables: Option<&'a serde_json::Value>,
 }
 
 fn non_blank(s: Option<&str>) -> Option<&str> {
@@ -148,22 +214,30 @@ fn non_blank(s: Option<&str>) -> Option<&str> {
 }
 
 impl Content {
-    pub fn parse(
-        channel: Channel,
-        subject: Option<&str>,
-        body: Option<&str>,
-        html_body: Option<&str>,
-    ) -> Result<Content, ValidationError> {
-        let subject = non_blank(subject);
-        let body = non_blank(body);
-        let html_body = non_blank(html_body);
+    pub fn parse(channel: Channel, input: ContentInput<'_>) -> Result<Content, ValidationError> {
+        let subject = non_blank(input.subject);
+        let body = non_blank(input.body);
+        let html_body = non_blank(input.html_body);
+        let template = match (non_blank(input.content_sid), input.content_variables) {
+            (Some(sid), vars) => {
+                if channel == Channel::Email {
+                    return Err(ValidationError::new("content_sid", "provider templates are for sms and whatsapp"));
+                }
+                Some(ProviderTemplate::parse(sid, vars)?)
+            }
+            (None, None | Some(serde_json::Value::Null)) => None,
+            (None, Some(_)) => {
+                return Err(ValidationError::new("content_variables", "content_variables needs a content_sid"));
+            }
+        };
         match channel {
             Channel::Sms | Channel::Whatsapp => {
-                let Some(text) = body else {
-                    return Err(ValidationError::new(
-                        "body",
-                        format!("a {channel} message needs a body"),
-                    ));
+                let text = match (body, &template) {
+                    (Some(text), _) => text,
+                    (None, Some(_)) => "",
+                    (None, None) => {
+                        return Err(ValidationError::new("body", format!("a {channel} message needs a body")));
+                    }
                 };
                 let chars = text.chars().count();
                 if chars > MAX_TEXT_CHARS {
@@ -210,6 +284,7 @@ impl Content {
             subject: subject.map(str::to_owned),
             body: body.map(str::to_owned),
             html_body: html_body.map(str::to_owned),
+            template,
         })
     }
 }
@@ -253,6 +328,8 @@ pub struct RawMessage {
     pub html_body: Option<String>,
     pub send_at: Option<DateTime<Utc>>,
     pub metadata: Option<serde_json::Value>,
+    pub content_sid: Option<String>,
+    pub content_variables: Option<serde_json::Value>,
 }
 
 /// A message that may be queued: every field has been parsed.
@@ -281,9 +358,13 @@ impl NewMessage {
         };
         let content = Content::parse(
             channel,
-            raw.subject.as_deref(),
-            raw.body.as_deref(),
-            raw.html_body.as_deref(),
+            ContentInput {
+                subject: raw.subject.as_deref(),
+                body: raw.body.as_deref(),
+                html_body: raw.html_body.as_deref(),
+                content_sid: raw.content_sid.as_deref(),
+                content_variables: raw.content_variables.as_ref(),
+            },
         )?;
         let metadata = parse_metadata(raw.metadata.as_ref())?;
         Ok(NewMessage {
@@ -382,6 +463,31 @@ mod tests {
         assert_eq!(e.field, "channel");
         let w = NewMessage::parse(&raw("whatsapp", "+15551234567")).unwrap();
         assert_eq!(w.recipient.to_string(), "whatsapp:+15551234567");
+    }
+
+    #[test]
+    fn provider_templates_replace_the_body() {
+        let sid = format!("HX{}", "a1".repeat(16));
+        let mut r = raw("whatsapp", "+15551234567");
+        r.body = None;
+        r.content_sid = Some(sid.clone());
+        r.content_variables = Some(serde_json::json!({"1": "Ana", "2": 42}));
+        let m = NewMessage::parse(&r).unwrap();
+        let t = m.content.template.unwrap();
+        assert_eq!(t.content_sid, sid);
+        assert_eq!(serde_json::Value::Object(t.variables), serde_json::json!({"1": "Ana", "2": "42"}));
+        r.content_sid = Some("HX123".into());
+        assert_eq!(NewMessage::parse(&r).unwrap_err().field, "content_sid");
+        r.content_sid = Some(sid.clone());
+        r.content_variables = Some(serde_json::json!(["Ana"]));
+        assert_eq!(NewMessage::parse(&r).unwrap_err().field, "content_variables");
+        r.content_sid = None;
+        r.content_variables = Some(serde_json::json!({"1": "x"}));
+        assert_eq!(NewMessage::parse(&r).unwrap_err().field, "content_variables");
+        let mut e = raw("email", "ana@example.com");
+        e.subject = Some("s".into());
+        e.content_sid = Some(sid);
+        assert_eq!(NewMessage::parse(&e).unwrap_err().field, "content_sid");
     }
 
     #[test]

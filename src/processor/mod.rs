@@ -13,6 +13,7 @@
 mod retry;
 mod shutdown;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +24,11 @@ use tracing::Instrument;
 
 use crate::clock::{format_ts, Clock, Random};
 use crate::domain::{
-    parse_metadata_text, Channel, Content, MessageStatus, OutgoingMessage, Recipient, ValidationError,
+    parse_metadata_text, Channel, Content, ContentInput, MessageStatus, OutgoingMessage, Recipient, ValidationError,
 };
-use crate::providers::{Providers, SendError};
-use crate::store::{AttemptRecord, Completion, Message, Store};
+use crate::providers::{FailureClass, Providers, SendError};
+use crate::ratelimit::{Limit, RateLimiter};
+use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, Store};
 
 pub use retry::{Decision, RetryPolicy};
 pub use shutdown::{Shutdown, ShutdownHandle};
@@ -39,8 +41,9 @@ pub struct ProcessorConfig {
     pub worker_id: String,
     /// Messages claimed per statement (`BATCH_SIZE`).
     pub batch_size: u32,
-    /// Provider calls in flight at once, over all channels.
-    pub send_concurrency: usize,
+    /// Rate and concurrency per channel; a channel not listed is unlimited
+    /// with [`DEFAULT_CONCURRENCY`] calls in flight.
+    pub limits: HashMap<Channel, ChannelLimits>,
     /// How long a claim is held before other workers may take the message.
     pub lease: Duration,
     /// The longest a provider call may take; a message is only sent if its
@@ -56,7 +59,7 @@ impl ProcessorConfig {
         ProcessorConfig {
             worker_id: worker_id.into(),
             batch_size: 100,
-            send_concurrency: 100,
+            limits: HashMap::new(),
             lease: Duration::from_secs(120),
             send_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
@@ -64,11 +67,38 @@ impl ProcessorConfig {
         }
     }
 
+    pub fn channel_limits(&self, channel: Channel) -> ChannelLimits {
+        self.limits.get(&channel).copied().unwrap_or(ChannelLimits {
+            rate: 0.0,
+            burst: 1,
+            concurrency: DEFAULT_CONCURRENCY,
+        })
+    }
+
     /// Claimed but not yet recorded: enough for the senders to stay busy
     /// while one batch is being claimed and another recorded.
     fn max_in_flight(&self) -> usize {
-        self.send_concurrency + 2 * self.batch_size as usize
+        let senders: usize = Channel::ALL.iter().map(|c| self.channel_limits(*c).concurrency).sum();
+        senders + 2 * self.batch_size as usize
     }
+}
+
+/// Provider calls in flight per channel when nothing else is configured.
+pub const DEFAULT_CONCURRENCY: usize = 100;
+
+/// How far ahead a claim looks at a rate-limited sender's tokens: messages
+/// are only claimed if they can be sent within this time.
+const RATE_HORIZON: Duration = Duration::from_secs(2);
+
+/// One channel's limits (`SMS_RATE_LIMIT`, `SMS_RATE_BURST`, `SMS_CONCURRENCY`…).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelLimits {
+    /// Messages per second per sender; 0 = unlimited.
+    pub rate: f64,
+    /// Messages a sender may send at once after being idle.
+    pub burst: u32,
+    /// Provider calls in flight at once on this channel.
+    pub concurrency: usize,
 }
 
 /// A worker identity that is unique across processes and hosts.
@@ -155,6 +185,9 @@ pub struct Processor {
     config: ProcessorConfig,
     stats: Arc<ProcessorStats>,
     wake: Arc<Notify>,
+    limiter: RateLimiter,
+    /// Provider calls in flight, per channel: a slow provider fills only its own.
+    slots: HashMap<Channel, Arc<Semaphore>>,
 }
 
 impl Processor {
@@ -168,6 +201,19 @@ impl Processor {
         let mut config = config;
         // A send must fit inside the lease with room to record it.
         config.send_timeout = config.send_timeout.min(config.lease / 2);
+        let limiter = RateLimiter::new(
+            Channel::ALL
+                .into_iter()
+                .map(|c| {
+                    let l = config.channel_limits(c);
+                    (c, Limit { rate: l.rate, burst: l.burst })
+                })
+                .collect(),
+        );
+        let slots = Channel::ALL
+            .into_iter()
+            .map(|c| (c, Arc::new(Semaphore::new(config.channel_limits(c).concurrency.max(1)))))
+            .collect();
         Processor {
             store,
             providers,
@@ -176,6 +222,8 @@ impl Processor {
             config,
             stats: Arc::new(ProcessorStats::default()),
             wake: Arc::new(Notify::new()),
+            limiter,
+            slots,
         }
     }
 
@@ -199,7 +247,6 @@ impl Processor {
         let before = self.stats.summary();
         let max_in_flight = self.config.max_in_flight();
         let in_flight = Arc::new(Semaphore::new(max_in_flight));
-        let send_slots = Arc::new(Semaphore::new(self.config.send_concurrency.max(1)));
         let recorded = Arc::new(Notify::new());
         let (tx, rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();
         let recorder = tokio::spawn(self.clone().record_loop(rx, recorded.clone()));
@@ -210,7 +257,7 @@ impl Processor {
         };
 
         let result = self
-            .claim_loop(mode, &shutdown, &in_flight, &send_slots, &recorded, &tx)
+            .claim_loop(mode, &shutdown, &in_flight, &recorded, &tx)
             .await;
 
         // Wait until every claimed message has been recorded.
@@ -230,7 +277,6 @@ impl Processor {
         mode: Mode,
         shutdown: &Shutdown,
         in_flight: &Arc<Semaphore>,
-        send_slots: &Arc<Semaphore>,
         recorded: &Arc<Notify>,
         tx: &mpsc::UnboundedSender<(Outcome, OwnedSemaphorePermit)>,
     ) -> anyhow::Result<()> {
@@ -255,19 +301,13 @@ impl Processor {
                 continue;
             }
             let want = (self.config.batch_size as usize).min(available) as u32;
-            let now = self.clock.now();
-            let lease_until = now + chrono_duration(self.config.lease);
             if last_wrap.elapsed() > Duration::from_secs(1) {
                 cursor = 0;
             }
             if cursor == 0 {
                 last_wrap = std::time::Instant::now();
             }
-            let claimed = match self
-                .store
-                .claim_after(&self.config.worker_id, now, lease_until, want, cursor)
-                .await
-            {
+            let (claimed, want) = match self.claim_round(want, cursor).await {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -298,11 +338,10 @@ impl Processor {
                     .try_acquire_owned()
                     .expect("claimed no more than the free permits");
                 let this = self.clone();
-                let slots = send_slots.clone();
                 let shutdown = shutdown.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let outcome = this.handle(msg, slots, shutdown).await;
+                    let outcome = this.handle(msg, shutdown).await;
                     // The receiver lives until every permit is back.
                     let _ = tx.send((outcome, permit));
                 });
@@ -331,6 +370,51 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// One claim, or one per channel when rate limits or a provider pause
+    /// are in force (so that a throttled channel is only claimed as fast as
+    /// it can send, and never crowds out the others). Returns the messages
+    /// and how many were asked for (a full answer means "there may be more").
+    async fn claim_round(&self, want: u32, cursor: i64) -> Result<(Vec<Message>, u32), crate::store::StoreError> {
+        let now = self.clock.now();
+        let lease_until = now + chrono_duration(self.config.lease);
+        let worker = &self.config.worker_id;
+        if !self.limiter.any_limited() && !self.limiter.any_paused(now) {
+            let got = self.store.claim_filtered(ClaimFilter::Any, worker, now, lease_until, want, cursor).await?;
+            return Ok((got, want));
+        }
+        let mut budgets = Vec::new();
+        for channel in Channel::ALL {
+            let provider = self.providers.get(channel);
+            let budget = self
+                .limiter
+                .budget(channel, provider.name(), &provider.sender(channel), now, RATE_HORIZON)
+                .unwrap_or(u32::MAX);
+            if budget > 0 {
+                budgets.push((channel, budget));
+            }
+        }
+        // Share the batch between the channels that can send.
+        let share = (want / (budgets.len().max(1) as u32)).max(1);
+        let mut all = Vec::new();
+        let mut asked = 0;
+        for (channel, budget) in budgets {
+            let n = budget.min(share).min(want - asked);
+            if n == 0 {
+                continue;
+            }
+            asked += n;
+            // Per-channel claims always start from the lowest id: the sweep
+            // cursor is for the single-claim fast path.
+            all.extend(self.store.claim_filtered(ClaimFilter::Channel(channel), worker, now, lease_until, n, 0).await?);
+        }
+        if cursor == 0 && asked < want {
+            let n = want - asked;
+            all.extend(self.store.claim_filtered(ClaimFilter::UnknownChannel, worker, now, lease_until, n, 0).await?);
+        }
+        // Full if every channel that could take more got all it asked for.
+        Ok((all, asked.max(1)))
     }
 
     /// How long to sleep when nothing is due: until the next scheduled
@@ -384,30 +468,58 @@ impl Processor {
         }))
     }
 
-    /// Parse, send and classify one claimed message.
-    async fn handle(&self, msg: Message, send_slots: Arc<Semaphore>, shutdown: Shutdown) -> Outcome {
+    /// Parse, wait for the sender's rate limit and a send slot, send, classify.
+    async fn handle(&self, msg: Message, shutdown: Shutdown) -> Outcome {
         let parsed = match parse_claimed(&msg) {
             Ok(out) => out,
             Err(e) => return self.invalid(&msg, e),
         };
+        let channel = parsed.channel();
+        let provider = self.providers.get(channel).clone();
+        let sender = provider.sender(channel);
+        let now = self.clock.now();
+        if let Some(until) = self.limiter.paused_until(provider.name(), now) {
+            return self.release(&msg, "provider_paused", Some(until));
+        }
+        // Wait our turn for this sender. Over the limit, a message waits in
+        // memory only while its lease allows; otherwise it goes back to the
+        // queue, due when its token is.
+        let ready = self.limiter.reserve(channel, provider.name(), &sender, now);
+        if ready > now {
+            let must_start_by = msg.lease_expires_at.map(|e| e - chrono_duration(self.config.send_timeout));
+            if must_start_by.is_some_and(|latest| ready >= latest) {
+                self.limiter.refund(channel, provider.name(), &sender, now);
+                return self.release(&msg, "rate_limited", Some(ready));
+            }
+            let wait = (ready - now).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => {
+                    self.limiter.refund(channel, provider.name(), &sender, self.clock.now());
+                    return self.release(&msg, "shutdown", None);
+                }
+            }
+        }
         let _slot = tokio::select! {
-            slot = send_slots.acquire_owned() => slot.expect("send slots are never closed"),
-            _ = shutdown.wait() => return self.release(&msg, "shutdown"),
+            slot = self.slots[&channel].clone().acquire_owned() => slot.expect("send slots are never closed"),
+            _ = shutdown.wait() => return self.release(&msg, "shutdown", None),
         };
         if shutdown.is_triggered() {
-            return self.release(&msg, "shutdown");
+            return self.release(&msg, "shutdown", None);
+        }
+        let now = self.clock.now();
+        if let Some(until) = self.limiter.paused_until(provider.name(), now) {
+            return self.release(&msg, "provider_paused", Some(until));
         }
         // Only send if the lease outlasts the longest possible send.
-        let now = self.clock.now();
         let safe_until = now + chrono_duration(self.config.send_timeout);
         if msg.lease_expires_at.is_some_and(|exp| exp <= safe_until) {
-            return self.release(&msg, "lease_too_short");
+            return self.release(&msg, "lease_too_short", None);
         }
-        let provider = self.providers.get(parsed.channel()).clone();
         let span = tracing::info_span!(
             "send",
             message_id = msg.id,
-            channel = %parsed.channel(),
+            channel = %channel,
             provider = provider.name(),
             recipient = %parsed.recipient.masked(),
             attempt = parsed.attempt,
@@ -420,14 +532,15 @@ impl Processor {
                 Ok(r) => r,
                 Err(_) => Err(SendError::retryable(
                     "timeout",
-                    format!(
-                        "no answer from {} within {:?}",
-                        provider.name(),
-                        self.config.send_timeout
-                    ),
+                    format!("no answer from {} within {:?}", provider.name(), self.config.send_timeout),
                 )
                 .with_outcome_unknown()),
             };
+            if let Err(SendError { class: FailureClass::RateLimited { until }, .. }) = &result {
+                // Only this provider waits; the others carry on.
+                tracing::warn!(until = %format_ts(*until), "provider asked us to slow down; pausing it");
+                self.limiter.pause(provider.name(), *until);
+            }
             let finished = self.clock.now();
             self.classify(&msg, provider.name(), started, finished, result)
         }
@@ -486,9 +599,9 @@ impl Processor {
                 let error = error_json(&err, provider, attempt_no, finished, next_at);
                 attempt.outcome = match (err.class, err.outcome_unknown) {
                     (_, true) => "unknown",
-                    (crate::providers::FailureClass::Permanent, _) => "permanent",
-                    (crate::providers::FailureClass::Retryable, _) => "retryable",
-                    (crate::providers::FailureClass::RateLimited { .. }, _) => "rate_limited",
+                    (FailureClass::Permanent, _) => "permanent",
+                    (FailureClass::Retryable, _) => "retryable",
+                    (FailureClass::RateLimited { .. }, _) => "rate_limited",
                 };
                 attempt.error = Some(error.clone());
                 attempt.provider_message_id = err.provider_message_id.clone();
@@ -548,7 +661,8 @@ impl Processor {
     }
 
     /// Hand a message back to the queue untouched: no provider call was made.
-    fn release(&self, msg: &Message, why: &str) -> Outcome {
+    /// `due` delays it (rate limit, provider pause).
+    fn release(&self, msg: &Message, why: &str, due: Option<DateTime<Utc>>) -> Outcome {
         tracing::debug!(message_id = msg.id, why, "released without sending");
         self.stats.released.fetch_add(1, Ordering::Relaxed);
         Outcome {
@@ -559,7 +673,7 @@ impl Processor {
                 provider: None,
                 provider_message_id: None,
                 sent_at: None,
-                next_attempt_at: msg.next_attempt_at,
+                next_attempt_at: due.or(msg.next_attempt_at),
                 attempts_delta: -1,
                 base_delta: 0,
             },
@@ -621,11 +735,21 @@ impl Processor {
 fn parse_claimed(msg: &Message) -> Result<OutgoingMessage, ValidationError> {
     let channel = Channel::parse(&msg.channel).map_err(|e| ValidationError::new("channel", e.to_string()))?;
     let recipient = Recipient::parse(channel, &msg.recipient)?;
+    let content_variables = match msg.content_variables_raw.as_deref().filter(|t| !t.trim().is_empty()) {
+        None => None,
+        Some(text) => Some(serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+            ValidationError::new("content_variables", format!("content_variables is not valid JSON: {e}"))
+        })?),
+    };
     let content = Content::parse(
         channel,
-        msg.subject.as_deref(),
-        msg.body.as_deref(),
-        msg.html_body.as_deref(),
+        ContentInput {
+            subject: msg.subject.as_deref(),
+            body: msg.body.as_deref(),
+            html_body: msg.html_body.as_deref(),
+            content_sid: msg.content_sid.as_deref(),
+            content_variables: content_variables.as_ref(),
+        },
     )?;
     let metadata = parse_metadata_text(msg.metadata_raw.as_deref())?;
     if msg.send_at_invalid {
@@ -660,7 +784,7 @@ fn error_json(err: &SendError, provider: &str, attempt: i32, at: DateTime<Utc>, 
     if err.outcome_unknown {
         obj.insert("outcome_unknown".into(), true.into());
     }
-    if let crate::providers::FailureClass::RateLimited { until } = err.class {
+    if let FailureClass::RateLimited { until } = err.class {
         obj.insert("rate_limited_until".into(), format_ts(until).into());
     }
     if let Some(n) = next {

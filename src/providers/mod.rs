@@ -22,7 +22,12 @@
 //! }
 //! ```
 
+mod custom;
+mod http;
 mod log;
+mod sendgrid;
+mod smtp;
+mod twilio;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,7 +38,11 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Channel, OutgoingMessage};
 
+pub use custom::{signature as custom_signature, Custom, MESSAGE_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 pub use log::LogProvider;
+pub use sendgrid::{Sendgrid, HERALD_ID_ARG};
+pub use smtp::Smtp;
+pub use twilio::Twilio;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -44,6 +53,13 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Hand one message to the provider. `Ok` means the provider accepted it.
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>>;
+
+    /// Who sends on this channel (a phone number, a messaging service, an
+    /// email address): rate limits apply per provider and per sender.
+    fn sender(&self, channel: Channel) -> String {
+        let _ = channel;
+        String::new()
+    }
 }
 
 /// What a provider returns when it accepts a message.

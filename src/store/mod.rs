@@ -64,6 +64,10 @@ pub struct Message {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub metadata: Option<serde_json::Value>,
+    /// Twilio Content API template SID (`HX…`), instead of a body.
+    pub content_sid: Option<String>,
+    /// The template's variables, a JSON object.
+    pub content_variables: Option<serde_json::Value>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
@@ -76,6 +80,8 @@ pub struct Message {
     /// The `metadata` column as stored, for re-parsing.
     #[serde(skip)]
     pub metadata_raw: Option<String>,
+    #[serde(skip)]
+    pub content_variables_raw: Option<String>,
 }
 
 impl Message {
@@ -146,6 +152,15 @@ fn ser_ts_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> std::res
         Some(t) => s.serialize_str(&format_ts(*t)),
         None => s.serialize_none(),
     }
+}
+
+/// Which rows a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimFilter {
+    Any,
+    Channel(crate::domain::Channel),
+    /// Rows whose `channel` is none of Herald's (they are failed, not sent).
+    UnknownChannel,
 }
 
 /// Filters for listing messages, newest first.
@@ -244,6 +259,7 @@ macro_rules! impl_message_row {
             fn message(&self) -> Result<Message, sqlx::Error> {
                 let (send_at, send_at_invalid) = self.time("send_at")?;
                 let metadata_raw: Option<String> = self.try_get("metadata")?;
+                let content_variables_raw: Option<String> = self.try_get("content_variables")?;
                 Ok(Message {
                     id: self.try_get("id")?,
                     channel: self.try_get("channel")?,
@@ -263,6 +279,9 @@ macro_rules! impl_message_row {
                     updated_at: self.ts("updated_at")?,
                     metadata: json_column(metadata_raw.clone()),
                     metadata_raw,
+                    content_sid: self.try_get("content_sid")?,
+                    content_variables: json_column(content_variables_raw.clone()),
+                    content_variables_raw,
                     next_attempt_at: self.ts("next_attempt_at")?,
                     lease_owner: self.try_get("lease_owner")?,
                     lease_expires_at: self.ts("lease_expires_at")?,
@@ -296,9 +315,15 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType};
     use std::borrow::Cow;
     let files: &[(i64, &str, &str)] = if pg {
-        &[(1, "queue", include_str!("../../migrations/postgres/0001_queue.sql"))]
+        &[
+            (1, "queue", include_str!("../../migrations/postgres/0001_queue.sql")),
+            (2, "providers", include_str!("../../migrations/postgres/0002_providers.sql")),
+        ]
     } else {
-        &[(1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql"))]
+        &[
+            (1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql")),
+            (2, "providers", include_str!("../../migrations/sqlite/0002_providers.sql")),
+        ]
     };
     let migrations = files
         .iter()
@@ -414,6 +439,8 @@ impl Store {
                 .bind(msg.send_at.map(format_ts))
                 .bind(metadata)
                 .bind(format_ts(now))
+                .bind(msg.content.template.as_ref().map(|t| t.content_sid.clone()))
+                .bind(msg.content.template.as_ref().map(|t| serde_json::Value::Object(t.variables.clone()).to_string()))
                 .fetch_one(pool)
                 .await?;
             row.message()?
@@ -449,14 +476,38 @@ impl Store {
         limit: u32,
         after_id: i64,
     ) -> Result<Vec<Message>> {
+        self.claim_filtered(ClaimFilter::Any, worker, now, lease_until, limit, after_id).await
+    }
+
+    /// [`Store::claim_after`] restricted to one channel (or to rows whose
+    /// channel is not one Herald knows, so that they can be failed).
+    pub async fn claim_filtered(
+        &self,
+        filter: ClaimFilter,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        after_id: i64,
+    ) -> Result<Vec<Message>> {
+        let sql = match filter {
+            ClaimFilter::Any => &self.sql.claim,
+            ClaimFilter::Channel(_) => &self.sql.claim_channel,
+            ClaimFilter::UnknownChannel => &self.sql.claim_other,
+        };
+        let channel = match filter {
+            ClaimFilter::Channel(c) => c.as_str(),
+            _ => "",
+        };
         let _turn = self.write_turn().await;
         let mut claimed = with_pool!(self, |pool| messages(
-            sqlx::query(&self.sql.claim)
+            sqlx::query(sql)
                 .bind(worker)
                 .bind(format_ts(now))
                 .bind(format_ts(lease_until))
                 .bind(i64::from(limit))
                 .bind(after_id)
+                .bind(channel)
                 .fetch_all(pool)
                 .await?
         )?);

@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 pub(crate) struct Sql {
     pub insert: String,
     pub claim: String,
+    pub claim_channel: String,
+    pub claim_other: String,
     pub complete: String,
     pub insert_attempts: String,
     pub next_due: String,
@@ -21,7 +23,7 @@ pub(crate) struct Sql {
     pub oldest_due: String,
 }
 
-const COLUMNS: [&str; 20] = [
+const COLUMNS: [&str; 22] = [
     "id",
     "channel",
     "recipient",
@@ -38,6 +40,8 @@ const COLUMNS: [&str; 20] = [
     "created_at",
     "updated_at",
     "metadata",
+    "content_sid",
+    "content_variables",
     "next_attempt_at",
     "lease_owner",
     "lease_expires_at",
@@ -62,28 +66,58 @@ fn columns(prefix: &str) -> String {
 /// word for word, so SQLite's planner can use it.
 const OPEN: &str = "status IN ('pending', 'processing')";
 
+/// SQLite claim: ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5 only ids
+/// above this, ?6 channel (used only by the channel filter).
+fn sqlite_claim(cols: &str, filter: &str) -> String {
+    format!(
+        "UPDATE notification_messages
+            SET status = 'processing', lease_owner = ?1, lease_expires_at = ?3,
+                attempts = attempts + 1, updated_at = ?2
+          WHERE id IN (
+                SELECT id FROM notification_messages
+                 WHERE {OPEN} AND id > ?5 {filter}
+                   AND ((status = 'pending'
+                         AND (send_at IS NULL OR julianday(send_at) IS NULL OR julianday(send_at) <= julianday(?2))
+                         AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))
+                     OR (status = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < ?2)))
+                 ORDER BY id LIMIT ?4)
+      RETURNING {cols}"
+    )
+}
+
+/// PostgreSQL claim, same parameters. SKIP LOCKED: concurrent claimers each
+/// take different rows and never wait for each other.
+fn pg_claim(mcols: &str, filter: &str) -> String {
+    format!(
+        "WITH due AS (
+            SELECT id FROM notification_messages
+             WHERE {OPEN} AND id > $5 {filter}
+               AND ((status = 'pending'
+                     AND (send_at IS NULL OR send_at <= $2::timestamptz)
+                     AND (next_attempt_at IS NULL OR next_attempt_at <= $2::timestamptz))
+                 OR (status = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2::timestamptz)))
+             ORDER BY id LIMIT $4
+             FOR UPDATE SKIP LOCKED)
+         UPDATE notification_messages AS m
+            SET status = 'processing', lease_owner = $1, lease_expires_at = $3::timestamptz,
+                attempts = m.attempts + 1, updated_at = $2::timestamptz
+           FROM due WHERE m.id = due.id
+      RETURNING {mcols}"
+    )
+}
+
 pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
     let cols = columns("");
     Sql {
         insert: format!(
-            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING {cols}"
+            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) RETURNING {cols}"
         ),
-        // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5 only ids above this
-        claim: format!(
-            "UPDATE notification_messages
-                SET status = 'processing', lease_owner = ?1, lease_expires_at = ?3,
-                    attempts = attempts + 1, updated_at = ?2
-              WHERE id IN (
-                    SELECT id FROM notification_messages
-                     WHERE {OPEN} AND id > ?5
-                       AND ((status = 'pending'
-                             AND (send_at IS NULL OR julianday(send_at) IS NULL OR julianday(send_at) <= julianday(?2))
-                             AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))
-                         OR (status = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < ?2)))
-                     ORDER BY id LIMIT ?4)
-          RETURNING {cols}"
-        ),
+        // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5 only ids above this, ?6 channel
+        claim: sqlite_claim(&cols, "AND ?6 = ?6"),
+        claim_channel: sqlite_claim(&cols, "AND channel = ?6"),
+        claim_other: sqlite_claim(&cols, "AND channel NOT IN ('sms', 'whatsapp', 'email') AND ?6 = ?6"),
         // ?1 completions (JSON array), ?2 now, ?3 worker
         complete: "UPDATE notification_messages AS m
                 SET status = u.status,
@@ -155,26 +189,14 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
     let mcols = columns("m.");
     Sql {
         insert: format!(
-            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz) RETURNING {cols}"
+            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables)
+             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz, $9, $10)
+          RETURNING {cols}"
         ),
-        // SKIP LOCKED: concurrent claimers each take different rows and never wait for each other.
-        claim: format!(
-            "WITH due AS (
-                SELECT id FROM notification_messages
-                 WHERE {OPEN} AND id > $5
-                   AND ((status = 'pending'
-                         AND (send_at IS NULL OR send_at <= $2::timestamptz)
-                         AND (next_attempt_at IS NULL OR next_attempt_at <= $2::timestamptz))
-                     OR (status = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2::timestamptz)))
-                 ORDER BY id LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE notification_messages AS m
-                SET status = 'processing', lease_owner = $1, lease_expires_at = $3::timestamptz,
-                    attempts = m.attempts + 1, updated_at = $2::timestamptz
-               FROM due WHERE m.id = due.id
-          RETURNING {mcols}"
-        ),
+        claim: pg_claim(&mcols, "AND $6::text = $6::text"),
+        claim_channel: pg_claim(&mcols, "AND channel = $6"),
+        claim_other: pg_claim(&mcols, "AND channel NOT IN ('sms', 'whatsapp', 'email') AND $6::text = $6::text"),
         complete: "WITH u AS (
                 SELECT * FROM jsonb_to_recordset($1::jsonb)
                     AS x(id bigint, status text, error text, provider text, pmid text,

@@ -252,7 +252,7 @@ pub fn test_config(worker: &str) -> ProcessorConfig {
     ProcessorConfig {
         worker_id: worker.to_owned(),
         batch_size: 50,
-        send_concurrency: 16,
+        limits: std::collections::HashMap::new(),
         lease: Duration::from_secs(60),
         send_timeout: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),

@@ -1,0 +1,129 @@
+//! SMTP through lettre (the guide's "nodemailer" option): pooled
+//! connections, implicit TLS with `SMTP_SECURE=true`, otherwise STARTTLS when
+//! the server offers it; AUTH only when `SMTP_USER` is set.
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use super::{BoxFuture, Provider, Receipt, SendError};
+use crate::config::{EmailFrom, SmtpSettings};
+use crate::domain::{Channel, OutgoingMessage};
+
+pub struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    from_domain: String,
+}
+
+impl Smtp {
+    pub fn new(
+        settings: &SmtpSettings,
+        from: &EmailFrom,
+        timeout: std::time::Duration,
+        pool_size: u32,
+    ) -> anyhow::Result<Smtp> {
+        let tls = TlsParameters::new(settings.host.clone())?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+            .port(settings.port)
+            .tls(if settings.secure { Tls::Wrapper(tls) } else { Tls::Opportunistic(tls) })
+            .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(pool_size.max(1)));
+        if let Some(user) = &settings.user {
+            let password = settings.password.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        let address = from
+            .address
+            .as_str()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("EMAIL_FROM_ADDRESS cannot be used for SMTP: {e}"))?;
+        let domain = from.address.as_str().rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+        Ok(Smtp { transport: builder.build(), from: Mailbox::new(from.name.clone(), address), from_domain: domain })
+    }
+
+    /// The message as it goes on the wire, and its Message-ID.
+    pub fn build(&self, msg: &OutgoingMessage) -> Result<(Message, String), SendError> {
+        let to: Mailbox = msg
+            .recipient
+            .to_string()
+            .parse()
+            .map_err(|e| SendError::permanent("invalid_recipient", format!("SMTP cannot address this recipient: {e}")))?;
+        let message_id = format!("<herald.{}.{}.{:08x}@{}>", msg.id, msg.attempt, fastrand::u32(..), self.from_domain);
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(msg.content.subject.clone().unwrap_or_default())
+            .date_now()
+            .message_id(Some(message_id.clone()));
+        let c = &msg.content;
+        let built = match (&c.body, &c.html_body) {
+            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone())),
+            (None, Some(html)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
+            (text, None) => builder.singlepart(
+                SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text.clone().unwrap_or_default()),
+            ),
+        };
+        let message = built.map_err(|e| SendError::permanent("invalid_message", format!("could not build the email: {e}")))?;
+        Ok((message, message_id))
+    }
+}
+
+/// Reply classes decide: 4xx transient, 5xx permanent (535: bad
+/// credentials, an operator must act). No reply at all: transient.
+pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+    let text = error_text(e);
+    match e.status() {
+        Some(code) => {
+            let n: u16 = code.to_string().parse().unwrap_or(0);
+            let err = if e.is_permanent() {
+                SendError::permanent(n.to_string(), text)
+            } else {
+                SendError::retryable(n.to_string(), text)
+            };
+            let err = err.with_status(n);
+            if n == 535 || n == 530 {
+                err.with_alert()
+            } else {
+                err
+            }
+        }
+        None if e.is_timeout() => SendError::retryable("timeout", text).with_outcome_unknown(),
+        None => SendError::retryable("connection", text),
+    }
+}
+
+fn error_text(e: &lettre::transport::smtp::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl Provider for Smtp {
+    fn name(&self) -> &str {
+        "smtp"
+    }
+
+    fn sender(&self, _channel: Channel) -> String {
+        self.from.email.to_string()
+    }
+
+    fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
+        Box::pin(async move {
+            let (message, message_id) = self.build(msg)?;
+            match self.transport.send(message).await {
+                Ok(_) => Ok(Receipt::new(message_id)),
+                Err(e) => Err(classify(&e)),
+            }
+        })
+    }
+}

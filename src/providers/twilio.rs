@@ -1,0 +1,204 @@
+//! Twilio Programmable Messaging: SMS and WhatsApp.
+//!
+//! `POST {TWILIO_API_URL}/2010-04-01/Accounts/{AccountSid}/Messages.json`,
+//! form-encoded, HTTP Basic auth. 201 returns the Message (its `sid` is the
+//! provider id); errors return `{code, message, more_info, status}`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+
+use super::http::{self, DEFAULT_RATE_LIMIT_PAUSE};
+use super::{BoxFuture, Provider, Receipt, SendError};
+use crate::clock::Clock;
+use crate::config::TwilioSettings;
+use crate::domain::{Channel, OutgoingMessage};
+
+pub struct Twilio {
+    client: reqwest::Client,
+    settings: TwilioSettings,
+    status_callback: Option<String>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Twilio error codes after which the same request can never succeed.
+/// 21610: the recipient replied STOP. 63016: WhatsApp free-form message
+/// outside the 24-hour window (only an approved template can go).
+const PERMANENT: &[i64] = &[
+    21211, 21614, 21612, 21408, 21606, 21608, 21635, 21602, 21603, 21604, 21610, 20003, 20404, 63016,
+];
+
+/// Codes that mean the account, not the message, is wrong: tell an operator.
+const ALERT: &[i64] = &[20003];
+
+impl Twilio {
+    pub fn new(
+        settings: TwilioSettings,
+        public_url: Option<&str>,
+        timeout: std::time::Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Twilio {
+        Twilio {
+            client: http::client(timeout),
+            status_callback: public_url.map(|u| format!("{u}/webhooks/twilio/status")),
+            settings,
+            clock,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}/2010-04-01/Accounts/{}/Messages.json", self.settings.api_url, self.settings.account_sid)
+    }
+
+    /// `From` or `MessagingServiceSid` for a channel. SMS: the messaging
+    /// service when set, else the number. WhatsApp: the WhatsApp number when
+    /// set, else the messaging service.
+    fn from_field(&self, channel: Channel) -> (&'static str, String) {
+        let s = &self.settings;
+        match channel {
+            Channel::Whatsapp => match (&s.whatsapp_number, &s.messaging_service_sid) {
+                (Some(n), _) => ("From", n.to_string()),
+                (None, Some(mg)) => ("MessagingServiceSid", mg.clone()),
+                (None, None) => ("From", String::new()),
+            },
+            _ => match (&s.messaging_service_sid, &s.phone_number) {
+                (Some(mg), _) => ("MessagingServiceSid", mg.clone()),
+                (None, Some(n)) => ("From", n.to_string()),
+                (None, None) => ("From", String::new()),
+            },
+        }
+    }
+
+    /// The form Twilio receives for a message.
+    pub fn form(&self, msg: &OutgoingMessage) -> Vec<(&'static str, String)> {
+        let mut form = vec![("To", msg.recipient.to_string())];
+        form.push(self.from_field(msg.channel()));
+        match &msg.content.template {
+            Some(t) => {
+                // With ContentSid, Body and MediaUrl must be left out.
+                form.push(("ContentSid", t.content_sid.clone()));
+                if !t.variables.is_empty() {
+                    form.push(("ContentVariables", serde_json::Value::Object(t.variables.clone()).to_string()));
+                }
+            }
+            None => form.push(("Body", msg.content.body.clone().unwrap_or_default())),
+        }
+        if let Some(cb) = &self.status_callback {
+            form.push(("StatusCallback", cb.clone()));
+        }
+        form
+    }
+}
+
+/// Classify a Twilio error answer.
+pub fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, now: DateTime<Utc>) -> SendError {
+    #[derive(serde::Deserialize)]
+    struct TwilioError {
+        code: Option<i64>,
+        message: Option<String>,
+    }
+    let parsed: Option<TwilioError> = serde_json::from_slice(body).ok();
+    let code = parsed.as_ref().and_then(|e| e.code);
+    let message = parsed
+        .and_then(|e| e.message)
+        .unwrap_or_else(|| format!("HTTP {status}: {}", http::snippet(body)));
+    let code_text = code.map(|c| c.to_string()).unwrap_or_else(|| format!("http_{status}"));
+    let err = if status == 429 || code == Some(20429) {
+        let until = retry_after.unwrap_or(now + chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default());
+        SendError::rate_limited(until, code_text, message)
+    } else if code == Some(21611) {
+        // The sender's queue is full: not processed, safe to retry.
+        SendError::retryable(code_text, message)
+    } else if let Some(c) = code.filter(|c| PERMANENT.contains(c)) {
+        let e = SendError::permanent(code_text, message);
+        if ALERT.contains(&c) {
+            e.with_alert()
+        } else {
+            e
+        }
+    } else if status >= 500 {
+        // Twilio has no idempotency key: the message may exist anyway.
+        SendError::retryable(code_text, message).with_outcome_unknown()
+    } else if status == 401 || status == 403 {
+        SendError::permanent(code_text, message).with_alert()
+    } else {
+        SendError::permanent(code_text, message)
+    };
+    err.with_status(status)
+}
+
+impl Provider for Twilio {
+    fn name(&self) -> &str {
+        "twilio"
+    }
+
+    fn sender(&self, channel: Channel) -> String {
+        self.from_field(channel).1
+    }
+
+    fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
+        Box::pin(async move {
+            let req = self
+                .client
+                .post(self.endpoint())
+                .basic_auth(&self.settings.auth_user, Some(self.settings.auth_secret.expose_secret()))
+                .form(&self.form(msg));
+            let (status, headers, body) = http::send(req).await?;
+            if (200..300).contains(&status) {
+                #[derive(serde::Deserialize)]
+                struct Created {
+                    sid: Option<String>,
+                }
+                return match serde_json::from_slice::<Created>(&body).ok().and_then(|c| c.sid) {
+                    Some(sid) => Ok(Receipt::new(sid)),
+                    None => {
+                        // Twilio said it created the message: do not send it again.
+                        tracing::warn!(status, "Twilio accepted the message but its answer had no sid");
+                        Ok(Receipt::without_id())
+                    }
+                };
+            }
+            let now = self.clock.now();
+            Err(classify(status, &body, http::retry_after(&headers, now), now))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::FailureClass;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+    }
+
+    fn body(code: i64) -> Vec<u8> {
+        serde_json::json!({"code": code, "message": "m", "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": 400})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn every_listed_code_is_classified_as_documented() {
+        for code in PERMANENT {
+            let e = classify(400, &body(*code), None, now());
+            assert_eq!(e.class, FailureClass::Permanent, "{code}");
+            assert_eq!(e.code, code.to_string());
+            assert_eq!(e.message, "m");
+        }
+        assert!(classify(401, &body(20003), None, now()).alert);
+        assert_eq!(classify(400, &body(21611), None, now()).class, FailureClass::Retryable);
+        let e = classify(429, &body(20429), None, now());
+        assert_eq!(e.class, FailureClass::RateLimited { until: now() + chrono::Duration::seconds(5) });
+        let later = now() + chrono::Duration::seconds(40);
+        assert_eq!(classify(429, b"", Some(later), now()).class, FailureClass::RateLimited { until: later });
+        let e = classify(503, b"<html>down</html>", None, now());
+        assert_eq!((e.class, e.outcome_unknown, e.code.as_str()), (FailureClass::Retryable, true, "http_503"));
+        assert!(e.message.contains("down"));
+        // An unknown 4xx code: the same request will not succeed later.
+        assert_eq!(classify(400, &body(21999), None, now()).class, FailureClass::Permanent);
+    }
+}

@@ -1,0 +1,243 @@
+//! Token buckets keyed by (channel, provider, sender), and per-provider
+//! pauses after a 429. Every function takes `now`: no clock is read here, so
+//! the behaviour is tested without sleeping.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::Channel;
+
+/// A token bucket that may go into debt: a reservation always succeeds and
+/// says *when* its token is available, so concurrent senders are spaced out
+/// in order instead of racing for each refill.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: DateTime<Utc>,
+}
+
+impl Bucket {
+    /// `rate` tokens per second (> 0), at most `burst` saved up; starts full.
+    pub fn new(rate: f64, burst: u32, now: DateTime<Utc>) -> Bucket {
+        let burst = f64::from(burst.max(1));
+        Bucket { rate, burst, tokens: burst, last: now }
+    }
+
+    fn refill(&mut self, now: DateTime<Utc>) {
+        let elapsed = (now - self.last).to_std().unwrap_or(Duration::ZERO).as_secs_f64();
+        if elapsed > 0.0 {
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+            self.last = now;
+        }
+    }
+
+    /// Take a token; returns when it may be used (`now` if one is there).
+    pub fn reserve(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            now
+        } else {
+            now + chrono::Duration::microseconds(((-self.tokens) / self.rate * 1e6).ceil() as i64)
+        }
+    }
+
+    /// Give back a reserved token that was not used.
+    pub fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
+    /// How many reservations would be usable within `horizon` from `now`.
+    pub fn available_within(&mut self, now: DateTime<Utc>, horizon: Duration) -> u32 {
+        self.refill(now);
+        let n = self.tokens + horizon.as_secs_f64() * self.rate;
+        if n <= 0.0 {
+            0
+        } else {
+            n.floor().min(f64::from(u32::MAX)) as u32
+        }
+    }
+}
+
+/// A channel's limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// Messages per second per sender; 0 = unlimited.
+    pub rate: f64,
+    pub burst: u32,
+}
+
+type Key = (Channel, String, String);
+
+/// All buckets and pauses of one processor.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    limits: HashMap<Channel, Limit>,
+    buckets: Mutex<HashMap<Key, Bucket>>,
+    paused: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl RateLimiter {
+    pub fn new(limits: HashMap<Channel, Limit>) -> RateLimiter {
+        RateLimiter { limits, ..RateLimiter::default() }
+    }
+
+    fn limit(&self, channel: Channel) -> Option<Limit> {
+        self.limits.get(&channel).copied().filter(|l| l.rate > 0.0)
+    }
+
+    /// Whether any channel has a rate limit.
+    pub fn any_limited(&self) -> bool {
+        Channel::ALL.into_iter().any(|c| self.limit(c).is_some())
+    }
+
+    fn with_bucket<T>(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>, f: impl FnOnce(&mut Bucket) -> T) -> Option<T> {
+        let limit = self.limit(channel)?;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets
+            .entry((channel, provider.to_owned(), sender.to_owned()))
+            .or_insert_with(|| Bucket::new(limit.rate, limit.burst, now));
+        Some(f(bucket))
+    }
+
+    /// Reserve a send for this sender; returns when it may go.
+    pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.with_bucket(channel, provider, sender, now, |b| b.reserve(now)).unwrap_or(now)
+    }
+
+    pub fn refund(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) {
+        self.with_bucket(channel, provider, sender, now, Bucket::refund);
+    }
+
+    /// How many messages this sender may start within `horizon`: `None` when
+    /// unlimited, 0 while its provider is paused.
+    pub fn budget(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>, horizon: Duration) -> Option<u32> {
+        if self.paused_until(provider, now).is_some() {
+            return Some(0);
+        }
+        self.with_bucket(channel, provider, sender, now, |b| b.available_within(now, horizon))
+    }
+
+    /// The provider said "too many requests": send nothing through it until `until`.
+    pub fn pause(&self, provider: &str, until: DateTime<Utc>) {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = paused.entry(provider.to_owned()).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+
+    pub fn paused_until(&self, provider: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.get(provider).copied().filter(|t| *t > now)
+    }
+
+    /// Whether any provider is paused now.
+    pub fn any_paused(&self, now: DateTime<Utc>) -> bool {
+        let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.values().any(|t| *t > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+    }
+
+    fn secs(s: f64) -> chrono::Duration {
+        chrono::Duration::microseconds((s * 1e6) as i64)
+    }
+
+    #[test]
+    fn rate_is_held_after_the_burst() {
+        let mut b = Bucket::new(2.0, 3, t0());
+        // The burst goes at once.
+        for _ in 0..3 {
+            assert_eq!(b.reserve(t0()), t0());
+        }
+        // Then one every 0.5 s, in order.
+        assert_eq!(b.reserve(t0()), t0() + secs(0.5));
+        assert_eq!(b.reserve(t0()), t0() + secs(1.0));
+        assert_eq!(b.reserve(t0()), t0() + secs(1.5));
+        // 10 s later the bucket is full again, but no fuller than the burst.
+        let later = t0() + secs(10.0);
+        for _ in 0..3 {
+            assert_eq!(b.reserve(later), later);
+        }
+        assert!(b.reserve(later) > later);
+    }
+
+    #[test]
+    fn over_a_long_run_the_rate_is_exact() {
+        let mut b = Bucket::new(1.0, 1, t0());
+        let mut last = t0();
+        for _ in 0..100 {
+            last = b.reserve(t0());
+        }
+        // 100 messages at 1/s with a burst of 1: the last goes at 99 s.
+        assert_eq!(last, t0() + secs(99.0));
+    }
+
+    #[test]
+    fn refund_and_budget() {
+        let mut b = Bucket::new(1.0, 2, t0());
+        assert_eq!(b.available_within(t0(), Duration::from_secs(3)), 5);
+        b.reserve(t0());
+        b.reserve(t0());
+        assert_eq!(b.available_within(t0(), Duration::ZERO), 0);
+        assert_eq!(b.available_within(t0(), Duration::from_secs(2)), 2);
+        b.reserve(t0()); // in debt: usable at +1 s
+        assert_eq!(b.available_within(t0(), Duration::from_millis(500)), 0);
+        b.refund();
+        assert_eq!(b.reserve(t0()), t0() + secs(1.0));
+    }
+
+    fn limiter() -> RateLimiter {
+        RateLimiter::new(HashMap::from([
+            (Channel::Sms, Limit { rate: 1.0, burst: 1 }),
+            (Channel::Whatsapp, Limit { rate: 10.0, burst: 10 }),
+            (Channel::Email, Limit { rate: 0.0, burst: 1 }),
+        ]))
+    }
+
+    #[test]
+    fn senders_are_separate() {
+        let l = limiter();
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), t0());
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), t0() + secs(1.0));
+        // Another number has its own bucket; so does the same provider's WhatsApp sender.
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550002", t0()), t0());
+        assert_eq!(l.reserve(Channel::Whatsapp, "twilio", "whatsapp:+15550001", t0()), t0());
+        // Unlimited channels never wait.
+        for _ in 0..1000 {
+            assert_eq!(l.reserve(Channel::Email, "sendgrid", "shop@example.com", t0()), t0());
+        }
+        assert_eq!(l.budget(Channel::Email, "sendgrid", "shop@example.com", t0(), Duration::from_secs(1)), None);
+        assert!(l.any_limited());
+        assert!(!RateLimiter::new(HashMap::new()).any_limited());
+    }
+
+    #[test]
+    fn a_pause_stops_only_that_provider() {
+        let l = limiter();
+        let until = t0() + secs(30.0);
+        l.pause("sendgrid", until);
+        l.pause("sendgrid", t0() + secs(5.0)); // an earlier end never shortens a pause
+        assert_eq!(l.paused_until("sendgrid", t0()), Some(until));
+        assert_eq!(l.paused_until("twilio", t0()), None);
+        assert_eq!(l.budget(Channel::Email, "sendgrid", "a@example.com", t0(), Duration::from_secs(1)), Some(0));
+        assert_eq!(l.budget(Channel::Whatsapp, "twilio", "whatsapp:+1", t0(), Duration::from_secs(1)), Some(20));
+        assert!(l.any_paused(t0()));
+        assert_eq!(l.paused_until("sendgrid", until), None, "the pause ends on time");
+        assert!(!l.any_paused(until));
+    }
+}
