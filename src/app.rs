@@ -25,7 +25,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Providers> {
     let log: Arc<dyn Provider> = match &config.log_outbox {
         Some(path) => Arc::new(
-            LogProvider::with_outbox(path).with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
+            LogProvider::with_outbox(path)
+                .with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
         ),
         None => Arc::new(LogProvider::new()),
     };
@@ -36,8 +37,10 @@ pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
         .twilio
         .clone()
         .map(|t| Arc::new(Twilio::new(t, config.public_url.as_deref(), timeout, clock.clone())) as Arc<dyn Provider>);
-    let custom: Option<Arc<dyn Provider>> =
-        config.custom.clone().map(|c| Arc::new(Custom::new(c, timeout, clock.clone())) as Arc<dyn Provider>);
+    let custom: Option<Arc<dyn Provider>> = config
+        .custom
+        .clone()
+        .map(|c| Arc::new(Custom::new(c, timeout, clock.clone())) as Arc<dyn Provider>);
     let mut providers = Providers::all(log.clone());
     for channel in Channel::ALL {
         let missing = || anyhow::anyhow!("{channel}: provider settings missing after validation");
@@ -46,11 +49,19 @@ pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
             ProviderChoice::Twilio => twilio.clone().ok_or_else(missing)?,
             ProviderChoice::Custom => custom.clone().ok_or_else(missing)?,
             ProviderChoice::Sendgrid => {
-                let (s, from) = config.sendgrid.clone().zip(config.email_from.clone()).ok_or_else(missing)?;
+                let (s, from) = config
+                    .sendgrid
+                    .clone()
+                    .zip(config.email_from.clone())
+                    .ok_or_else(missing)?;
                 Arc::new(Sendgrid::new(s, from, timeout, clock.clone()))
             }
             ProviderChoice::Smtp => {
-                let (s, from) = config.smtp.as_ref().zip(config.email_from.as_ref()).ok_or_else(missing)?;
+                let (s, from) = config
+                    .smtp
+                    .as_ref()
+                    .zip(config.email_from.as_ref())
+                    .ok_or_else(missing)?;
                 let pool = config.limits.get(&Channel::Email).map_or(5, |l| l.concurrency) as u32;
                 Arc::new(Smtp::new(s, from, timeout, pool)?)
             }
@@ -64,7 +75,13 @@ pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
 pub fn announce_providers(config: &Config) {
     for channel in Channel::ALL {
         let limits = config.limits.get(&channel).copied();
-        let rate = limits.map(|l| if l.rate > 0.0 { format!("{}/s", l.rate) } else { "unlimited".to_owned() });
+        let rate = limits.map(|l| {
+            if l.rate > 0.0 {
+                format!("{}/s", l.rate)
+            } else {
+                "unlimited".to_owned()
+            }
+        });
         match config.provider_for(channel) {
             ProviderChoice::Log => tracing::info!(
                 %channel,
@@ -97,5 +114,11 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
 pub fn build_processor(config: &Config, store: Store) -> anyhow::Result<Arc<Processor>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let providers = build_providers(config, clock.clone())?;
-    Ok(Arc::new(Processor::new(store, providers, clock, system_random(), processor_config(config))))
+    Ok(Arc::new(Processor::new(
+        store,
+        providers,
+        clock,
+        system_random(),
+        processor_config(config),
+    )))
 }

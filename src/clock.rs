@@ -9,6 +9,13 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Wait until `t` by this clock. The real clock sleeps; a manual clock
+    /// jumps forward, so rate-limit waits cost tests no time.
+    fn sleep_until(&self, t: DateTime<Utc>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        let wait = (t - self.now()).to_std().unwrap_or_default();
+        Box::pin(tokio::time::sleep(wait))
+    }
 }
 
 /// The real wall clock.
@@ -43,6 +50,14 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sleep_until(&self, t: DateTime<Utc>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *now < t {
+            *now = t;
+        }
+        Box::pin(std::future::ready(()))
     }
 }
 

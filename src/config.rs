@@ -208,7 +208,9 @@ impl Reader<'_> {
         match raw.parse::<f64>() {
             Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => v,
             _ => {
-                self.errors.push(format!("{name} must be a number of {what} from 0 to {max} (got {raw:?})"));
+                self.errors.push(format!(
+                    "{name} must be a number of {what} from 0 to {max} (got {raw:?})"
+                ));
                 default
             }
         }
@@ -219,7 +221,8 @@ impl Reader<'_> {
         match self.get(name) {
             Some(v) => Some(v.to_owned()),
             None => {
-                self.errors.push(format!("{name} is not set (needed because {because})"));
+                self.errors
+                    .push(format!("{name} is not set (needed because {because})"));
                 None
             }
         }
@@ -237,7 +240,8 @@ impl Reader<'_> {
                 Some(raw.trim_end_matches('/').to_owned())
             }
             _ => {
-                self.errors.push(format!("{name} must be an http:// or https:// URL (got {raw:?})"));
+                self.errors
+                    .push(format!("{name} must be an http:// or https:// URL (got {raw:?})"));
                 None
             }
         }
@@ -247,13 +251,17 @@ impl Reader<'_> {
     fn sid(&mut self, name: &str, prefix: &str, value: &str) -> bool {
         let ok = value.len() == 34 && value.starts_with(prefix) && value[2..].chars().all(|c| c.is_ascii_hexdigit());
         if !ok {
-            self.errors.push(format!("{name} must be {prefix} followed by 32 hexadecimal digits (got {value:?})"));
+            self.errors.push(format!(
+                "{name} must be {prefix} followed by 32 hexadecimal digits (got {value:?})"
+            ));
         }
         ok
     }
 
     fn provider(&mut self, name: &str, channel: Channel) -> ProviderChoice {
-        let Some(raw) = self.get(name) else { return ProviderChoice::Log };
+        let Some(raw) = self.get(name) else {
+            return ProviderChoice::Log;
+        };
         match (raw.to_ascii_lowercase().as_str(), channel) {
             ("log", _) => ProviderChoice::Log,
             ("twilio", Channel::Sms | Channel::Whatsapp) => ProviderChoice::Twilio,
@@ -265,7 +273,8 @@ impl Reader<'_> {
                     Channel::Sms | Channel::Whatsapp => "twilio, custom or log",
                     Channel::Email => "sendgrid, smtp (or nodemailer), custom or log",
                 };
-                self.errors.push(format!("{name} must be one of {choices} (got {raw:?})"));
+                self.errors
+                    .push(format!("{name} must be one of {choices} (got {raw:?})"));
                 ProviderChoice::Log
             }
         }
@@ -305,8 +314,18 @@ impl Config {
         let whatsapp_provider = r.provider("WHATSAPP_PROVIDER", Channel::Whatsapp);
         let email_provider = r.provider("EMAIL_PROVIDER", Channel::Email);
 
-        let choices = [(Channel::Sms, sms_provider), (Channel::Whatsapp, whatsapp_provider), (Channel::Email, email_provider)];
-        let uses = |p: ProviderChoice| choices.iter().filter(|(_, c)| *c == p).map(|(ch, _)| *ch).collect::<Vec<_>>();
+        let choices = [
+            (Channel::Sms, sms_provider),
+            (Channel::Whatsapp, whatsapp_provider),
+            (Channel::Email, email_provider),
+        ];
+        let uses = |p: ProviderChoice| {
+            choices
+                .iter()
+                .filter(|(_, c)| *c == p)
+                .map(|(ch, _)| *ch)
+                .collect::<Vec<_>>()
+        };
         let var_of = |ch: Channel| format!("{}_PROVIDER", ch.as_str().to_ascii_uppercase());
 
         let public_url = r.url("PUBLIC_URL", None);
@@ -329,16 +348,19 @@ impl Config {
                     (Some(key), Some(secret))
                 }
                 (Some(_), None, _) => {
-                    r.errors.push("TWILIO_API_KEY_SECRET is not set (needed because TWILIO_API_KEY_SID is set)".into());
+                    r.errors
+                        .push("TWILIO_API_KEY_SECRET is not set (needed because TWILIO_API_KEY_SID is set)".into());
                     (None, None)
                 }
                 (None, Some(_), _) => {
-                    r.errors.push("TWILIO_API_KEY_SID is not set (needed because TWILIO_API_KEY_SECRET is set)".into());
+                    r.errors
+                        .push("TWILIO_API_KEY_SID is not set (needed because TWILIO_API_KEY_SECRET is set)".into());
                     (None, None)
                 }
                 (None, None, Some(token)) => (account_sid.clone(), Some(token.clone())),
                 (None, None, None) => {
-                    r.errors.push(format!("TWILIO_AUTH_TOKEN is not set (needed because {because})"));
+                    r.errors
+                        .push(format!("TWILIO_AUTH_TOKEN is not set (needed because {because})"));
                     (None, None)
                 }
             };
@@ -403,16 +425,19 @@ impl Config {
         let email_needs_from = matches!(email_provider, ProviderChoice::Sendgrid | ProviderChoice::Smtp);
         let email_from = if email_needs_from {
             let because = format!("EMAIL_PROVIDER={}", email_provider.as_str());
-            let address = r.required("EMAIL_FROM_ADDRESS", &because).and_then(|a| match EmailAddress::parse(&a) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    r.errors.push(format!("EMAIL_FROM_ADDRESS: {e}"));
-                    None
-                }
-            });
+            let address = r
+                .required("EMAIL_FROM_ADDRESS", &because)
+                .and_then(|a| match EmailAddress::parse(&a) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        r.errors.push(format!("EMAIL_FROM_ADDRESS: {e}"));
+                        None
+                    }
+                });
             let name = r.get("EMAIL_FROM_NAME").map(str::to_owned);
             if name.as_deref().is_some_and(|n| n.contains(['\r', '\n', '"'])) {
-                r.errors.push("EMAIL_FROM_NAME must be one line without double quotes".into());
+                r.errors
+                    .push("EMAIL_FROM_NAME must be one line without double quotes".into());
             }
             address.map(|address| EmailFrom { address, name })
         } else {
@@ -423,12 +448,16 @@ impl Config {
             let key = r.required("SENDGRID_API_KEY", "EMAIL_PROVIDER=sendgrid");
             if let Some(k) = &key {
                 if !k.starts_with("SG.") || k.contains(char::is_whitespace) {
-                    r.errors.push("SENDGRID_API_KEY must be a SendGrid API key (it starts with \"SG.\")".into());
+                    r.errors
+                        .push("SENDGRID_API_KEY must be a SendGrid API key (it starts with \"SG.\")".into());
                 }
             }
             let api_url = r.url("SENDGRID_API_URL", Some("https://api.sendgrid.com"));
             match (key, api_url) {
-                (Some(k), Some(api_url)) => Some(SendgridSettings { api_url, api_key: SecretString::from(k) }),
+                (Some(k), Some(api_url)) => Some(SendgridSettings {
+                    api_url,
+                    api_key: SecretString::from(k),
+                }),
                 _ => None,
             }
         } else {
@@ -436,13 +465,26 @@ impl Config {
         };
 
         let smtp = if email_provider == ProviderChoice::Smtp {
-            let because = format!("EMAIL_PROVIDER={}", r.get("EMAIL_PROVIDER").unwrap_or("smtp").to_ascii_lowercase());
+            let because = format!(
+                "EMAIL_PROVIDER={}",
+                r.get("EMAIL_PROVIDER").unwrap_or("smtp").to_ascii_lowercase()
+            );
             let host = r.required("SMTP_HOST", &because);
             let secure = r.boolean("SMTP_SECURE", false);
             let port = r.number("SMTP_PORT", if secure { 465u16 } else { 587 }, 1, 65535, "port");
             let user = r.get("SMTP_USER").map(str::to_owned);
-            let password = if user.is_some() { r.secret("SMTP_PASSWORD", "SMTP_USER is set") } else { None };
-            host.map(|host| SmtpSettings { host, port, user, password, secure })
+            let password = if user.is_some() {
+                r.secret("SMTP_PASSWORD", "SMTP_USER is set")
+            } else {
+                None
+            };
+            host.map(|host| SmtpSettings {
+                host,
+                port,
+                user,
+                password,
+                secure,
+            })
         } else {
             None
         };
@@ -460,11 +502,15 @@ impl Config {
                     }
                 }
             }
-            let secret = r.secret("CUSTOM_PROVIDER_SECRET", &format!("{}=custom", var_of(custom_channels[0])));
+            let secret = r.secret(
+                "CUSTOM_PROVIDER_SECRET",
+                &format!("{}=custom", var_of(custom_channels[0])),
+            );
             if let Some(s) = &secret {
                 use secrecy::ExposeSecret;
                 if s.expose_secret().len() < 16 {
-                    r.errors.push("CUSTOM_PROVIDER_SECRET must be at least 16 characters".into());
+                    r.errors
+                        .push("CUSTOM_PROVIDER_SECRET must be at least 16 characters".into());
                 }
             }
             secret.map(|secret| CustomSettings {
@@ -482,8 +528,21 @@ impl Config {
             let rate = r.float(&format!("{prefix}_RATE_LIMIT"), rate, 100_000.0, "messages per second");
             let burst_default = burst.max(rate.ceil() as u32).max(1);
             let burst = r.number(&format!("{prefix}_RATE_BURST"), burst_default, 1, 100_000, "messages");
-            let concurrency = r.number(&format!("{prefix}_CONCURRENCY"), concurrency, 1, 10_000, "concurrent sends");
-            limits.insert(ch, ChannelLimits { rate, burst, concurrency });
+            let concurrency = r.number(
+                &format!("{prefix}_CONCURRENCY"),
+                concurrency,
+                1,
+                10_000,
+                "concurrent sends",
+            );
+            limits.insert(
+                ch,
+                ChannelLimits {
+                    rate,
+                    burst,
+                    concurrency,
+                },
+            );
         }
 
         let enable_message_processor = r.boolean("ENABLE_MESSAGE_PROCESSOR", true);

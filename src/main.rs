@@ -127,14 +127,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Process { watch } => process(config, watch).await,
-        Command::Send { channel, to, body, subject, html, send_at, metadata, content_sid, content_variables } => {
+        Command::Send {
+            channel,
+            to,
+            body,
+            subject,
+            html,
+            send_at,
+            metadata,
+            content_sid,
+            content_variables,
+        } => {
             // Parse everything before touching the database: nothing bad is stored.
             let send_at = send_at.map(|s| parse_time("--send-at", &s)).transpose()?;
             let metadata = metadata
                 .map(|m| serde_json::from_str(&m).map_err(|e| anyhow!("--metadata: not valid JSON: {e}")))
                 .transpose()?;
             let content_variables = content_variables
-                .map(|m| serde_json::from_str::<serde_json::Value>(&m).map_err(|e| anyhow!("--content-variables: not valid JSON: {e}")))
+                .map(|m| {
+                    serde_json::from_str::<serde_json::Value>(&m)
+                        .map_err(|e| anyhow!("--content-variables: not valid JSON: {e}"))
+                })
                 .transpose()?;
             let raw = RawMessage {
                 content_sid,

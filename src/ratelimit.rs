@@ -25,7 +25,12 @@ impl Bucket {
     /// `rate` tokens per second (> 0), at most `burst` saved up; starts full.
     pub fn new(rate: f64, burst: u32, now: DateTime<Utc>) -> Bucket {
         let burst = f64::from(burst.max(1));
-        Bucket { rate, burst, tokens: burst, last: now }
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: DateTime<Utc>) {
@@ -84,7 +89,10 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limits: HashMap<Channel, Limit>) -> RateLimiter {
-        RateLimiter { limits, ..RateLimiter::default() }
+        RateLimiter {
+            limits,
+            ..RateLimiter::default()
+        }
     }
 
     fn limit(&self, channel: Channel) -> Option<Limit> {
@@ -96,7 +104,14 @@ impl RateLimiter {
         Channel::ALL.into_iter().any(|c| self.limit(c).is_some())
     }
 
-    fn with_bucket<T>(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>, f: impl FnOnce(&mut Bucket) -> T) -> Option<T> {
+    fn with_bucket<T>(
+        &self,
+        channel: Channel,
+        provider: &str,
+        sender: &str,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut Bucket) -> T,
+    ) -> Option<T> {
         let limit = self.limit(channel)?;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = buckets
@@ -107,7 +122,8 @@ impl RateLimiter {
 
     /// Reserve a send for this sender; returns when it may go.
     pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.with_bucket(channel, provider, sender, now, |b| b.reserve(now)).unwrap_or(now)
+        self.with_bucket(channel, provider, sender, now, |b| b.reserve(now))
+            .unwrap_or(now)
     }
 
     pub fn refund(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) {
@@ -116,7 +132,14 @@ impl RateLimiter {
 
     /// How many messages this sender may start within `horizon`: `None` when
     /// unlimited, 0 while its provider is paused.
-    pub fn budget(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>, horizon: Duration) -> Option<u32> {
+    pub fn budget(
+        &self,
+        channel: Channel,
+        provider: &str,
+        sender: &str,
+        now: DateTime<Utc>,
+        horizon: Duration,
+    ) -> Option<u32> {
         if self.paused_until(provider, now).is_some() {
             return Some(0);
         }
@@ -221,7 +244,16 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(l.reserve(Channel::Email, "sendgrid", "shop@example.com", t0()), t0());
         }
-        assert_eq!(l.budget(Channel::Email, "sendgrid", "shop@example.com", t0(), Duration::from_secs(1)), None);
+        assert_eq!(
+            l.budget(
+                Channel::Email,
+                "sendgrid",
+                "shop@example.com",
+                t0(),
+                Duration::from_secs(1)
+            ),
+            None
+        );
         assert!(l.any_limited());
         assert!(!RateLimiter::new(HashMap::new()).any_limited());
     }
@@ -234,8 +266,20 @@ mod tests {
         l.pause("sendgrid", t0() + secs(5.0)); // an earlier end never shortens a pause
         assert_eq!(l.paused_until("sendgrid", t0()), Some(until));
         assert_eq!(l.paused_until("twilio", t0()), None);
-        assert_eq!(l.budget(Channel::Email, "sendgrid", "a@example.com", t0(), Duration::from_secs(1)), Some(0));
-        assert_eq!(l.budget(Channel::Whatsapp, "twilio", "whatsapp:+1", t0(), Duration::from_secs(1)), Some(20));
+        assert_eq!(
+            l.budget(
+                Channel::Email,
+                "sendgrid",
+                "a@example.com",
+                t0(),
+                Duration::from_secs(1)
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            l.budget(Channel::Whatsapp, "twilio", "whatsapp:+1", t0(), Duration::from_secs(1)),
+            Some(20)
+        );
         assert!(l.any_paused(t0()));
         assert_eq!(l.paused_until("sendgrid", until), None, "the pause ends on time");
         assert!(!l.any_paused(until));

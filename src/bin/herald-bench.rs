@@ -56,7 +56,14 @@ fn processor(store: Store, batch_size: u32, poll: Duration) -> Arc<Processor> {
     let mut cfg = ProcessorConfig::new(default_worker_id());
     cfg.batch_size = batch_size;
     for channel in herald::domain::Channel::ALL {
-        cfg.limits.insert(channel, ChannelLimits { rate: 0.0, burst: 1, concurrency: 1000 });
+        cfg.limits.insert(
+            channel,
+            ChannelLimits {
+                rate: 0.0,
+                burst: 1,
+                concurrency: 1000,
+            },
+        );
     }
     cfg.poll_interval = poll;
     Arc::new(Processor::new(

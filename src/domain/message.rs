@@ -144,7 +144,10 @@ pub struct ProviderTemplate {
 }
 
 impl ProviderTemplate {
-    pub fn parse(content_sid: &str, variables: Option<&serde_json::Value>) -> Result<ProviderTemplate, ValidationError> {
+    pub fn parse(
+        content_sid: &str,
+        variables: Option<&serde_json::Value>,
+    ) -> Result<ProviderTemplate, ValidationError> {
         let sid = content_sid.trim();
         if !(sid.len() == 34 && sid.starts_with("HX") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())) {
             return Err(ValidationError::new(
@@ -157,7 +160,10 @@ impl ProviderTemplate {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Object(map)) => {
                 if map.len() > 100 {
-                    return Err(ValidationError::new("content_variables", "at most 100 template variables"));
+                    return Err(ValidationError::new(
+                        "content_variables",
+                        "at most 100 template variables",
+                    ));
                 }
                 for (k, v) in map {
                     let text = match v {
@@ -181,7 +187,10 @@ impl ProviderTemplate {
                 ))
             }
         }
-        Ok(ProviderTemplate { content_sid: sid.to_owned(), variables: out })
+        Ok(ProviderTemplate {
+            content_sid: sid.to_owned(),
+            variables: out,
+        })
     }
 }
 
@@ -221,13 +230,19 @@ impl Content {
         let template = match (non_blank(input.content_sid), input.content_variables) {
             (Some(sid), vars) => {
                 if channel == Channel::Email {
-                    return Err(ValidationError::new("content_sid", "provider templates are for sms and whatsapp"));
+                    return Err(ValidationError::new(
+                        "content_sid",
+                        "provider templates are for sms and whatsapp",
+                    ));
                 }
                 Some(ProviderTemplate::parse(sid, vars)?)
             }
             (None, None | Some(serde_json::Value::Null)) => None,
             (None, Some(_)) => {
-                return Err(ValidationError::new("content_variables", "content_variables needs a content_sid"));
+                return Err(ValidationError::new(
+                    "content_variables",
+                    "content_variables needs a content_sid",
+                ));
             }
         };
         match channel {
@@ -236,7 +251,10 @@ impl Content {
                     (Some(text), _) => text,
                     (None, Some(_)) => "",
                     (None, None) => {
-                        return Err(ValidationError::new("body", format!("a {channel} message needs a body")));
+                        return Err(ValidationError::new(
+                            "body",
+                            format!("a {channel} message needs a body"),
+                        ));
                     }
                 };
                 let chars = text.chars().count();
@@ -475,7 +493,10 @@ mod tests {
         let m = NewMessage::parse(&r).unwrap();
         let t = m.content.template.unwrap();
         assert_eq!(t.content_sid, sid);
-        assert_eq!(serde_json::Value::Object(t.variables), serde_json::json!({"1": "Ana", "2": "42"}));
+        assert_eq!(
+            serde_json::Value::Object(t.variables),
+            serde_json::json!({"1": "Ana", "2": "42"})
+        );
         r.content_sid = Some("HX123".into());
         assert_eq!(NewMessage::parse(&r).unwrap_err().field, "content_sid");
         r.content_sid = Some(sid.clone());

@@ -9,7 +9,7 @@ mod phone;
 pub use channel::{Channel, ChannelError};
 pub use email::{EmailAddress, EmailError};
 pub use message::{
-    parse_metadata, parse_metadata_text, Content, ContentInput, MessageStatus, NewMessage, OutgoingMessage, ProviderTemplate, RawMessage, Recipient,
-    ValidationError, MAX_TEXT_CHARS,
+    parse_metadata, parse_metadata_text, Content, ContentInput, MessageStatus, NewMessage, OutgoingMessage,
+    ProviderTemplate, RawMessage, Recipient, ValidationError, MAX_TEXT_CHARS,
 };
 pub use phone::{PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};

@@ -206,7 +206,13 @@ impl Processor {
                 .into_iter()
                 .map(|c| {
                     let l = config.channel_limits(c);
-                    (c, Limit { rate: l.rate, burst: l.burst })
+                    (
+                        c,
+                        Limit {
+                            rate: l.rate,
+                            burst: l.burst,
+                        },
+                    )
                 })
                 .collect(),
         );
@@ -256,9 +262,7 @@ impl Processor {
             None
         };
 
-        let result = self
-            .claim_loop(mode, &shutdown, &in_flight, &recorded, &tx)
-            .await;
+        let result = self.claim_loop(mode, &shutdown, &in_flight, &recorded, &tx).await;
 
         // Wait until every claimed message has been recorded.
         let _all = in_flight.acquire_many(max_in_flight as u32).await;
@@ -381,7 +385,10 @@ impl Processor {
         let lease_until = now + chrono_duration(self.config.lease);
         let worker = &self.config.worker_id;
         if !self.limiter.any_limited() && !self.limiter.any_paused(now) {
-            let got = self.store.claim_filtered(ClaimFilter::Any, worker, now, lease_until, want, cursor).await?;
+            let got = self
+                .store
+                .claim_filtered(ClaimFilter::Any, worker, now, lease_until, want, cursor)
+                .await?;
             return Ok((got, want));
         }
         let mut budgets = Vec::new();
@@ -407,11 +414,19 @@ impl Processor {
             asked += n;
             // Per-channel claims always start from the lowest id: the sweep
             // cursor is for the single-claim fast path.
-            all.extend(self.store.claim_filtered(ClaimFilter::Channel(channel), worker, now, lease_until, n, 0).await?);
+            all.extend(
+                self.store
+                    .claim_filtered(ClaimFilter::Channel(channel), worker, now, lease_until, n, 0)
+                    .await?,
+            );
         }
         if cursor == 0 && asked < want {
             let n = want - asked;
-            all.extend(self.store.claim_filtered(ClaimFilter::UnknownChannel, worker, now, lease_until, n, 0).await?);
+            all.extend(
+                self.store
+                    .claim_filtered(ClaimFilter::UnknownChannel, worker, now, lease_until, n, 0)
+                    .await?,
+            );
         }
         // Full if every channel that could take more got all it asked for.
         Ok((all, asked.max(1)))
@@ -486,14 +501,15 @@ impl Processor {
         // queue, due when its token is.
         let ready = self.limiter.reserve(channel, provider.name(), &sender, now);
         if ready > now {
-            let must_start_by = msg.lease_expires_at.map(|e| e - chrono_duration(self.config.send_timeout));
+            let must_start_by = msg
+                .lease_expires_at
+                .map(|e| e - chrono_duration(self.config.send_timeout));
             if must_start_by.is_some_and(|latest| ready >= latest) {
                 self.limiter.refund(channel, provider.name(), &sender, now);
                 return self.release(&msg, "rate_limited", Some(ready));
             }
-            let wait = (ready - now).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.clock.sleep_until(ready) => {}
                 _ = shutdown.wait() => {
                     self.limiter.refund(channel, provider.name(), &sender, self.clock.now());
                     return self.release(&msg, "shutdown", None);
@@ -532,11 +548,19 @@ impl Processor {
                 Ok(r) => r,
                 Err(_) => Err(SendError::retryable(
                     "timeout",
-                    format!("no answer from {} within {:?}", provider.name(), self.config.send_timeout),
+                    format!(
+                        "no answer from {} within {:?}",
+                        provider.name(),
+                        self.config.send_timeout
+                    ),
                 )
                 .with_outcome_unknown()),
             };
-            if let Err(SendError { class: FailureClass::RateLimited { until }, .. }) = &result {
+            if let Err(SendError {
+                class: FailureClass::RateLimited { until },
+                ..
+            }) = &result
+            {
                 // Only this provider waits; the others carry on.
                 tracing::warn!(until = %format_ts(*until), "provider asked us to slow down; pausing it");
                 self.limiter.pause(provider.name(), *until);

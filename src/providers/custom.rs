@@ -47,7 +47,11 @@ pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
 
 impl Custom {
     pub fn new(settings: CustomSettings, timeout: std::time::Duration, clock: Arc<dyn Clock>) -> Self {
-        Custom { client: http::client(timeout), settings, clock }
+        Custom {
+            client: http::client(timeout),
+            settings,
+            clock,
+        }
     }
 
     fn url(&self, channel: Channel) -> Option<&str> {
@@ -101,7 +105,10 @@ impl Provider for Custom {
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let Some(url) = self.url(msg.channel()) else {
-                return Err(SendError::permanent("not_configured", format!("no CUSTOM_{}_URL", msg.channel())));
+                return Err(SendError::permanent(
+                    "not_configured",
+                    format!("no CUSTOM_{}_URL", msg.channel()),
+                ));
             };
             let body = Self::payload(msg).to_string().into_bytes();
             let now = self.clock.now();
@@ -116,12 +123,16 @@ impl Provider for Custom {
                 .body(body);
             let (status, headers, body) = http::send(req).await?;
             if (200..300).contains(&status) {
-                let id = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| match v.get("id") {
-                    Some(serde_json::Value::String(s)) => Some(s.clone()),
-                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                    _ => None,
+                let id = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| match v.get("id") {
+                        Some(serde_json::Value::String(s)) => Some(s.clone()),
+                        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    });
+                return Ok(Receipt {
+                    provider_message_id: id,
                 });
-                return Ok(Receipt { provider_message_id: id });
             }
             Err(classify(status, &headers, &body, self.clock.now()))
         })
@@ -137,7 +148,10 @@ mod tests {
         // Computed independently: printf '1700000000.{"id":1}' | openssl dgst -sha256 -hmac 'a-secret-of-16-chars'
         let secret = SecretString::from("a-secret-of-16-chars".to_owned());
         let sig = signature(&secret, 1_700_000_000, br#"{"id":1}"#);
-        assert_eq!(sig, "v1=f4708e4e6b38d0e57829a8f784d908696f7d90ddd909ba01858e654e42adaf87");
+        assert_eq!(
+            sig,
+            "v1=f4708e4e6b38d0e57829a8f784d908696f7d90ddd909ba01858e654e42adaf87"
+        );
         assert!(sig.starts_with("v1=") && sig.len() == 67);
     }
 }

@@ -25,8 +25,18 @@ pub struct Sendgrid {
 }
 
 impl Sendgrid {
-    pub fn new(settings: SendgridSettings, from: EmailFrom, timeout: std::time::Duration, clock: Arc<dyn Clock>) -> Self {
-        Sendgrid { client: http::client(timeout), settings, from, clock }
+    pub fn new(
+        settings: SendgridSettings,
+        from: EmailFrom,
+        timeout: std::time::Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Sendgrid {
+            client: http::client(timeout),
+            settings,
+            from,
+            clock,
+        }
     }
 
     /// The request body. SendGrid's rules beyond its OpenAPI file: custom
@@ -58,7 +68,13 @@ impl Sendgrid {
 
 /// `X-RateLimit-Reset` (unix seconds) when SendGrid sends it.
 fn rate_limit_reset(headers: &HeaderMap) -> Option<DateTime<Utc>> {
-    let secs = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse::<i64>().ok()?;
+    let secs = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<i64>()
+        .ok()?;
     Utc.timestamp_opt(secs, 0).single()
 }
 
@@ -85,7 +101,9 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8], now: DateTime<Utc
     let err = match status {
         429 => {
             let pause = chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default();
-            let until = rate_limit_reset(headers).or_else(|| http::retry_after(headers, now)).unwrap_or(now + pause);
+            let until = rate_limit_reset(headers)
+                .or_else(|| http::retry_after(headers, now))
+                .unwrap_or(now + pause);
             SendError::rate_limited(until, code, message)
         }
         401 | 403 => SendError::permanent(code, message).with_alert(),
@@ -115,11 +133,16 @@ impl Provider for Sendgrid {
                 .body(body);
             let (status, headers, body) = http::send(req).await?;
             if (200..300).contains(&status) {
-                let id = headers.get("x-message-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let id = headers
+                    .get("x-message-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 if id.is_none() {
                     tracing::warn!(status, "SendGrid accepted the message without an X-Message-Id");
                 }
-                return Ok(Receipt { provider_message_id: id });
+                return Ok(Receipt {
+                    provider_message_id: id,
+                });
             }
             Err(classify(status, &headers, &body, self.clock.now()))
         })
@@ -142,21 +165,34 @@ mod tests {
         for s in [400u16, 401, 403, 404, 405, 413, 451] {
             let e = classify(s, &h, body, now());
             assert_eq!(e.class, FailureClass::Permanent, "{s}");
-            assert_eq!(e.message, "from.email: The from email does not contain a valid address.");
+            assert_eq!(
+                e.message,
+                "from.email: The from email does not contain a valid address."
+            );
             assert_eq!(e.alert, s == 401 || s == 403);
         }
         let e = classify(500, &h, b"", now());
         assert_eq!((e.class, e.outcome_unknown), (FailureClass::Retryable, true));
         assert_eq!(
-            classify(429, &h, br#"{"errors":[{"field":null,"message":"too many requests"}]}"#, now()).class,
-            FailureClass::RateLimited { until: now() + chrono::Duration::seconds(5) }
+            classify(
+                429,
+                &h,
+                br#"{"errors":[{"field":null,"message":"too many requests"}]}"#,
+                now()
+            )
+            .class,
+            FailureClass::RateLimited {
+                until: now() + chrono::Duration::seconds(5)
+            }
         );
         let mut h = HeaderMap::new();
         let reset = now().timestamp() + 42;
         h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
         assert_eq!(
             classify(429, &h, b"", now()).class,
-            FailureClass::RateLimited { until: Utc.timestamp_opt(reset, 0).unwrap() }
+            FailureClass::RateLimited {
+                until: Utc.timestamp_opt(reset, 0).unwrap()
+            }
         );
     }
 }

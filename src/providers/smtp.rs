@@ -30,11 +30,19 @@ impl Smtp {
         let tls = TlsParameters::new(settings.host.clone())?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
             .port(settings.port)
-            .tls(if settings.secure { Tls::Wrapper(tls) } else { Tls::Opportunistic(tls) })
+            .tls(if settings.secure {
+                Tls::Wrapper(tls)
+            } else {
+                Tls::Opportunistic(tls)
+            })
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(pool_size.max(1)));
         if let Some(user) = &settings.user {
-            let password = settings.password.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+            let password = settings
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned())
+                .unwrap_or_default();
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         let address = from
@@ -42,18 +50,31 @@ impl Smtp {
             .as_str()
             .parse()
             .map_err(|e| anyhow::anyhow!("EMAIL_FROM_ADDRESS cannot be used for SMTP: {e}"))?;
-        let domain = from.address.as_str().rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
-        Ok(Smtp { transport: builder.build(), from: Mailbox::new(from.name.clone(), address), from_domain: domain })
+        let domain = from
+            .address
+            .as_str()
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default();
+        Ok(Smtp {
+            transport: builder.build(),
+            from: Mailbox::new(from.name.clone(), address),
+            from_domain: domain,
+        })
     }
 
     /// The message as it goes on the wire, and its Message-ID.
     pub fn build(&self, msg: &OutgoingMessage) -> Result<(Message, String), SendError> {
-        let to: Mailbox = msg
-            .recipient
-            .to_string()
-            .parse()
-            .map_err(|e| SendError::permanent("invalid_recipient", format!("SMTP cannot address this recipient: {e}")))?;
-        let message_id = format!("<herald.{}.{}.{:08x}@{}>", msg.id, msg.attempt, fastrand::u32(..), self.from_domain);
+        let to: Mailbox = msg.recipient.to_string().parse().map_err(|e| {
+            SendError::permanent("invalid_recipient", format!("SMTP cannot address this recipient: {e}"))
+        })?;
+        let message_id = format!(
+            "<herald.{}.{}.{:08x}@{}>",
+            msg.id,
+            msg.attempt,
+            fastrand::u32(..),
+            self.from_domain
+        );
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -62,13 +83,20 @@ impl Smtp {
             .message_id(Some(message_id.clone()));
         let c = &msg.content;
         let built = match (&c.body, &c.html_body) {
-            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone())),
-            (None, Some(html)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
+            (Some(text), Some(html)) => {
+                builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
+            }
+            (None, Some(html)) => {
+                builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone()))
+            }
             (text, None) => builder.singlepart(
-                SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text.clone().unwrap_or_default()),
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text.clone().unwrap_or_default()),
             ),
         };
-        let message = built.map_err(|e| SendError::permanent("invalid_message", format!("could not build the email: {e}")))?;
+        let message =
+            built.map_err(|e| SendError::permanent("invalid_message", format!("could not build the email: {e}")))?;
         Ok((message, message_id))
     }
 }

@@ -48,7 +48,10 @@ impl Twilio {
     }
 
     fn endpoint(&self) -> String {
-        format!("{}/2010-04-01/Accounts/{}/Messages.json", self.settings.api_url, self.settings.account_sid)
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.settings.api_url, self.settings.account_sid
+        )
     }
 
     /// `From` or `MessagingServiceSid` for a channel. SMS: the messaging
@@ -79,7 +82,10 @@ impl Twilio {
                 // With ContentSid, Body and MediaUrl must be left out.
                 form.push(("ContentSid", t.content_sid.clone()));
                 if !t.variables.is_empty() {
-                    form.push(("ContentVariables", serde_json::Value::Object(t.variables.clone()).to_string()));
+                    form.push((
+                        "ContentVariables",
+                        serde_json::Value::Object(t.variables.clone()).to_string(),
+                    ));
                 }
             }
             None => form.push(("Body", msg.content.body.clone().unwrap_or_default())),
@@ -105,7 +111,8 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, no
         .unwrap_or_else(|| format!("HTTP {status}: {}", http::snippet(body)));
     let code_text = code.map(|c| c.to_string()).unwrap_or_else(|| format!("http_{status}"));
     let err = if status == 429 || code == Some(20429) {
-        let until = retry_after.unwrap_or(now + chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default());
+        let until =
+            retry_after.unwrap_or(now + chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default());
         SendError::rate_limited(until, code_text, message)
     } else if code == Some(21611) {
         // The sender's queue is full: not processed, safe to retry.
@@ -142,7 +149,10 @@ impl Provider for Twilio {
             let req = self
                 .client
                 .post(self.endpoint())
-                .basic_auth(&self.settings.auth_user, Some(self.settings.auth_secret.expose_secret()))
+                .basic_auth(
+                    &self.settings.auth_user,
+                    Some(self.settings.auth_secret.expose_secret()),
+                )
                 .form(&self.form(msg));
             let (status, headers, body) = http::send(req).await?;
             if (200..300).contains(&status) {
@@ -192,11 +202,22 @@ mod tests {
         assert!(classify(401, &body(20003), None, now()).alert);
         assert_eq!(classify(400, &body(21611), None, now()).class, FailureClass::Retryable);
         let e = classify(429, &body(20429), None, now());
-        assert_eq!(e.class, FailureClass::RateLimited { until: now() + chrono::Duration::seconds(5) });
+        assert_eq!(
+            e.class,
+            FailureClass::RateLimited {
+                until: now() + chrono::Duration::seconds(5)
+            }
+        );
         let later = now() + chrono::Duration::seconds(40);
-        assert_eq!(classify(429, b"", Some(later), now()).class, FailureClass::RateLimited { until: later });
+        assert_eq!(
+            classify(429, b"", Some(later), now()).class,
+            FailureClass::RateLimited { until: later }
+        );
         let e = classify(503, b"<html>down</html>", None, now());
-        assert_eq!((e.class, e.outcome_unknown, e.code.as_str()), (FailureClass::Retryable, true, "http_503"));
+        assert_eq!(
+            (e.class, e.outcome_unknown, e.code.as_str()),
+            (FailureClass::Retryable, true, "http_503")
+        );
         assert!(e.message.contains("down"));
         // An unknown 4xx code: the same request will not succeed later.
         assert_eq!(classify(400, &body(21999), None, now()).class, FailureClass::Permanent);

@@ -317,12 +317,20 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
     let files: &[(i64, &str, &str)] = if pg {
         &[
             (1, "queue", include_str!("../../migrations/postgres/0001_queue.sql")),
-            (2, "providers", include_str!("../../migrations/postgres/0002_providers.sql")),
+            (
+                2,
+                "providers",
+                include_str!("../../migrations/postgres/0002_providers.sql"),
+            ),
         ]
     } else {
         &[
             (1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql")),
-            (2, "providers", include_str!("../../migrations/sqlite/0002_providers.sql")),
+            (
+                2,
+                "providers",
+                include_str!("../../migrations/sqlite/0002_providers.sql"),
+            ),
         ]
     };
     let migrations = files
@@ -440,7 +448,12 @@ impl Store {
                 .bind(metadata)
                 .bind(format_ts(now))
                 .bind(msg.content.template.as_ref().map(|t| t.content_sid.clone()))
-                .bind(msg.content.template.as_ref().map(|t| serde_json::Value::Object(t.variables.clone()).to_string()))
+                .bind(
+                    msg.content
+                        .template
+                        .as_ref()
+                        .map(|t| serde_json::Value::Object(t.variables.clone()).to_string()),
+                )
                 .fetch_one(pool)
                 .await?;
             row.message()?
@@ -476,7 +489,8 @@ impl Store {
         limit: u32,
         after_id: i64,
     ) -> Result<Vec<Message>> {
-        self.claim_filtered(ClaimFilter::Any, worker, now, lease_until, limit, after_id).await
+        self.claim_filtered(ClaimFilter::Any, worker, now, lease_until, limit, after_id)
+            .await
     }
 
     /// [`Store::claim_after`] restricted to one channel (or to rows whose

@@ -5,4 +5,6 @@ mod common;
 
 mod cli;
 mod crash;
+mod fakes;
+mod providers;
 mod queue;
