@@ -8,3 +8,4 @@ mod crash;
 mod fakes;
 mod providers;
 mod queue;
+mod smtp;
