@@ -183,6 +183,7 @@ type Script = dyn Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Se
 /// for that message, from 1); it records every call.
 #[derive(Clone)]
 pub struct ScriptedProvider {
+    name: String,
     script: Arc<Script>,
     calls: Arc<Mutex<Vec<(i64, u32)>>>,
     delay: Duration,
@@ -191,6 +192,7 @@ pub struct ScriptedProvider {
 impl ScriptedProvider {
     pub fn new(script: impl Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Send + Sync + 'static) -> Self {
         ScriptedProvider {
+            name: "test".into(),
             script: Arc::new(script),
             calls: Arc::default(),
             delay: Duration::ZERO,
@@ -199,6 +201,11 @@ impl ScriptedProvider {
 
     pub fn ok() -> Self {
         ScriptedProvider::new(|m, _| Ok(Receipt::new(format!("T-{}", m.id))))
+    }
+
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
     }
 
     pub fn with_delay(mut self, delay: Duration) -> Self {
@@ -226,7 +233,7 @@ impl ScriptedProvider {
 
 impl Provider for ScriptedProvider {
     fn name(&self) -> &str {
-        "test"
+        &self.name
     }
 
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {

@@ -217,7 +217,11 @@ async fn twilio_messages(
             rec.violation(format!("{k} sent twice"));
         }
     }
-    rec.requests.lock().unwrap().push(json!(form));
+    let idx = {
+        let mut reqs = rec.requests.lock().unwrap();
+        reqs.push(json!(form));
+        reqs.len() - 1
+    };
     // The OpenAPI description: known fields only, each well-formed.
     for (k, v) in &form {
         match ctx.props.get(k) {
@@ -293,6 +297,7 @@ async fn twilio_messages(
         None => {}
     }
     let sid = format!("SM{:032x}", rec.next_id());
+    rec.requests.lock().unwrap()[idx]["__sid"] = json!(sid);
     let created = json!({
         "account_sid": ctx.account_sid,
         "api_version": "2010-04-01",
@@ -407,7 +412,11 @@ async fn sendgrid_send(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap, 
         rec.violation("body is not JSON".into());
         return sendgrid_error(400, None, "Bad Request");
     };
-    rec.requests.lock().unwrap().push(v.clone());
+    let idx = {
+        let mut reqs = rec.requests.lock().unwrap();
+        reqs.push(v.clone());
+        reqs.len() - 1
+    };
     let schema = &ctx.spec["components"]["requestBodies"]["PostMailSend"]["content"]["application/json"]["schema"];
     let props = schema["properties"].as_object().unwrap();
     for k in v
@@ -489,6 +498,7 @@ async fn sendgrid_send(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap, 
         None => {}
     }
     let id = format!("sgid{:018}", rec.next_id());
+    rec.requests.lock().unwrap()[idx]["__message_id"] = json!(id);
     raw_reply(202, String::new(), vec![("x-message-id".into(), id)])
 }
 

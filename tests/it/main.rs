@@ -5,7 +5,9 @@ mod common;
 
 mod cli;
 mod crash;
+mod e2e;
 mod fakes;
 mod providers;
 mod queue;
+mod ratelimits;
 mod smtp;

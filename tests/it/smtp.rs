@@ -86,7 +86,10 @@ impl Drop for SmtpServer {
 }
 
 fn from() -> EmailFrom {
-    EmailFrom { address: EmailAddress::parse("loja@example.com").unwrap(), name: Some("Loja Exemplo".into()) }
+    EmailFrom {
+        address: EmailAddress::parse("loja@example.com").unwrap(),
+        name: Some("Loja Exemplo".into()),
+    }
 }
 
 fn provider(server: &SmtpServer, user: Option<(&str, &str)>) -> Smtp {
@@ -98,7 +101,13 @@ async fn a_well_formed_multipart_message_arrives() {
     let server = SmtpServer::start();
     let p = provider(&server, None);
     let r = p
-        .send(&email(42, "ana@example.com", "Recibo nº 42 — obrigado", Some("Total: R$ 10"), Some("<p>Total: <b>R$ 10</b></p>")))
+        .send(&email(
+            42,
+            "ana@example.com",
+            "Recibo nº 42 — obrigado",
+            Some("Total: R$ 10"),
+            Some("<p>Total: <b>R$ 10</b></p>"),
+        ))
         .await
         .unwrap();
     let message_id = r.provider_message_id.unwrap();
@@ -121,9 +130,14 @@ async fn a_well_formed_multipart_message_arrives() {
     assert_eq!(parts[0]["type"], "text/plain");
     assert_eq!(parts[0]["content"].as_str().unwrap().trim_end(), "Total: R$ 10");
     assert_eq!(parts[1]["type"], "text/html");
-    assert_eq!(parts[1]["content"].as_str().unwrap().trim_end(), "<p>Total: <b>R$ 10</b></p>");
+    assert_eq!(
+        parts[1]["content"].as_str().unwrap().trim_end(),
+        "<p>Total: <b>R$ 10</b></p>"
+    );
 
-    p.send(&email(43, "ana@example.com", "Plain", Some("just text"), None)).await.unwrap();
+    p.send(&email(43, "ana@example.com", "Plain", Some("just text"), None))
+        .await
+        .unwrap();
     let got = &server.wait_for(2)[1];
     assert_eq!(got["content_type"], "text/plain");
     assert_eq!(got["parts"][0]["content"].as_str().unwrap().trim_end(), "just text");
@@ -133,26 +147,43 @@ async fn a_well_formed_multipart_message_arrives() {
 async fn reply_codes_decide_the_class() {
     let server = SmtpServer::start();
     let p = provider(&server, None);
-    let e = p.send(&email(1, "unknown@example.com", "s", Some("b"), None)).await.unwrap_err();
-    assert_eq!((e.class, e.code.as_str(), e.status), (FailureClass::Permanent, "550", Some(550)));
+    let e = p
+        .send(&email(1, "unknown@example.com", "s", Some("b"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.class, e.code.as_str(), e.status),
+        (FailureClass::Permanent, "550", Some(550))
+    );
     assert!(e.message.contains("User unknown"), "{}", e.message);
-    let e = p.send(&email(2, "busy@example.com", "s", Some("b"), None)).await.unwrap_err();
+    let e = p
+        .send(&email(2, "busy@example.com", "s", Some("b"), None))
+        .await
+        .unwrap_err();
     assert_eq!((e.class, e.code.as_str()), (FailureClass::Retryable, "451"));
     // The pool recovers after refusals.
-    p.send(&email(3, "ana@example.com", "s", Some("b"), None)).await.unwrap();
+    p.send(&email(3, "ana@example.com", "s", Some("b"), None))
+        .await
+        .unwrap();
     assert_eq!(server.wait_for(1).len(), 1);
 }
 
 #[tokio::test]
 async fn credentials_are_used_and_bad_ones_fail_with_535() {
     let server = SmtpServer::start();
-    provider(&server, Some(("herald", "secret"))).send(&email(1, "ana@example.com", "s", Some("b"), None)).await.unwrap();
+    provider(&server, Some(("herald", "secret")))
+        .send(&email(1, "ana@example.com", "s", Some("b"), None))
+        .await
+        .unwrap();
     assert_eq!(server.wait_for(1)[0]["authenticated"], true);
     let e = provider(&server, Some(("herald", "wrong-password")))
         .send(&email(2, "ana@example.com", "s", Some("b"), None))
         .await
         .unwrap_err();
-    assert_eq!((e.class, e.code.as_str(), e.alert), (FailureClass::Permanent, "535", true));
+    assert_eq!(
+        (e.class, e.code.as_str(), e.alert),
+        (FailureClass::Permanent, "535", true)
+    );
     assert!(!e.message.contains("wrong-password"));
 }
 
@@ -162,8 +193,17 @@ async fn an_unreachable_server_is_retryable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let settings = SmtpSettings { host: "127.0.0.1".into(), port, user: None, password: None, secure: false };
+    let settings = SmtpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        user: None,
+        password: None,
+        secure: false,
+    };
     let p = Smtp::new(&settings, &from(), Duration::from_secs(2), 1).unwrap();
-    let e = p.send(&email(1, "ana@example.com", "s", Some("b"), None)).await.unwrap_err();
+    let e = p
+        .send(&email(1, "ana@example.com", "s", Some("b"), None))
+        .await
+        .unwrap_err();
     assert_eq!(e.class, FailureClass::Retryable);
 }
