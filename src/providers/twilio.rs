@@ -57,7 +57,7 @@ impl Twilio {
     /// `From` or `MessagingServiceSid` for a channel. SMS: the messaging
     /// service when set, else the number. WhatsApp: the WhatsApp number when
     /// set, else the messaging service.
-    fn from_field(&self, channel: Channel) -> (&'static str, String) {
+    fn sender_field(&self, channel: Channel) -> (&'static str, String) {
         let s = &self.settings;
         match channel {
             Channel::Whatsapp => match (&s.whatsapp_number, &s.messaging_service_sid) {
@@ -76,7 +76,7 @@ impl Twilio {
     /// The form Twilio receives for a message.
     pub fn form(&self, msg: &OutgoingMessage) -> Vec<(&'static str, String)> {
         let mut form = vec![("To", msg.recipient.to_string())];
-        form.push(self.from_field(msg.channel()));
+        form.push(self.sender_field(msg.channel()));
         match &msg.content.template {
             Some(t) => {
                 // With ContentSid, Body and MediaUrl must be left out.
@@ -141,7 +141,7 @@ impl Provider for Twilio {
     }
 
     fn sender(&self, channel: Channel) -> String {
-        self.from_field(channel).1
+        self.sender_field(channel).1
     }
 
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
