@@ -4,6 +4,3 @@ ALTER TABLE notification_messages
     ADD COLUMN IF NOT EXISTS content_sid TEXT,
     ADD COLUMN IF NOT EXISTS content_variables TEXT;
 
--- Claiming one channel at a time (when rate limits are in force).
-CREATE INDEX IF NOT EXISTS notification_messages_open_channel
-    ON notification_messages (channel, id) WHERE status IN ('pending', 'processing');

@@ -509,22 +509,22 @@ impl Store {
             ClaimFilter::Channel(_) => &self.sql.claim_channel,
             ClaimFilter::UnknownChannel => &self.sql.claim_other,
         };
-        let channel = match filter {
-            ClaimFilter::Channel(c) => c.as_str(),
-            _ => "",
-        };
         let _turn = self.write_turn().await;
-        let mut claimed = with_pool!(self, |pool| messages(
-            sqlx::query(sql)
+        let mut claimed = with_pool!(self, |pool| {
+            let q = sqlx::query(sql)
                 .bind(worker)
                 .bind(format_ts(now))
                 .bind(format_ts(lease_until))
                 .bind(i64::from(limit))
-                .bind(after_id)
-                .bind(channel)
-                .fetch_all(pool)
-                .await?
-        )?);
+                .bind(after_id);
+            // Only the channel filter has a sixth parameter: a dummy one would
+            // skew PostgreSQL's row estimates for the generic plan.
+            let q = match filter {
+                ClaimFilter::Channel(c) => q.bind(c.as_str()),
+                _ => q,
+            };
+            messages(q.fetch_all(pool).await?)?
+        });
         claimed.sort_by_key(|m| m.id);
         Ok(claimed)
     }

@@ -115,9 +115,9 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) RETURNING {cols}"
         ),
         // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5 only ids above this, ?6 channel
-        claim: sqlite_claim(&cols, "AND ?6 = ?6"),
+        claim: sqlite_claim(&cols, ""),
         claim_channel: sqlite_claim(&cols, "AND channel = ?6"),
-        claim_other: sqlite_claim(&cols, "AND channel NOT IN ('sms', 'whatsapp', 'email') AND ?6 = ?6"),
+        claim_other: sqlite_claim(&cols, "AND channel NOT IN ('sms', 'whatsapp', 'email')"),
         // ?1 completions (JSON array), ?2 now, ?3 worker
         complete: "UPDATE notification_messages AS m
                 SET status = u.status,
@@ -194,13 +194,23 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
              VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz, $9, $10)
           RETURNING {cols}"
         ),
-        claim: pg_claim(&mcols, "AND $6::text = $6::text"),
+        claim: pg_claim(&mcols, ""),
         claim_channel: pg_claim(&mcols, "AND channel = $6"),
-        claim_other: pg_claim(&mcols, "AND channel NOT IN ('sms', 'whatsapp', 'email') AND $6::text = $6::text"),
+        claim_other: pg_claim(&mcols, "AND channel NOT IN ('sms', 'whatsapp', 'email')"),
+        // The lease check runs per completion, as a pkey lookup that locks
+        // the row (FOR UPDATE rechecks it against concurrent reclaims). It
+        // is kept out of the outer WHERE on purpose: there, `lease_owner = $3`
+        // makes PostgreSQL's generic plan expect one row and loop over the
+        // JSON once per open message (100x slower on a big backlog).
         complete: "WITH u AS (
                 SELECT * FROM jsonb_to_recordset($1::jsonb)
                     AS x(id bigint, status text, error text, provider text, pmid text,
-                         sent_at timestamptz, next_at timestamptz, ad int, bd int))
+                         sent_at timestamptz, next_at timestamptz, ad int, bd int)),
+             owned AS (
+                SELECT u.* FROM u CROSS JOIN LATERAL (
+                    SELECT 1 FROM notification_messages AS o
+                     WHERE o.id = u.id AND o.lease_owner = $3 AND o.status = 'processing'
+                    OFFSET 0 FOR UPDATE) AS held)
              UPDATE notification_messages AS m
                 SET status = u.status,
                     error = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce(u.error, m.error) END,
@@ -211,8 +221,8 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
                     attempts = m.attempts + u.ad,
                     retry_base = m.retry_base + u.bd,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $2::timestamptz
-               FROM u
-              WHERE m.id = u.id AND m.lease_owner = $3 AND m.status = 'processing'
+               FROM owned AS u
+              WHERE m.id = u.id
           RETURNING m.id"
             .to_owned(),
         insert_attempts: "INSERT INTO notification_attempts
