@@ -122,3 +122,53 @@ pub fn build_processor(config: &Config, store: Store) -> anyhow::Result<Arc<Proc
         processor_config(config),
     )))
 }
+
+/// `herald serve`: the HTTP API and, unless `ENABLE_MESSAGE_PROCESSOR=false`,
+/// the processor, in one process. Returns after a graceful shutdown.
+pub async fn serve(config: Config, shutdown: crate::processor::Shutdown) -> anyhow::Result<()> {
+    use crate::http::{is_loopback, router, AppState};
+    use crate::processor::Mode;
+
+    if config.api_keys.is_empty() && !is_loopback(&config.host) {
+        anyhow::bail!(
+            "HOST={} is reachable from other machines, but API_KEYS is not set: anyone could send messages. \
+             Set API_KEYS to one or more comma-separated keys (e.g. API_KEYS=$(openssl rand -hex 32)), \
+             or keep HOST=127.0.0.1",
+            config.host
+        );
+    }
+    let store = open_store(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut state = AppState::new(store.clone(), clock.clone(), config.api_keys.clone());
+    let processor = if config.enable_message_processor {
+        announce_providers(&config);
+        let p = build_processor(&config, store.clone())?;
+        state = state.with_processor(&p);
+        let run_shutdown = shutdown.clone();
+        let runner = p.clone();
+        Some(tokio::spawn(async move { runner.run(Mode::Watch, run_shutdown).await }))
+    } else {
+        tracing::info!("ENABLE_MESSAGE_PROCESSOR=false: serving the API only; run `herald process --watch` to send");
+        None
+    };
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        auth = if config.api_keys.is_empty() { "none (loopback only)" } else { "API_KEYS" },
+        "herald is serving"
+    );
+    let graceful = shutdown.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { graceful.wait().await })
+        .await
+        .context("HTTP server failed")?;
+    if let Some(p) = processor {
+        p.await.context("processor task")?.context("processor")?;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

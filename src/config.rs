@@ -111,6 +111,8 @@ pub struct Config {
     pub database_max_connections: u32,
     pub host: String,
     pub port: u16,
+    /// Bearer keys accepted by the HTTP API (`API_KEYS`, comma-separated).
+    pub api_keys: Vec<SecretString>,
     pub sms_provider: ProviderChoice,
     pub whatsapp_provider: ProviderChoice,
     pub email_provider: ProviderChoice,
@@ -309,6 +311,19 @@ impl Config {
         let database_max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10u32, 1, 1000, "connections");
         let host = r.string("HOST", "127.0.0.1");
         let port = r.number("PORT", 8080u16, 0, 65535, "port");
+        let mut api_keys = Vec::new();
+        if let Some(raw) = r.get("API_KEYS").map(str::to_owned) {
+            for (i, key) in raw.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
+                if key.len() < 16 || key.contains(char::is_whitespace) {
+                    r.errors.push(format!(
+                        "API_KEYS: key #{} is too short (at least 16 characters; generate one with `openssl rand -hex 32`)",
+                        i + 1
+                    ));
+                } else {
+                    api_keys.push(SecretString::from(key.to_owned()));
+                }
+            }
+        }
 
         let sms_provider = r.provider("SMS_PROVIDER", Channel::Sms);
         let whatsapp_provider = r.provider("WHATSAPP_PROVIDER", Channel::Whatsapp);
@@ -588,6 +603,7 @@ impl Config {
             database_max_connections,
             host,
             port,
+            api_keys,
             sms_provider,
             whatsapp_provider,
             email_provider,

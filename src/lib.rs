@@ -10,6 +10,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod processor;
 pub mod providers;
 pub mod ratelimit;

@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP API (and the processor, unless ENABLE_MESSAGE_PROCESSOR=false) until SIGINT/SIGTERM.
+    Serve,
     /// Send every message that is due, then exit (for cron). With --watch, run until stopped.
     Process {
         /// Keep running, picking up new messages as they arrive, until SIGINT/SIGTERM.
@@ -121,6 +123,15 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
+        Command::Serve => {
+            let (handle, shutdown) = Shutdown::new();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down: no new requests; finishing requests and sends in flight");
+                handle.trigger();
+            });
+            app::serve(config, shutdown).await
+        }
         Command::Migrate => {
             let store = app::open_store(&config).await?;
             println!("database schema is up to date ({})", store.backend_name());

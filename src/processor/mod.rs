@@ -10,6 +10,7 @@
 //!   the lease expires. Only a message whose send was in flight at the
 //!   moment of death can be sent twice.
 
+mod metrics;
 mod retry;
 mod shutdown;
 
@@ -30,6 +31,7 @@ use crate::providers::{FailureClass, Providers, SendError};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, Store};
 
+pub use metrics::SendMetrics;
 pub use retry::{Decision, RetryPolicy};
 pub use shutdown::{Shutdown, ShutdownHandle};
 
@@ -188,6 +190,7 @@ pub struct Processor {
     limiter: RateLimiter,
     /// Provider calls in flight, per channel: a slow provider fills only its own.
     slots: HashMap<Channel, Arc<Semaphore>>,
+    metrics: Arc<SendMetrics>,
 }
 
 impl Processor {
@@ -230,11 +233,16 @@ impl Processor {
             wake: Arc::new(Notify::new()),
             limiter,
             slots,
+            metrics: Arc::new(SendMetrics::default()),
         }
     }
 
     pub fn stats(&self) -> Arc<ProcessorStats> {
         self.stats.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<SendMetrics> {
+        self.metrics.clone()
     }
 
     /// Wake a watching processor now (e.g. after an API enqueue in-process).
@@ -508,6 +516,8 @@ impl Processor {
                 self.limiter.refund(channel, provider.name(), &sender, now);
                 return self.release(&msg, "rate_limited", Some(ready));
             }
+            self.metrics
+                .record_rate_limit_wait(channel.as_str(), (ready - now).to_std().unwrap_or_default());
             tokio::select! {
                 _ = self.clock.sleep_until(ready) => {}
                 _ = shutdown.wait() => {
@@ -596,6 +606,8 @@ impl Processor {
                 tracing::info!(provider_message_id = receipt.provider_message_id.as_deref(), "sent");
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
                 attempt.provider_message_id = receipt.provider_message_id.clone();
+                self.metrics
+                    .record_send(provider, "sent", (finished - started).to_std().unwrap_or_default());
                 Outcome {
                     completion: Completion {
                         id: msg.id,
@@ -628,6 +640,11 @@ impl Processor {
                     (FailureClass::RateLimited { .. }, _) => "rate_limited",
                 };
                 attempt.error = Some(error.clone());
+                self.metrics.record_send(
+                    provider,
+                    attempt.outcome,
+                    (finished - started).to_std().unwrap_or_default(),
+                );
                 attempt.provider_message_id = err.provider_message_id.clone();
                 if status == MessageStatus::Failed {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -686,8 +703,9 @@ impl Processor {
 
     /// Hand a message back to the queue untouched: no provider call was made.
     /// `due` delays it (rate limit, provider pause).
-    fn release(&self, msg: &Message, why: &str, due: Option<DateTime<Utc>>) -> Outcome {
+    fn release(&self, msg: &Message, why: &'static str, due: Option<DateTime<Utc>>) -> Outcome {
         tracing::debug!(message_id = msg.id, why, "released without sending");
+        self.metrics.record_held_back(why);
         self.stats.released.fetch_add(1, Ordering::Relaxed);
         Outcome {
             completion: Completion {

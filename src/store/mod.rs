@@ -45,7 +45,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A row of `notification_messages`, as the API and CLI show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub id: i64,
     pub channel: String,
@@ -56,6 +56,7 @@ pub struct Message {
     pub status: String,
     pub attempts: i32,
     /// The `error` column's JSON, parsed (a non-JSON value is kept as a string).
+    #[schema(value_type = Option<Object>)]
     pub error: Option<serde_json::Value>,
     pub provider: Option<String>,
     pub provider_message_id: Option<String>,
@@ -63,10 +64,12 @@ pub struct Message {
     pub sent_at: Option<DateTime<Utc>>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// Twilio Content API template SID (`HX…`), instead of a body.
     pub content_sid: Option<String>,
     /// The template's variables, a JSON object.
+    #[schema(value_type = Option<Object>)]
     pub content_variables: Option<serde_json::Value>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub lease_owner: Option<String>,
@@ -92,13 +95,14 @@ impl Message {
 }
 
 /// One provider call, from `notification_attempts`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: i32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub provider: String,
     pub outcome: String,
+    #[schema(value_type = Option<Object>)]
     pub error: Option<serde_json::Value>,
     pub provider_message_id: Option<String>,
     pub worker: Option<String>,
@@ -152,6 +156,38 @@ fn ser_ts_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> std::res
         Some(t) => s.serialize_str(&format_ts(*t)),
         None => s.serialize_none(),
     }
+}
+
+/// The result of an idempotent enqueue.
+#[derive(Debug)]
+pub enum Idempotent {
+    /// First use of the key: these messages were created.
+    Created(Vec<Message>),
+    /// The key was used before with the same request: its messages.
+    Replayed(Vec<Message>),
+    /// The key was used before with a different request.
+    Conflict,
+}
+
+/// New messages as the JSON rows the bulk insert reads.
+fn rows_json(msgs: &[NewMessage]) -> String {
+    let rows: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "channel": m.channel().as_str(),
+                "recipient": m.recipient.to_string(),
+                "subject": m.content.subject,
+                "body": m.content.body,
+                "html_body": m.content.html_body,
+                "send_at": m.send_at.map(format_ts),
+                "metadata": m.metadata.as_ref().map(|v| v.to_string()),
+                "content_sid": m.content.template.as_ref().map(|t| t.content_sid.clone()),
+                "content_variables": m.content.template.as_ref().map(|t| serde_json::Value::Object(t.variables.clone()).to_string()),
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("rows serialize")
 }
 
 /// Which rows a claim may take.
@@ -322,6 +358,7 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
                 "providers",
                 include_str!("../../migrations/postgres/0002_providers.sql"),
             ),
+            (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
         ]
     } else {
         &[
@@ -331,6 +368,7 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
                 "providers",
                 include_str!("../../migrations/sqlite/0002_providers.sql"),
             ),
+            (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
         ]
     };
     let migrations = files
@@ -459,6 +497,99 @@ impl Store {
             row.message()?
         });
         Ok(row)
+    }
+
+    /// Queue many messages in one statement (all or none), in order.
+    pub async fn enqueue_many(&self, msgs: &[NewMessage], now: DateTime<Utc>) -> Result<Vec<Message>> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = rows_json(msgs);
+        let _turn = self.write_turn().await;
+        let mut out = with_pool!(self, |pool| messages(
+            sqlx::query(&self.sql.insert_many)
+                .bind(&rows)
+                .bind(format_ts(now))
+                .fetch_all(pool)
+                .await?
+        )?);
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
+    /// Queue messages under an idempotency key, atomically: the first request
+    /// with a key creates the messages; a repeat with the same request hash
+    /// gets the same messages back; a different request with the key is refused.
+    pub async fn enqueue_idempotent(
+        &self,
+        key: &str,
+        request_hash: &str,
+        msgs: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<Idempotent> {
+        enum Step {
+            Created(Vec<Message>),
+            Replay(Vec<i64>),
+            Conflict,
+        }
+        let rows = rows_json(msgs);
+        let step = {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                let mut tx = pool.begin().await?;
+                // Concurrent requests with the same key wait here for the first
+                // to commit (PostgreSQL's unique index; SQLite's write lock).
+                let inserted = sqlx::query(&self.sql.idem_insert)
+                    .bind(key)
+                    .bind(request_hash)
+                    .bind(format_ts(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let step = if inserted == 1 {
+                    let mut created = messages(
+                        sqlx::query(&self.sql.insert_many)
+                            .bind(&rows)
+                            .bind(format_ts(now))
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    )?;
+                    created.sort_by_key(|m| m.id);
+                    let ids: Vec<i64> = created.iter().map(|m| m.id).collect();
+                    sqlx::query(&self.sql.idem_set)
+                        .bind(key)
+                        .bind(serde_json::to_string(&ids).expect("ids serialize"))
+                        .execute(&mut *tx)
+                        .await?;
+                    Step::Created(created)
+                } else {
+                    let (hash, ids): (String, String) =
+                        sqlx::query_as(&self.sql.idem_get).bind(key).fetch_one(&mut *tx).await?;
+                    if hash == request_hash {
+                        Step::Replay(serde_json::from_str(&ids).unwrap_or_default())
+                    } else {
+                        Step::Conflict
+                    }
+                };
+                tx.commit().await?;
+                step
+            })
+        };
+        Ok(match step {
+            Step::Created(m) => Idempotent::Created(m),
+            Step::Replay(ids) => Idempotent::Replayed(self.get_many(&ids).await?),
+            Step::Conflict => Idempotent::Conflict,
+        })
+    }
+
+    /// Messages by id, in id order (missing ids are skipped).
+    pub async fn get_many(&self, ids: &[i64]) -> Result<Vec<Message>> {
+        let ids_json = serde_json::to_string(ids).expect("ids serialize");
+        let mut rows = with_pool!(self, |pool| messages(
+            sqlx::query(&self.sql.get_many).bind(&ids_json).fetch_all(pool).await?
+        )?);
+        rows.sort_by_key(|m| m.id);
+        Ok(rows)
     }
 
     /// Lease up to `limit` due messages to `worker` until `lease_until`:

@@ -6,6 +6,11 @@ use std::sync::LazyLock;
 
 pub(crate) struct Sql {
     pub insert: String,
+    pub insert_many: String,
+    pub get_many: String,
+    pub idem_insert: String,
+    pub idem_set: String,
+    pub idem_get: String,
     pub claim: String,
     pub claim_channel: String,
     pub claim_other: String,
@@ -114,6 +119,22 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
                                                 created_at, updated_at, content_sid, content_variables)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) RETURNING {cols}"
         ),
+        // ?1 rows (JSON array), ?2 now
+        insert_many: format!(
+            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables)
+             SELECT value ->> '$.channel', value ->> '$.recipient', value ->> '$.subject', value ->> '$.body',
+                    value ->> '$.html_body', value ->> '$.send_at', value ->> '$.metadata', ?2, ?2,
+                    value ->> '$.content_sid', value ->> '$.content_variables'
+               FROM json_each(?1) ORDER BY key
+          RETURNING {cols}"
+        ),
+        get_many: format!("SELECT {cols} FROM notification_messages WHERE id IN (SELECT value FROM json_each(?1))"),
+        idem_insert: "INSERT INTO herald_idempotency_keys (key, request_hash, message_ids, created_at)
+                      VALUES (?1, ?2, '[]', ?3) ON CONFLICT (key) DO NOTHING"
+            .to_owned(),
+        idem_set: "UPDATE herald_idempotency_keys SET message_ids = ?2 WHERE key = ?1".to_owned(),
+        idem_get: "SELECT request_hash, message_ids FROM herald_idempotency_keys WHERE key = ?1".to_owned(),
         // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5 only ids above this, ?6 channel
         claim: sqlite_claim(&cols, ""),
         claim_channel: sqlite_claim(&cols, "AND channel = ?6"),
@@ -194,6 +215,27 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
              VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz, $9, $10)
           RETURNING {cols}"
         ),
+        insert_many: format!(
+            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables)
+             SELECT r.channel, r.recipient, r.subject, r.body, r.html_body, r.send_at, r.metadata,
+                    $2::timestamptz, $2::timestamptz, r.content_sid, r.content_variables
+               FROM ROWS FROM (jsonb_to_recordset($1::jsonb)
+                      AS (channel text, recipient text, subject text, body text, html_body text, send_at timestamptz,
+                          metadata text, content_sid text, content_variables text)) WITH ORDINALITY
+                 AS r(channel, recipient, subject, body, html_body, send_at, metadata, content_sid, content_variables, n)
+              ORDER BY r.n
+          RETURNING {cols}"
+        ),
+        get_many: format!(
+            "SELECT {cols} FROM notification_messages
+              WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
+        ),
+        idem_insert: "INSERT INTO herald_idempotency_keys (key, request_hash, message_ids, created_at)
+                      VALUES ($1, $2, '[]', $3::timestamptz) ON CONFLICT (key) DO NOTHING"
+            .to_owned(),
+        idem_set: "UPDATE herald_idempotency_keys SET message_ids = $2 WHERE key = $1".to_owned(),
+        idem_get: "SELECT request_hash, message_ids FROM herald_idempotency_keys WHERE key = $1".to_owned(),
         claim: pg_claim(&mcols, ""),
         claim_channel: pg_claim(&mcols, "AND channel = $6"),
         claim_other: pg_claim(&mcols, "AND channel NOT IN ('sms', 'whatsapp', 'email')"),

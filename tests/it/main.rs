@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api;
 mod cli;
 mod crash;
 mod e2e;

@@ -1,0 +1,414 @@
+//! `/api/messages`: queue, inspect and steer messages.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody, ItemError};
+use super::AppState;
+use crate::domain::{Channel, MessageStatus, NewMessage, RawMessage, ValidationError};
+use crate::store::{Attempt, Idempotent, ListFilter, Message};
+
+/// Most messages in one batch request.
+pub const MAX_BATCH: usize = 1000;
+
+/// A message to queue. Unknown fields are rejected.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// `sms`, `whatsapp` or `email`.
+    pub channel: Option<String>,
+    /// E.164 phone number, `whatsapp:+E164`, or an email address.
+    pub recipient: Option<String>,
+    /// Email subject (required for email).
+    pub subject: Option<String>,
+    /// The text of the message.
+    pub body: Option<String>,
+    /// Email HTML part.
+    pub html_body: Option<String>,
+    /// Not before this time: RFC 3339 with an offset.
+    pub send_at: Option<String>,
+    /// A JSON object given back unchanged.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Twilio Content template SID (`HX…`) instead of a body (SMS/WhatsApp).
+    pub content_sid: Option<String>,
+    /// The template's variables.
+    #[schema(value_type = Option<Object>)]
+    pub content_variables: Option<serde_json::Value>,
+}
+
+impl MessageRequest {
+    /// The same parser as the CLI and the processor.
+    pub fn parse(&self) -> Result<NewMessage, ValidationError> {
+        let send_at = match self.send_at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(
+                DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ValidationError::new(
+                            "send_at",
+                            format!("{s:?} is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00Z"),
+                        )
+                    })?,
+            ),
+        };
+        NewMessage::parse(&RawMessage {
+            channel: self.channel.clone(),
+            recipient: self.recipient.clone(),
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+            html_body: self.html_body.clone(),
+            send_at,
+            metadata: self.metadata.clone(),
+            content_sid: self.content_sid.clone(),
+            content_variables: self.content_variables.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 1,000 messages; all are stored or none.
+    pub messages: Vec<MessageRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<Message>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageDetail {
+    #[serde(flatten)]
+    pub message: Message,
+    /// Every provider call, oldest first (`attempts` is the count).
+    pub attempt_history: Vec<Attempt>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// pending, processing, sent, failed or cancelled
+    pub status: Option<String>,
+    /// sms, whatsapp or email
+    pub channel: Option<String>,
+    /// Exact recipient as stored (E.164, whatsapp:+E164, or email)
+    pub recipient: Option<String>,
+    /// Created at or after (RFC 3339)
+    pub created_from: Option<String>,
+    /// Created before (RFC 3339)
+    pub created_to: Option<String>,
+    /// Only messages still scheduled for the future
+    pub scheduled: Option<bool>,
+    /// From `next_cursor` of the previous page
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 50)
+    pub limit: Option<u32>,
+}
+
+fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|s| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("{field} must be an RFC 3339 time"),
+                )
+                .field(field)
+            })
+    })
+    .transpose()
+}
+
+/// A stable hash of the request, to recognise a repeated idempotent request.
+fn request_hash(value: &impl Serialize) -> String {
+    // serde_json::Value sorts object keys: the same JSON gives the same text.
+    let canonical = serde_json::to_value(value).map(|v| v.to_string()).unwrap_or_default();
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().map(str::trim).unwrap_or("");
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 visible characters",
+        )
+        .field("Idempotency-Key"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used with a different request",
+    )
+    .field("Idempotency-Key")
+}
+
+/// Queue one message.
+#[utoipa::path(
+    post, path = "/api/messages", tag = "messages",
+    request_body = MessageRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key and body return the original message")),
+    responses(
+        (status = 202, description = "Queued", body = Message),
+        (status = 200, description = "Repeated request with the same Idempotency-Key: the original message", body = Message),
+        (status = 400, description = "Malformed JSON or header", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 409, description = "Idempotency-Key reused with a different body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid; `field` names it", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<MessageRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let Json(req) = body?;
+    let msg = req.parse()?;
+    match key {
+        None => {
+            let stored = state.enqueuer.enqueue(msg).await?;
+            Ok((StatusCode::ACCEPTED, Json(stored)).into_response())
+        }
+        Some(key) => {
+            let hash = request_hash(&req);
+            match state
+                .store
+                .enqueue_idempotent(&key, &hash, &[msg], state.clock.now())
+                .await?
+            {
+                Idempotent::Created(mut m) => {
+                    state.wake();
+                    Ok((StatusCode::ACCEPTED, Json(m.remove(0))).into_response())
+                }
+                Idempotent::Replayed(mut m) if !m.is_empty() => Ok((StatusCode::OK, Json(m.remove(0))).into_response()),
+                Idempotent::Replayed(_) => Err(conflict()),
+                Idempotent::Conflict => Err(conflict()),
+            }
+        }
+    }
+}
+
+/// Queue up to 1,000 messages: all or none.
+#[utoipa::path(
+    post, path = "/api/messages/batch", tag = "messages",
+    request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for a single message")),
+    responses(
+        (status = 202, description = "All queued, in order", body = BatchResponse),
+        (status = 200, description = "Repeated request with the same Idempotency-Key", body = BatchResponse),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 409, description = "Idempotency-Key reused with a different body", body = ErrorBody),
+        (status = 422, description = "Nothing stored; `errors` lists each rejected message by index", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let Json(req) = body?;
+    if req.messages.is_empty() || req.messages.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!(
+                "messages must hold 1 to {MAX_BATCH} messages (got {})",
+                req.messages.len()
+            ),
+        )
+        .field("messages"));
+    }
+    let mut parsed = Vec::with_capacity(req.messages.len());
+    let mut items = Vec::new();
+    for (index, m) in req.messages.iter().enumerate() {
+        match m.parse() {
+            Ok(p) => parsed.push(p),
+            Err(e) => items.push(ItemError {
+                index,
+                code: "invalid_field".into(),
+                message: e.message,
+                field: Some(format!("messages[{index}].{}", e.field)),
+            }),
+        }
+    }
+    if !items.is_empty() {
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_batch",
+            format!(
+                "{} of {} messages are invalid; nothing was stored",
+                items.len(),
+                req.messages.len()
+            ),
+        )
+        .field(items[0].field.clone().unwrap_or_default());
+        err.items = items;
+        return Err(err);
+    }
+    let now = state.clock.now();
+    let (status, messages) = match key {
+        None => (StatusCode::ACCEPTED, state.store.enqueue_many(&parsed, now).await?),
+        Some(key) => match state
+            .store
+            .enqueue_idempotent(&key, &request_hash(&req), &parsed, now)
+            .await?
+        {
+            Idempotent::Created(m) => (StatusCode::ACCEPTED, m),
+            Idempotent::Replayed(m) => (StatusCode::OK, m),
+            Idempotent::Conflict => return Err(conflict()),
+        },
+    };
+    state.wake();
+    Ok((status, Json(BatchResponse { messages })).into_response())
+}
+
+/// List messages, newest first, with filters and cursor pagination.
+#[utoipa::path(
+    get, path = "/api/messages", tag = "messages",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = MessageList),
+        (status = 400, description = "A bad filter; `field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<MessageList>, ApiError> {
+    let Query(q) = query?;
+    let bad = |field: &'static str, e: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e).field(field);
+    let status = q
+        .status
+        .as_deref()
+        .map(MessageStatus::parse)
+        .transpose()
+        .map_err(|e| bad("status", e.message))?;
+    let channel = q
+        .channel
+        .as_deref()
+        .map(Channel::parse)
+        .transpose()
+        .map_err(|e| bad("channel", e.to_string()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("limit", "limit must be from 1 to 1000".into()));
+    }
+    let before_id = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| bad("cursor", "cursor must be a next_cursor value".into()))?,
+        ),
+    };
+    let filter = ListFilter {
+        status,
+        channel: channel.map(|c| c.to_string()),
+        recipient: q.recipient.clone(),
+        created_from: time_param("created_from", q.created_from.as_deref())?,
+        created_to: time_param("created_to", q.created_to.as_deref())?,
+        before_id,
+        limit,
+        scheduled_only: q.scheduled.unwrap_or(false),
+    };
+    let messages = state.store.list(&filter).await?;
+    let next_cursor = if messages.len() == limit as usize {
+        messages.last().map(|m| m.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(MessageList { messages, next_cursor }))
+}
+
+/// One message with every attempt.
+#[utoipa::path(
+    get, path = "/api/messages/{id}", tag = "messages",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message", body = MessageDetail),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<MessageDetail>, ApiError> {
+    let message = state.store.get(id).await?;
+    let attempts = state.store.attempts(id).await?;
+    Ok(Json(MessageDetail {
+        message,
+        attempt_history: attempts,
+    }))
+}
+
+/// Queue a failed message again (a fresh round of retries).
+#[utoipa::path(
+    post, path = "/api/messages/{id}/retry", tag = "messages",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "Pending again", body = Message),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 409, description = "Only failed messages can be retried", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Message>, ApiError> {
+    let done = state.store.retry(&[id], state.clock.now()).await?;
+    if done.is_empty() {
+        return Err(state.store.wrong_status(id, "failed", "retried").await.into());
+    }
+    state.wake();
+    Ok(Json(state.store.get(id).await?))
+}
+
+/// Cancel a pending (or scheduled) message.
+#[utoipa::path(
+    post, path = "/api/messages/{id}/cancel", tag = "messages",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Message),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 409, description = "Only pending messages can be cancelled", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Message>, ApiError> {
+    Ok(Json(state.store.cancel(id, state.clock.now()).await?))
+}
