@@ -200,3 +200,69 @@ fn zero_configuration_uses_herald_db_and_a_dotenv_file() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("BATCH_SIZE"));
 }
+
+#[test]
+fn serve_refuses_a_public_host_without_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(herald_bin())
+        .env_clear()
+        .env("HOST", "0.0.0.0")
+        .env("PORT", "0")
+        .current_dir(dir.path())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("API_KEYS") && err.contains("openssl rand"), "{err}");
+}
+
+both_backends! {
+    async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = herald(&db, db.dir.path())
+            .env("PORT", port.to_string())
+            .env("API_KEYS", "serve-test-key-0123456789")
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "serve did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let r = client
+            .post(format!("{base}/api/messages"))
+            .bearer_auth("serve-test-key-0123456789")
+            .json(&serde_json::json!({"channel": "sms", "recipient": "+15551234567", "body": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap();
+        // The built-in processor (log provider) sends it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while db.get(id).await.status != "sent" {
+            assert!(std::time::Instant::now() < deadline, "not processed by serve");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    }
+}
