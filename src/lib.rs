@@ -14,5 +14,6 @@ pub mod http;
 pub mod processor;
 pub mod providers;
 pub mod ratelimit;
+pub mod receipts;
 pub mod store;
 pub mod telemetry;

@@ -344,7 +344,23 @@ impl Processor {
             } else {
                 0
             };
+            // One look-up per batch: which recipients must not be messaged.
+            let pairs: Vec<(String, String)> = claimed.iter().filter_map(suppression_key).collect();
+            let suppressed = match self.store.suppressed_among(&pairs).await {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the suppression list; handing the batch back");
+                    None
+                }
+            };
             for msg in claimed {
+                let verdict = match &suppressed {
+                    None => Verdict::HandBack,
+                    Some(s) => match suppression_key(&msg).and_then(|k| s.get(&k).cloned()) {
+                        Some(reason) => Verdict::Suppressed(reason),
+                        None => Verdict::Send,
+                    },
+                };
                 let permit = in_flight
                     .clone()
                     .try_acquire_owned()
@@ -353,7 +369,11 @@ impl Processor {
                 let shutdown = shutdown.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let outcome = this.handle(msg, shutdown).await;
+                    let outcome = match verdict {
+                        Verdict::Send => this.handle(msg, shutdown).await,
+                        Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
+                        Verdict::HandBack => this.release(&msg, "suppression_list_unavailable", None),
+                    };
                     // The receiver lives until every permit is back.
                     let _ = tx.send((outcome, permit));
                 });
@@ -566,6 +586,12 @@ impl Processor {
                 )
                 .with_outcome_unknown()),
             };
+            if let Err(SendError { suppress: Some(reason), .. }) = &result {
+                let (ch, to) = (channel.to_string(), parsed.recipient.to_string());
+                if let Err(e) = self.store.suppress(&ch, &to, reason, provider.name(), self.clock.now()).await {
+                    tracing::error!(error = %e, "could not add the recipient to the suppression list");
+                }
+            }
             if let Err(SendError {
                 class: FailureClass::RateLimited { until },
                 ..
@@ -701,6 +727,35 @@ impl Processor {
         }
     }
 
+    /// The recipient is on the suppression list: fail without a provider call.
+    fn suppressed(&self, msg: &Message, reason: &str) -> Outcome {
+        let now = self.clock.now();
+        tracing::info!(message_id = msg.id, reason, "recipient is suppressed; not sent");
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let error = serde_json::json!({
+            "code": "suppressed",
+            "message": format!("the recipient is on the {} suppression list ({reason}); remove them from it to send again", msg.channel),
+            "provider": null,
+            "retryable": false,
+            "attempt": msg.attempts - 1,
+            "at": format_ts(now),
+        });
+        Outcome {
+            completion: Completion {
+                id: msg.id,
+                status: MessageStatus::Failed,
+                error: Some(error.to_string()),
+                provider: None,
+                provider_message_id: None,
+                sent_at: None,
+                next_attempt_at: None,
+                attempts_delta: -1,
+                base_delta: 0,
+            },
+            attempt: None,
+        }
+    }
+
     /// Hand a message back to the queue untouched: no provider call was made.
     /// `due` delays it (rate limit, provider pause).
     fn release(&self, msg: &Message, why: &'static str, due: Option<DateTime<Utc>>) -> Outcome {
@@ -771,6 +826,20 @@ impl Processor {
             recorded.notify_one();
         }
     }
+}
+
+/// Whether a claimed message may go to its provider.
+enum Verdict {
+    Send,
+    Suppressed(String),
+    HandBack,
+}
+
+/// (channel, normalised recipient), as suppression entries are stored.
+fn suppression_key(msg: &Message) -> Option<(String, String)> {
+    let channel = Channel::parse(&msg.channel).ok()?;
+    let recipient = Recipient::parse(channel, &msg.recipient).ok()?;
+    Some((channel.to_string(), recipient.to_string()))
 }
 
 /// Parse a stored row into something a provider may send.

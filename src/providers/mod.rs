@@ -120,6 +120,9 @@ pub struct SendError {
     pub alert: bool,
     /// The provider's id, if it assigned one before failing.
     pub provider_message_id: Option<String>,
+    /// The recipient opted out (e.g. replied STOP): add them to the
+    /// channel's suppression list, with this reason.
+    pub suppress: Option<String>,
 }
 
 impl SendError {
@@ -132,7 +135,13 @@ impl SendError {
             status: None,
             alert: false,
             provider_message_id: None,
+            suppress: None,
         }
+    }
+
+    pub fn with_suppression(mut self, reason: impl Into<String>) -> Self {
+        self.suppress = Some(reason.into());
+        self
     }
 
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {

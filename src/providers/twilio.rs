@@ -118,7 +118,10 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, no
         // The sender's queue is full: not processed, safe to retry.
         SendError::retryable(code_text, message)
     } else if let Some(c) = code.filter(|c| PERMANENT.contains(c)) {
-        let e = SendError::permanent(code_text, message);
+        let mut e = SendError::permanent(code_text, message);
+        if c == 21610 {
+            e = e.with_suppression("replied STOP (Twilio 21610)");
+        }
         if ALERT.contains(&c) {
             e.with_alert()
         } else {

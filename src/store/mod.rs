@@ -71,6 +71,13 @@ pub struct Message {
     /// The template's variables, a JSON object.
     #[schema(value_type = Option<Object>)]
     pub content_variables: Option<serde_json::Value>,
+    /// The latest delivery receipt: queued, sending, sent, delivered, read,
+    /// opened, clicked, deferred, undelivered, failed, bounced, dropped,
+    /// spam_reported, unsubscribed.
+    pub delivery_status: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The provider's error code from a failed receipt (e.g. Twilio 30003).
+    pub delivery_error_code: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
@@ -106,6 +113,59 @@ pub struct Attempt {
     pub error: Option<serde_json::Value>,
     pub provider_message_id: Option<String>,
     pub worker: Option<String>,
+}
+
+/// A delivery receipt, as stored in `notification_events`.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Event {
+    pub provider: String,
+    /// The provider's own word (`delivered`, `bounce`, `open`…).
+    pub event: String,
+    /// What it means for `delivery_status`.
+    pub delivery_status: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: Option<DateTime<Utc>>,
+    /// The receipt as received.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A recipient who must not be messaged on a channel.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Suppression {
+    pub channel: String,
+    pub recipient: String,
+    pub reason: String,
+    /// Who added it: `twilio`, `sendgrid`, `api`, `cli`.
+    pub source: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A receipt to apply to a message.
+#[derive(Debug, Clone)]
+pub struct ReceiptUpdate {
+    pub provider: &'static str,
+    /// Herald's id when the receipt carries it, else the provider's id.
+    pub message_id: Option<i64>,
+    pub provider_message_id: Option<String>,
+    pub event: String,
+    pub delivery_status: Option<&'static str>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub error_code: Option<String>,
+    /// Receipts with the same key are stored once.
+    pub dedupe_key: String,
+    pub detail: serde_json::Value,
+}
+
+/// What became of a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptResult {
+    /// Stored, for this message (its delivery status moved only if the receipt ranks higher).
+    Applied(i64),
+    /// Seen before: nothing changed.
+    Duplicate(i64),
+    /// No message matches.
+    Unmatched,
 }
 
 /// The new state of a claimed message, written only if its lease is still ours.
@@ -258,6 +318,8 @@ macro_rules! with_pool {
 trait MessageRow: Row {
     fn message(&self) -> Result<Message, sqlx::Error>;
     fn attempt(&self) -> Result<Attempt, sqlx::Error>;
+    fn event(&self) -> Result<Event, sqlx::Error>;
+    fn suppression(&self) -> Result<Suppression, sqlx::Error>;
 }
 
 fn json_column(text: Option<String>) -> Option<serde_json::Value> {
@@ -316,12 +378,36 @@ macro_rules! impl_message_row {
                     metadata: json_column(metadata_raw.clone()),
                     metadata_raw,
                     content_sid: self.try_get("content_sid")?,
+                    delivery_status: self.try_get("delivery_status")?,
+                    delivered_at: self.ts("delivered_at")?,
+                    delivery_error_code: self.try_get("delivery_error_code")?,
                     content_variables: json_column(content_variables_raw.clone()),
                     content_variables_raw,
                     next_attempt_at: self.ts("next_attempt_at")?,
                     lease_owner: self.try_get("lease_owner")?,
                     lease_expires_at: self.ts("lease_expires_at")?,
                     retry_base: self.try_get("retry_base")?,
+                })
+            }
+
+            fn event(&self) -> Result<Event, sqlx::Error> {
+                Ok(Event {
+                    provider: self.try_get("provider")?,
+                    event: self.try_get("event")?,
+                    delivery_status: self.try_get("delivery_status")?,
+                    occurred_at: self.ts("occurred_at")?,
+                    received_at: self.ts("received_at")?,
+                    detail: json_column(self.try_get("detail")?),
+                })
+            }
+
+            fn suppression(&self) -> Result<Suppression, sqlx::Error> {
+                Ok(Suppression {
+                    channel: self.try_get("channel")?,
+                    recipient: self.try_get("recipient")?,
+                    reason: self.try_get("reason")?,
+                    source: self.try_get("source")?,
+                    created_at: self.ts("created_at")?,
                 })
             }
 
@@ -359,6 +445,7 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
                 include_str!("../../migrations/postgres/0002_providers.sql"),
             ),
             (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
+            (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
         ]
     } else {
         &[
@@ -369,6 +456,7 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
                 include_str!("../../migrations/sqlite/0002_providers.sql"),
             ),
             (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
+            (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
         ]
     };
     let migrations = files
@@ -811,6 +899,132 @@ impl Store {
             Ok(None) => StoreError::NotFound(id),
             Err(e) => StoreError::Database(e),
         }
+    }
+
+    /// Record a delivery receipt and move the message's delivery status
+    /// forward (never backwards), in one transaction.
+    pub async fn apply_receipt(&self, r: &ReceiptUpdate, now: DateTime<Utc>) -> Result<ReceiptResult> {
+        let _turn = self.write_turn().await;
+        let result = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let id: Option<i64> = match (r.message_id, &r.provider_message_id) {
+                (Some(id), _) => sqlx::query_scalar(&self.sql.id_exists)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                (None, Some(pid)) => sqlx::query_scalar(&self.sql.find_by_provider_id)
+                    .bind(pid)
+                    .bind(r.provider)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                (None, None) => None,
+            };
+            let result = match id {
+                None => ReceiptResult::Unmatched,
+                Some(id) => {
+                    let inserted = sqlx::query(&self.sql.insert_event)
+                        .bind(id)
+                        .bind(r.provider)
+                        .bind(&r.event)
+                        .bind(r.delivery_status)
+                        .bind(r.occurred_at.map(format_ts))
+                        .bind(format_ts(now))
+                        .bind(&r.dedupe_key)
+                        .bind(r.detail.to_string())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if inserted == 0 {
+                        ReceiptResult::Duplicate(id)
+                    } else {
+                        if let Some(status) = r.delivery_status {
+                            sqlx::query(&self.sql.apply_delivery)
+                                .bind(id)
+                                .bind(status)
+                                .bind(crate::receipts::rank(status))
+                                .bind(format_ts(r.occurred_at.unwrap_or(now)))
+                                .bind(r.error_code.as_deref())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        ReceiptResult::Applied(id)
+                    }
+                }
+            };
+            tx.commit().await?;
+            result
+        });
+        Ok(result)
+    }
+
+    /// Every receipt for a message, oldest first.
+    pub async fn events(&self, id: i64) -> Result<Vec<Event>> {
+        let rows = with_pool!(self, |pool| sqlx::query(&self.sql.events)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.event())
+            .collect::<std::result::Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// Add a recipient to a channel's suppression list (kept if already there).
+    pub async fn suppress(&self, channel: &str, recipient: &str, reason: &str, source: &str, now: DateTime<Utc>) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let n = with_pool!(self, |pool| sqlx::query(&self.sql.suppress)
+            .bind(channel)
+            .bind(recipient)
+            .bind(reason)
+            .bind(source)
+            .bind(format_ts(now))
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Remove a suppression (the customer opted back in). False if there was none.
+    pub async fn unsuppress(&self, channel: &str, recipient: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let n = with_pool!(self, |pool| sqlx::query(&self.sql.unsuppress)
+            .bind(channel)
+            .bind(recipient)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn suppressions(&self, channel: Option<&str>, limit: u32) -> Result<Vec<Suppression>> {
+        let rows = with_pool!(self, |pool| sqlx::query(&self.sql.suppressions)
+            .bind(channel)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.suppression())
+            .collect::<std::result::Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// Which of these (channel, recipient) pairs are suppressed, with the reason.
+    pub async fn suppressed_among(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<std::collections::HashMap<(String, String), String>> {
+        if pairs.is_empty() {
+            return Ok(Default::default());
+        }
+        let recipients: Vec<&str> = pairs.iter().map(|(_, r)| r.as_str()).collect();
+        let json = serde_json::to_string(&recipients).expect("recipients serialize");
+        let rows: Vec<(String, String, String)> =
+            with_pool!(self, |pool| sqlx::query_as(&self.sql.suppressed_among).bind(&json).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .filter(|(c, r, _)| pairs.iter().any(|(pc, pr)| pc == c && pr == r))
+            .map(|(c, r, reason)| ((c, r), reason))
+            .collect())
     }
 
     /// Message counts by status and channel.

@@ -5,6 +5,15 @@
 use std::sync::LazyLock;
 
 pub(crate) struct Sql {
+    pub id_exists: String,
+    pub find_by_provider_id: String,
+    pub insert_event: String,
+    pub apply_delivery: String,
+    pub events: String,
+    pub suppress: String,
+    pub unsuppress: String,
+    pub suppressions: String,
+    pub suppressed_among: String,
     pub insert: String,
     pub insert_many: String,
     pub get_many: String,
@@ -28,7 +37,7 @@ pub(crate) struct Sql {
     pub oldest_due: String,
 }
 
-const COLUMNS: [&str; 22] = [
+const COLUMNS: [&str; 25] = [
     "id",
     "channel",
     "recipient",
@@ -47,6 +56,9 @@ const COLUMNS: [&str; 22] = [
     "metadata",
     "content_sid",
     "content_variables",
+    "delivery_status",
+    "delivered_at",
+    "delivery_error_code",
     "next_attempt_at",
     "lease_owner",
     "lease_expires_at",
@@ -119,6 +131,34 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
                                                 created_at, updated_at, content_sid, content_variables)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) RETURNING {cols}"
         ),
+        id_exists: "SELECT id FROM notification_messages WHERE id = ?1".to_owned(),
+        find_by_provider_id: "SELECT id FROM notification_messages
+                               WHERE provider_message_id = ?1 AND provider_message_id IS NOT NULL AND provider = ?2
+                               ORDER BY id DESC LIMIT 1"
+            .to_owned(),
+        insert_event: "INSERT INTO notification_events
+                    (message_id, provider, event, delivery_status, occurred_at, received_at, dedupe_key, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dedupe_key) DO NOTHING"
+            .to_owned(),
+        apply_delivery: "UPDATE notification_messages
+                SET delivery_status = ?2, delivery_rank = ?3,
+                    delivered_at = CASE WHEN ?3 >= 4 AND ?3 < 10 THEN coalesce(delivered_at, ?4) ELSE delivered_at END,
+                    delivery_error_code = coalesce(?5, delivery_error_code)
+              WHERE id = ?1 AND (delivery_rank IS NULL OR delivery_rank < ?3)"
+            .to_owned(),
+        events: "SELECT provider, event, delivery_status, occurred_at, received_at, detail
+                   FROM notification_events WHERE message_id = ?1 ORDER BY id"
+            .to_owned(),
+        suppress: "INSERT INTO notification_suppressions (channel, recipient, reason, source, created_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (channel, recipient) DO NOTHING"
+            .to_owned(),
+        unsuppress: "DELETE FROM notification_suppressions WHERE channel = ?1 AND recipient = ?2".to_owned(),
+        suppressions: "SELECT channel, recipient, reason, source, created_at FROM notification_suppressions
+                        WHERE (?1 IS NULL OR channel = ?1) ORDER BY created_at DESC, recipient LIMIT ?2"
+            .to_owned(),
+        suppressed_among: "SELECT channel, recipient, reason FROM notification_suppressions
+                            WHERE recipient IN (SELECT value FROM json_each(?1))"
+            .to_owned(),
         // ?1 rows (JSON array), ?2 now
         insert_many: format!(
             "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
@@ -215,6 +255,34 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
              VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz, $9, $10)
           RETURNING {cols}"
         ),
+        id_exists: "SELECT id FROM notification_messages WHERE id = $1".to_owned(),
+        find_by_provider_id: "SELECT id FROM notification_messages
+                               WHERE provider_message_id = $1 AND provider_message_id IS NOT NULL AND provider = $2
+                               ORDER BY id DESC LIMIT 1"
+            .to_owned(),
+        insert_event: "INSERT INTO notification_events
+                    (message_id, provider, event, delivery_status, occurred_at, received_at, dedupe_key, detail)
+             VALUES ($1, $2, $3, $4, $5::timestamptz, $6::timestamptz, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING"
+            .to_owned(),
+        apply_delivery: "UPDATE notification_messages
+                SET delivery_status = $2, delivery_rank = $3,
+                    delivered_at = CASE WHEN $3 >= 4 AND $3 < 10 THEN coalesce(delivered_at, $4::timestamptz) ELSE delivered_at END,
+                    delivery_error_code = coalesce($5, delivery_error_code)
+              WHERE id = $1 AND (delivery_rank IS NULL OR delivery_rank < $3)"
+            .to_owned(),
+        events: "SELECT provider, event, delivery_status, occurred_at, received_at, detail
+                   FROM notification_events WHERE message_id = $1 ORDER BY id"
+            .to_owned(),
+        suppress: "INSERT INTO notification_suppressions (channel, recipient, reason, source, created_at)
+                   VALUES ($1, $2, $3, $4, $5::timestamptz) ON CONFLICT (channel, recipient) DO NOTHING"
+            .to_owned(),
+        unsuppress: "DELETE FROM notification_suppressions WHERE channel = $1 AND recipient = $2".to_owned(),
+        suppressions: "SELECT channel, recipient, reason, source, created_at FROM notification_suppressions
+                        WHERE ($1::text IS NULL OR channel = $1) ORDER BY created_at DESC, recipient LIMIT $2"
+            .to_owned(),
+        suppressed_among: "SELECT channel, recipient, reason FROM notification_suppressions
+                            WHERE recipient IN (SELECT jsonb_array_elements_text($1::jsonb))"
+            .to_owned(),
         insert_many: format!(
             "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
                                                 created_at, updated_at, content_sid, content_variables)
