@@ -139,7 +139,14 @@ pub async fn serve(config: Config, shutdown: crate::processor::Shutdown) -> anyh
     }
     let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut state = AppState::new(store.clone(), clock.clone(), config.api_keys.clone());
+    let mut state = AppState::new(store.clone(), clock.clone(), config.api_keys.clone()).with_webhooks(
+        config.public_url.clone(),
+        config.twilio_webhook_token.clone(),
+        config.sendgrid_webhook_key.clone(),
+    );
+    if config.twilio_webhook_token.is_some() && config.public_url.is_none() {
+        tracing::warn!("TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: Twilio status callbacks are disabled");
+    }
     let processor = if config.enable_message_processor {
         announce_providers(&config);
         let p = build_processor(&config, store.clone())?;

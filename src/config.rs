@@ -123,6 +123,10 @@ pub struct Config {
     pub email_from: Option<EmailFrom>,
     /// Herald's public base URL (for provider callbacks), without a trailing slash.
     pub public_url: Option<String>,
+    /// `TWILIO_AUTH_TOKEN`: verifies Twilio status callbacks.
+    pub twilio_webhook_token: Option<SecretString>,
+    /// `SENDGRID_WEBHOOK_PUBLIC_KEY`: verifies the SendGrid Event Webhook.
+    pub sendgrid_webhook_key: Option<crate::receipts::SendgridKey>,
     pub limits: HashMap<Channel, ChannelLimits>,
     pub enable_message_processor: bool,
     pub batch_size: u32,
@@ -344,6 +348,17 @@ impl Config {
         let var_of = |ch: Channel| format!("{}_PROVIDER", ch.as_str().to_ascii_uppercase());
 
         let public_url = r.url("PUBLIC_URL", None);
+        let twilio_webhook_token = r.get("TWILIO_AUTH_TOKEN").map(|t| SecretString::from(t.to_owned()));
+        let sendgrid_webhook_key = match r.get("SENDGRID_WEBHOOK_PUBLIC_KEY").map(str::to_owned) {
+            None => None,
+            Some(k) => match crate::receipts::SendgridKey::parse(&k) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    r.errors.push(format!("SENDGRID_WEBHOOK_PUBLIC_KEY: {e}"));
+                    None
+                }
+            },
+        };
 
         let twilio_channels = uses(ProviderChoice::Twilio);
         let twilio = if twilio_channels.is_empty() {
@@ -613,6 +628,8 @@ impl Config {
             custom,
             email_from,
             public_url,
+            twilio_webhook_token,
+            sendgrid_webhook_key,
             limits,
             enable_message_processor,
             batch_size,

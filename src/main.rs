@@ -92,6 +92,36 @@ enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// The suppression list: recipients who must not be messaged.
+    #[command(subcommand)]
+    Suppressions(SuppressionsCommand),
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCommand {
+    /// List suppressed recipients, newest first.
+    List {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Suppress a recipient on a channel.
+    Add {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "added by an operator")]
+        reason: String,
+    },
+    /// Remove a suppression (the customer opted back in).
+    Remove {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[tokio::main]
@@ -132,6 +162,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             });
             app::serve(config, shutdown).await
         }
+        Command::Suppressions(cmd) => suppressions(config, cmd).await,
         Command::Migrate => {
             let store = app::open_store(&config).await?;
             println!("database schema is up to date ({})", store.backend_name());
@@ -283,6 +314,62 @@ async fn process(config: Config, watch: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn suppressions(config: Config, cmd: SuppressionsCommand) -> anyhow::Result<()> {
+    use herald::http::suppressions::parse_entry;
+    let entry = |channel: &str, to: &str| parse_entry(Some(channel), Some(to)).map_err(cli_field_error);
+    match cmd {
+        SuppressionsCommand::List { channel, limit } => {
+            let channel = channel
+                .map(|c| Channel::parse(&c).map_err(|e| anyhow!("--channel: {e}")))
+                .transpose()?;
+            let store = app::open_store(&config).await?;
+            let rows = store.suppressions(channel.map(|c| c.as_str()), limit).await?;
+            if rows.is_empty() {
+                println!("no suppressed recipients");
+            }
+            for r in rows {
+                let at = r
+                    .created_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{:<9} {:<32} {:<20} {:<9} {}",
+                    r.channel, r.recipient, at, r.source, r.reason
+                );
+            }
+            Ok(())
+        }
+        SuppressionsCommand::Add { channel, to, reason } => {
+            let (channel, recipient) = entry(&channel, &to)?;
+            let store = app::open_store(&config).await?;
+            let added = store
+                .suppress(
+                    channel.as_str(),
+                    &recipient.to_string(),
+                    &reason,
+                    "cli",
+                    SystemClock.now(),
+                )
+                .await?;
+            println!(
+                "{recipient} {} on {channel}",
+                if added { "suppressed" } else { "was already suppressed" }
+            );
+            Ok(())
+        }
+        SuppressionsCommand::Remove { channel, to } => {
+            let (channel, recipient) = entry(&channel, &to)?;
+            let store = app::open_store(&config).await?;
+            if store.unsuppress(channel.as_str(), &recipient.to_string()).await? {
+                println!("{recipient} removed from the {channel} suppression list");
+                Ok(())
+            } else {
+                Err(anyhow!("{recipient} is not suppressed on {channel}"))
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -44,7 +44,10 @@ pub fn twilio_delivery_status(message_status: &str) -> Option<&'static str> {
 
 /// A SendGrid event → delivery status, and whether the recipient must be
 /// suppressed (hard bounce, spam report, unsubscribe).
-pub fn sendgrid_delivery_status(event: &str, bounce_type: Option<&str>) -> (Option<&'static str>, Option<&'static str>) {
+pub fn sendgrid_delivery_status(
+    event: &str,
+    bounce_type: Option<&str>,
+) -> (Option<&'static str>, Option<&'static str>) {
     match event {
         "processed" => (Some("processed"), None),
         "deferred" => (Some("deferred"), None),
@@ -132,8 +135,12 @@ impl SendgridKey {
     /// ECDSA P-256/SHA-256 over `timestamp ++ raw body`.
     pub fn verify(&self, timestamp: &str, body: &[u8], signature_b64: &str) -> bool {
         use p256::ecdsa::signature::Verifier;
-        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim()) else { return false };
-        let Ok(sig) = p256::ecdsa::Signature::from_der(&sig) else { return false };
+        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim()) else {
+            return false;
+        };
+        let Ok(sig) = p256::ecdsa::Signature::from_der(&sig) else {
+            return false;
+        };
         let mut signed = Vec::with_capacity(timestamp.len() + body.len());
         signed.extend_from_slice(timestamp.as_bytes());
         signed.extend_from_slice(body);
@@ -152,10 +159,16 @@ mod tests {
     use super::*;
 
     fn params() -> Vec<(String, String)> {
-        [("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"), ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     #[test]
@@ -168,24 +181,55 @@ mod tests {
             twilio_signature("12345", "http://mycompany.com:1234/myapp.php?foo=1&bar=2", &params()),
             "Zmvh+3yNM1Phv2jhDCwEM3q5ebU="
         );
-        assert!(verify_twilio("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params(), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
-        assert!(!verify_twilio("12346", "https://mycompany.com/myapp.php?foo=1&bar=2", &params(), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert!(verify_twilio(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &params(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        assert!(!verify_twilio(
+            "12346",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &params(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
         let mut tampered = params();
         tampered[2].1 = "1235".into();
-        assert!(!verify_twilio("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &tampered, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
-        assert!(!verify_twilio("12345", "https://mycompany.com/myapp.php?foo=1&bar=3", &params(), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert!(!verify_twilio(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &tampered,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        assert!(!verify_twilio(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=3",
+            &params(),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
     }
 
     #[test]
     fn default_ports_are_accepted_both_ways() {
         let sig = twilio_signature("12345", "https://mycompany.com:443/myapp.php?foo=1", &params());
-        assert!(verify_twilio("12345", "https://mycompany.com/myapp.php?foo=1", &params(), &sig));
+        assert!(verify_twilio(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1",
+            &params(),
+            &sig
+        ));
         let sig = twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1", &params());
-        assert!(verify_twilio("12345", "https://mycompany.com:443/myapp.php?foo=1", &params(), &sig));
+        assert!(verify_twilio(
+            "12345",
+            "https://mycompany.com:443/myapp.php?foo=1",
+            &params(),
+            &sig
+        ));
     }
 
     const SG_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
-    const SG_SIG: &str = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=";
+    const SG_SIG: &str =
+        "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=";
     const SG_BODY: &str = r#"[{"email":"hello@world.com","event":"dropped","reason":"Bounced Address","sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA","sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0","smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}]"#;
 
     #[test]
@@ -193,7 +237,10 @@ mod tests {
         let key = SendgridKey::parse(SG_KEY).unwrap();
         let body = format!("{SG_BODY}\r\n");
         assert!(key.verify("1600112502", body.as_bytes(), SG_SIG));
-        assert!(!key.verify("1600112502", SG_BODY.as_bytes(), SG_SIG), "without the trailing CR LF");
+        assert!(
+            !key.verify("1600112502", SG_BODY.as_bytes(), SG_SIG),
+            "without the trailing CR LF"
+        );
         assert!(!key.verify("1600112503", body.as_bytes(), SG_SIG));
         assert!(!key.verify("1600112502", body.as_bytes(), "bm90IGEgc2lnbmF0dXJl"));
         assert!(SendgridKey::parse("not base64!").is_err());
@@ -208,8 +255,14 @@ mod tests {
         assert!(rank("undelivered") == rank("failed"));
         assert_eq!(twilio_delivery_status("read"), Some("read"));
         assert_eq!(twilio_delivery_status("bogus"), None);
-        assert_eq!(sendgrid_delivery_status("bounce", Some("bounce")), (Some("bounced"), Some("hard bounce")));
-        assert_eq!(sendgrid_delivery_status("bounce", Some("blocked")), (Some("bounced"), None));
+        assert_eq!(
+            sendgrid_delivery_status("bounce", Some("bounce")),
+            (Some("bounced"), Some("hard bounce"))
+        );
+        assert_eq!(
+            sendgrid_delivery_status("bounce", Some("blocked")),
+            (Some("bounced"), None)
+        );
         assert_eq!(sendgrid_delivery_status("spamreport", None).1, Some("spam report"));
     }
 

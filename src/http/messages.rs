@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody, ItemError};
 use super::AppState;
 use crate::domain::{Channel, MessageStatus, NewMessage, RawMessage, ValidationError};
-use crate::store::{Attempt, Idempotent, ListFilter, Message};
+use crate::store::{Attempt, Event, Idempotent, ListFilter, Message};
 
 /// Most messages in one batch request.
 pub const MAX_BATCH: usize = 1000;
@@ -99,6 +99,8 @@ pub struct MessageDetail {
     pub message: Message,
     /// Every provider call, oldest first (`attempts` is the count).
     pub attempt_history: Vec<Attempt>,
+    /// Every delivery receipt, oldest first.
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -370,9 +372,11 @@ pub async fn list(
 pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<MessageDetail>, ApiError> {
     let message = state.store.get(id).await?;
     let attempts = state.store.attempts(id).await?;
+    let events = state.store.events(id).await?;
     Ok(Json(MessageDetail {
         message,
         attempt_history: attempts,
+        events,
     }))
 }
 

@@ -6,6 +6,8 @@
 mod enqueuer;
 mod error;
 pub mod messages;
+pub mod suppressions;
+pub mod webhooks;
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -48,6 +50,17 @@ pub struct AppState {
     api_keys: Arc<Vec<SecretString>>,
     /// The in-process processor, when `serve` runs one.
     processor: Option<ProcessorHandles>,
+    webhooks: Arc<Webhooks>,
+}
+
+/// What the provider webhooks need to authenticate requests.
+#[derive(Default)]
+pub struct Webhooks {
+    /// `PUBLIC_URL`: the URL Twilio signs.
+    pub public_url: Option<String>,
+    pub twilio_token: Option<SecretString>,
+    pub sendgrid_key: Option<crate::receipts::SendgridKey>,
+    pub counters: webhooks::ReceiptCounters,
 }
 
 #[derive(Clone)]
@@ -66,7 +79,24 @@ impl AppState {
             enqueuer,
             api_keys: Arc::new(api_keys),
             processor: None,
+            webhooks: Arc::default(),
         }
+    }
+
+    /// Enable the provider webhooks that have what they need.
+    pub fn with_webhooks(
+        mut self,
+        public_url: Option<String>,
+        twilio_token: Option<SecretString>,
+        sendgrid_key: Option<crate::receipts::SendgridKey>,
+    ) -> AppState {
+        self.webhooks = Arc::new(Webhooks {
+            public_url,
+            twilio_token,
+            sendgrid_key,
+            counters: Default::default(),
+        });
+        self
     }
 
     /// Attach the in-process processor: new messages wake it, and its
@@ -104,7 +134,12 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Herald", description = "Notification delivery: SMS, WhatsApp and email from a notification_messages table."),
     modifiers(&BearerAuth),
-    tags((name = "messages", description = "Queue, inspect and steer messages"), (name = "operations", description = "Health and metrics (no API key needed)"))
+    tags(
+        (name = "messages", description = "Queue, inspect and steer messages"),
+        (name = "suppressions", description = "Recipients who must not be messaged"),
+        (name = "webhooks", description = "Delivery receipts from providers, authenticated by their signatures"),
+        (name = "operations", description = "Health and metrics (no API key needed)")
+    )
 )]
 struct ApiDoc;
 
@@ -188,6 +223,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         p.metrics.render(&mut out);
     }
+    state.webhooks.counters.render(&mut out);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out,
@@ -263,14 +299,24 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::retry))
         .routes(routes!(messages::cancel))
         .routes(routes!(openapi_json))
+        .routes(routes!(suppressions::list, suppressions::add))
+        .routes(routes!(suppressions::remove))
+}
+
+fn webhook_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(webhooks::twilio_status))
+        .routes(routes!(webhooks::sendgrid_events))
 }
 
 /// The OpenAPI document (also served at `/api/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, api) = api_routes().routes(routes!(messages::create_batch)).split_for_parts();
     let (_, ops) = ops_routes().split_for_parts();
+    let (_, hooks) = webhook_routes().split_for_parts();
     let mut doc = api;
     doc.merge(ops);
+    doc.merge(hooks);
     doc
 }
 
@@ -288,6 +334,8 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let (api, _) = api_routes().split_for_parts();
     let (ops, _) = ops_routes().split_for_parts();
+    let (hooks, _) = webhook_routes().split_for_parts();
+    let hooks = hooks.layer(DefaultBodyLimit::max(MAX_BATCH_BODY));
     let api = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .merge(batch.layer(DefaultBodyLimit::max(MAX_BATCH_BODY)))
@@ -295,6 +343,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops)
+        .merge(hooks)
         .fallback(not_found)
         .layer(middleware::from_fn(timeout))
         .with_state(state)

@@ -586,9 +586,16 @@ impl Processor {
                 )
                 .with_outcome_unknown()),
             };
-            if let Err(SendError { suppress: Some(reason), .. }) = &result {
+            if let Err(SendError {
+                suppress: Some(reason), ..
+            }) = &result
+            {
                 let (ch, to) = (channel.to_string(), parsed.recipient.to_string());
-                if let Err(e) = self.store.suppress(&ch, &to, reason, provider.name(), self.clock.now()).await {
+                if let Err(e) = self
+                    .store
+                    .suppress(&ch, &to, reason, provider.name(), self.clock.now())
+                    .await
+                {
                     tracing::error!(error = %e, "could not add the recipient to the suppression list");
                 }
             }

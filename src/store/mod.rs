@@ -445,7 +445,11 @@ fn migrator(pg: bool) -> sqlx::migrate::Migrator {
                 include_str!("../../migrations/postgres/0002_providers.sql"),
             ),
             (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
-            (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
+            (
+                4,
+                "receipts",
+                include_str!("../../migrations/postgres/0004_receipts.sql"),
+            ),
         ]
     } else {
         &[
@@ -908,15 +912,19 @@ impl Store {
         let result = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let id: Option<i64> = match (r.message_id, &r.provider_message_id) {
-                (Some(id), _) => sqlx::query_scalar(&self.sql.id_exists)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?,
-                (None, Some(pid)) => sqlx::query_scalar(&self.sql.find_by_provider_id)
-                    .bind(pid)
-                    .bind(r.provider)
-                    .fetch_optional(&mut *tx)
-                    .await?,
+                (Some(id), _) => {
+                    sqlx::query_scalar(&self.sql.id_exists)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                (None, Some(pid)) => {
+                    sqlx::query_scalar(&self.sql.find_by_provider_id)
+                        .bind(pid)
+                        .bind(r.provider)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
                 (None, None) => None,
             };
             let result = match id {
@@ -970,7 +978,14 @@ impl Store {
     }
 
     /// Add a recipient to a channel's suppression list (kept if already there).
-    pub async fn suppress(&self, channel: &str, recipient: &str, reason: &str, source: &str, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn suppress(
+        &self,
+        channel: &str,
+        recipient: &str,
+        reason: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let _turn = self.write_turn().await;
         let n = with_pool!(self, |pool| sqlx::query(&self.sql.suppress)
             .bind(channel)
@@ -1018,8 +1033,10 @@ impl Store {
         }
         let recipients: Vec<&str> = pairs.iter().map(|(_, r)| r.as_str()).collect();
         let json = serde_json::to_string(&recipients).expect("recipients serialize");
-        let rows: Vec<(String, String, String)> =
-            with_pool!(self, |pool| sqlx::query_as(&self.sql.suppressed_among).bind(&json).fetch_all(pool).await?);
+        let rows: Vec<(String, String, String)> = with_pool!(self, |pool| sqlx::query_as(&self.sql.suppressed_among)
+            .bind(&json)
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .filter(|(c, r, _)| pairs.iter().any(|(pc, pr)| pc == c && pr == r))

@@ -11,4 +11,5 @@ mod fakes;
 mod providers;
 mod queue;
 mod ratelimits;
+mod receipts;
 mod smtp;

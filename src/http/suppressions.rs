@@ -1,0 +1,129 @@
+//! `/api/suppressions`: recipients who must not be messaged on a channel.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::domain::{Channel, Recipient, ValidationError};
+use crate::store::Suppression;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionRequest {
+    pub channel: Option<String>,
+    pub recipient: Option<String>,
+    /// Why (shown in the `error` of messages it stops).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuppressionList {
+    pub suppressions: Vec<Suppression>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SuppressionQuery {
+    /// Only this channel
+    pub channel: Option<String>,
+    /// At most this many (1 to 1000, default 100)
+    pub limit: Option<u32>,
+}
+
+/// Parse (channel, recipient) as everywhere else; the stored form is normalised.
+pub fn parse_entry(channel: Option<&str>, recipient: Option<&str>) -> Result<(Channel, Recipient), ValidationError> {
+    let channel = Channel::parse(channel.ok_or_else(|| ValidationError::new("channel", "channel is required"))?)
+        .map_err(|e| ValidationError::new("channel", e.to_string()))?;
+    let recipient = Recipient::parse(
+        channel,
+        recipient.ok_or_else(|| ValidationError::new("recipient", "recipient is required"))?,
+    )?;
+    Ok((channel, recipient))
+}
+
+/// List suppressed recipients, newest first.
+#[utoipa::path(get, path = "/api/suppressions", tag = "suppressions", params(SuppressionQuery),
+    responses((status = 200, body = SuppressionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<SuppressionQuery>, QueryRejection>,
+) -> Result<Json<SuppressionList>, ApiError> {
+    let Query(q) = query?;
+    let channel = q
+        .channel
+        .as_deref()
+        .map(Channel::parse)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()).field("channel"))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be from 1 to 1000").field("limit"),
+        );
+    }
+    let suppressions = state.store.suppressions(channel.map(|c| c.as_str()), limit).await?;
+    Ok(Json(SuppressionList { suppressions }))
+}
+
+/// Add a recipient to a channel's suppression list.
+#[utoipa::path(post, path = "/api/suppressions", tag = "suppressions", request_body = SuppressionRequest,
+    responses((status = 201, description = "Added"), (status = 200, description = "Already there"),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add(
+    State(state): State<AppState>,
+    body: Result<Json<SuppressionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let (channel, recipient) = parse_entry(req.channel.as_deref(), req.recipient.as_deref())?;
+    let reason = req
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("added by an operator");
+    let added = state
+        .store
+        .suppress(
+            channel.as_str(),
+            &recipient.to_string(),
+            reason,
+            "api",
+            state.clock.now(),
+        )
+        .await?;
+    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(serde_json::json!({"channel": channel, "recipient": recipient.to_string()})),
+    )
+        .into_response())
+}
+
+/// Remove a recipient from a channel's suppression list (they opted back in).
+#[utoipa::path(delete, path = "/api/suppressions/{channel}/{recipient}", tag = "suppressions",
+    params(("channel" = String, Path), ("recipient" = String, Path, description = "URL-encoded, e.g. %2B15551234567")),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    Path((channel, recipient)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (channel, recipient) = parse_entry(Some(&channel), Some(&recipient))?;
+    if state.store.unsuppress(channel.as_str(), &recipient.to_string()).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "{recipient} is not suppressed on {channel}"
+        )))
+    }
+}
