@@ -571,6 +571,29 @@ impl Processor {
             attempt = parsed.attempt,
         );
         async {
+            // The previous attempt may have reached the provider: ask it first.
+            if let Some(since) = unknown_outcome_since(&msg, provider.name()) {
+                // `at` is when the attempt ended; the request went out up to a timeout earlier.
+                let started = since - chrono_duration(self.config.send_timeout);
+                match provider.reconcile(&parsed, started).await {
+                    Ok(Some(receipt)) => {
+                        tracing::info!(
+                            provider_message_id = receipt.provider_message_id.as_deref(),
+                            "the earlier attempt did reach the provider; not sending again"
+                        );
+                        let now = self.clock.now();
+                        let mut outcome = self.classify(&msg, provider.name(), now, now, Ok(receipt));
+                        if let Some(a) = outcome.attempt.as_mut() {
+                            a.outcome = "reconciled";
+                        }
+                        return outcome;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look the message up at the provider; sending again")
+                    }
+                }
+            }
             let started = self.clock.now();
             // A backstop: providers enforce their own timeout, but nothing may
             // hold a message past its lease.
@@ -832,6 +855,17 @@ impl Processor {
             batch.clear(); // returns the permits
             recorded.notify_one();
         }
+    }
+}
+
+/// When the last attempt started, if its outcome is unknown and it went to
+/// this provider.
+fn unknown_outcome_since(msg: &Message, provider: &str) -> Option<DateTime<Utc>> {
+    let e = msg.error.as_ref()?;
+    if e.get("outcome_unknown")?.as_bool()? && e.get("provider")?.as_str()? == provider {
+        e.get("at").and_then(|a| a.as_str()).and_then(crate::clock::parse_ts)
+    } else {
+        None
     }
 }
 

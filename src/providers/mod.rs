@@ -54,6 +54,20 @@ pub trait Provider: Send + Sync + 'static {
     /// Hand one message to the provider. `Ok` means the provider accepted it.
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>>;
 
+    /// After a send whose outcome is unknown (a timeout or 5xx after the
+    /// request went out), look the message up at the provider before sending
+    /// it again. `Some` = the provider has it (do not resend); `None` = not
+    /// found, or this provider cannot look messages up. `since` is when the
+    /// earlier attempt started.
+    fn reconcile<'a>(
+        &'a self,
+        msg: &'a OutgoingMessage,
+        since: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<Receipt>, SendError>> {
+        let _ = (msg, since);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Who sends on this channel (a phone number, a messaging service, an
     /// email address): rate limits apply per provider and per sender.
     fn sender(&self, channel: Channel) -> String {

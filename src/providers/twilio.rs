@@ -143,6 +143,62 @@ impl Provider for Twilio {
         "twilio"
     }
 
+    /// Twilio has no idempotency key, but it lists an account's messages by
+    /// `To` and `From`: a message with our body, created since the earlier
+    /// attempt, is the one that attempt created.
+    fn reconcile<'a>(
+        &'a self,
+        msg: &'a OutgoingMessage,
+        since: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<Receipt>, SendError>> {
+        Box::pin(async move {
+            // Template sends have no body to compare: cannot tell them apart.
+            let Some(body) = msg.content.body.as_deref().filter(|_| msg.content.template.is_none()) else {
+                return Ok(None);
+            };
+            let mut query = vec![("To", msg.recipient.to_string()), ("PageSize", "50".to_owned())];
+            let (field, from) = self.sender_field(msg.channel());
+            if field == "From" {
+                query.push(("From", from));
+            }
+            let req = self
+                .client
+                .get(self.endpoint())
+                .basic_auth(
+                    &self.settings.auth_user,
+                    Some(self.settings.auth_secret.expose_secret()),
+                )
+                .query(&query);
+            let (status, headers, bytes) = http::send(req).await?;
+            if !(200..300).contains(&status) {
+                let now = self.clock.now();
+                return Err(classify(status, &bytes, http::retry_after(&headers, now), now));
+            }
+            #[derive(serde::Deserialize)]
+            struct Listed {
+                sid: String,
+                body: Option<String>,
+                date_created: Option<String>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Page {
+                messages: Vec<Listed>,
+            }
+            let page: Page = serde_json::from_slice(&bytes)
+                .map_err(|e| SendError::retryable("invalid_response", format!("Twilio message list: {e}")))?;
+            // Twilio's dates have one-second precision.
+            let earliest = since - chrono::Duration::seconds(2);
+            let found = page.messages.into_iter().find(|m| {
+                m.body.as_deref() == Some(body)
+                    && m.date_created
+                        .as_deref()
+                        .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
+                        .is_some_and(|d| d.with_timezone(&Utc) >= earliest)
+            });
+            Ok(found.map(|m| Receipt::new(m.sid)))
+        })
+    }
+
     fn sender(&self, channel: Channel) -> String {
         self.sender_field(channel).1
     }

@@ -209,3 +209,54 @@ async fn bad_provider_configuration_stops_startup_naming_the_variable() {
         assert!(!err.contains("0123456789abcdef"), "a secret was printed: {err}");
     }
 }
+
+both_backends! {
+    async fn an_unknown_outcome_is_looked_up_before_sending_again(db: TestDb) {
+        use std::sync::Arc;
+        use herald::clock::ManualClock;
+        use herald::processor::Processor;
+        use herald::providers::{Providers, Twilio};
+
+        let twilio = FakeTwilio::start().await;
+        // Twilio creates the message but answers too late: the outcome is unknown.
+        twilio.state.script("+15551234567", Reply::Hang(std::time::Duration::from_secs(3)));
+        let lost = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
+        // Another one that timed out before Twilio created anything is sent again.
+        let clock = ManualClock::new(chrono::Utc::now());
+        let provider = Twilio::new(
+            crate::providers::twilio_settings(&twilio),
+            None,
+            std::time::Duration::from_millis(500),
+            Arc::new(clock.clone()),
+        );
+        let mut cfg = test_config("w1");
+        cfg.send_timeout = std::time::Duration::from_millis(500);
+        let p = Arc::new(Processor::new(db.store.clone(), Providers::all(Arc::new(provider)), Arc::new(clock.clone()), zero_random(), cfg));
+        run_once(&p).await;
+        let m = db.get(lost).await;
+        assert_eq!(m.status, "pending");
+        assert_eq!(m.error.as_ref().unwrap()["outcome_unknown"], true);
+        assert_eq!(twilio.state.requests().len(), 1);
+
+        clock.advance(std::time::Duration::from_secs(3600));
+        run_once(&p).await;
+        let m = db.get(lost).await;
+        assert_eq!(m.status, "sent");
+        let created = twilio.state.created.lock().unwrap().clone();
+        assert_eq!(created.len(), 1, "not sent twice");
+        assert_eq!(m.provider_message_id.as_deref(), created[0]["sid"].as_str());
+        assert_eq!(twilio.state.requests().len(), 1, "no second POST");
+        let outcomes: Vec<String> = db.store.attempts(lost).await.unwrap().into_iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, ["unknown", "reconciled"]);
+
+        // Not found at Twilio (the request never arrived): sent again.
+        let other = db.insert_sql("sms", "+15557654321", "Second").await;
+        db.store.execute_raw(&format!(
+            "UPDATE notification_messages SET error = '{{\"code\":\"timeout\",\"outcome_unknown\":true,\"provider\":\"twilio\",\"at\":\"2026-01-01T00:00:00.000Z\"}}' WHERE id = {other}"
+        )).await.unwrap();
+        run_once(&p).await;
+        assert_eq!(db.get(other).await.status, "sent");
+        assert_eq!(twilio.state.requests().len(), 2);
+        assert!(twilio.state.violations().is_empty(), "{:?}", twilio.state.violations());
+    }
+}

@@ -36,6 +36,8 @@ pub enum Reply {
 
 pub struct Recorded {
     pub requests: Mutex<Vec<Value>>,
+    /// Twilio: messages created (as the list API returns them).
+    pub created: Mutex<Vec<Value>>,
     pub violations: Mutex<Vec<String>>,
     script: Mutex<HashMap<String, VecDeque<Reply>>>,
     counter: AtomicU64,
@@ -45,6 +47,7 @@ impl Recorded {
     fn new() -> Arc<Recorded> {
         Arc::new(Recorded {
             requests: Mutex::default(),
+            created: Mutex::default(),
             violations: Mutex::default(),
             script: Mutex::default(),
             counter: AtomicU64::new(0),
@@ -290,11 +293,11 @@ async fn twilio_messages(
             rec.violation(format!("ContentVariables {vars:?} is not a JSON object string"));
         }
     }
-    match rec.next(&to) {
-        Some(Reply::Error { status, code, message }) => return twilio_error(status, code, &message),
-        Some(Reply::Raw { status, body, headers }) => return raw_reply(status, body, headers),
-        Some(Reply::Hang(d)) => tokio::time::sleep(d).await,
-        None => {}
+    let reply = rec.next(&to);
+    match &reply {
+        Some(Reply::Error { status, code, message }) => return twilio_error(*status, *code, message),
+        Some(Reply::Raw { status, body, headers }) => return raw_reply(*status, body.clone(), headers.clone()),
+        _ => {}
     }
     let sid = format!("SM{:032x}", rec.next_id());
     rec.requests.lock().unwrap()[idx]["__sid"] = json!(sid);
@@ -302,9 +305,9 @@ async fn twilio_messages(
         "account_sid": ctx.account_sid,
         "api_version": "2010-04-01",
         "body": form.get("Body"),
-        "date_created": "Thu, 24 Aug 2023 05:01:45 +0000",
+        "date_created": chrono::Utc::now().to_rfc2822(),
         "date_sent": null,
-        "date_updated": "Thu, 24 Aug 2023 05:01:45 +0000",
+        "date_updated": chrono::Utc::now().to_rfc2822(),
         "direction": "outbound-api",
         "error_code": null,
         "error_message": null,
@@ -320,12 +323,64 @@ async fn twilio_messages(
         "to": to,
         "uri": format!("/2010-04-01/Accounts/{}/Messages/{sid}.json", ctx.account_sid),
     });
+    // The message exists from here on, even if the answer never arrives.
+    rec.created.lock().unwrap().push(created.clone());
+    if let Some(Reply::Hang(d)) = reply {
+        tokio::time::sleep(d).await;
+    }
     (
         StatusCode::CREATED,
         [("content-type", "application/json")],
         created.to_string(),
     )
         .into_response()
+}
+
+/// `GET …/Messages.json?To=&From=`: the account's messages, newest first.
+async fn twilio_list(
+    State(ctx): State<Arc<TwilioCtx>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ctx.account_sid, ctx.auth_token))
+    );
+    if account != ctx.account_sid
+        || headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str())
+    {
+        return twilio_error(401, 20003, "Authenticate");
+    }
+    for k in q.keys() {
+        if ![
+            "To",
+            "From",
+            "PageSize",
+            "DateSent",
+            "DateSent<",
+            "DateSent>",
+            "Page",
+            "PageToken",
+        ]
+        .contains(&k.as_str())
+        {
+            ctx.rec.violation(format!("unknown list filter {k}"));
+        }
+    }
+    let mut list: Vec<Value> = ctx
+        .rec
+        .created
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| q.get("To").is_none_or(|t| m["to"] == t.as_str()))
+        .filter(|m| q.get("From").is_none_or(|f| m["from"] == f.as_str()))
+        .cloned()
+        .collect();
+    list.reverse();
+    let body = json!({"messages": list, "page": 0, "page_size": 50, "first_page_uri": "", "next_page_uri": null, "previous_page_uri": null, "uri": ""});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 impl FakeTwilio {
@@ -345,7 +400,10 @@ impl FakeTwilio {
                 .unwrap_or_default(),
         });
         let router = Router::new()
-            .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio_messages))
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                post(twilio_messages).get(twilio_list),
+            )
             .with_state(ctx);
         FakeTwilio {
             url: serve(router).await,
