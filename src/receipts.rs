@@ -82,25 +82,22 @@ pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]
 /// default port added or removed.
 pub fn twilio_url_variants(url: &str) -> Vec<String> {
     let mut out = vec![url.to_owned()];
-    if let Ok(mut u) = reqwest::Url::parse(url) {
-        let default = match u.scheme() {
-            "https" => 443,
-            "http" => 80,
-            _ => return out,
-        };
-        let other = if u.port().is_some() {
-            let _ = u.set_port(None);
-            u.to_string()
-        } else {
-            let _ = u.set_port(Some(default));
-            // `Url` drops a default port when printing; splice it in by hand.
-            let host = u.host_str().unwrap_or_default().to_owned();
-            url.replacen(&host, &format!("{host}:{default}"), 1)
-        };
-        if other != url {
-            out.push(other);
-        }
-    }
+    let default = if url.starts_with("https://") {
+        "443"
+    } else if url.starts_with("http://") {
+        "80"
+    } else {
+        return out;
+    };
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    let other = match authority.rsplit_once(':') {
+        Some((host, port)) if port == default => format!("{}{host}{}", &url[..start], &url[end..]),
+        Some(_) => return out, // another port: signed as is
+        None => format!("{}{authority}:{default}{}", &url[..start], &url[end..]),
+    };
+    out.push(other);
     out
 }
 
@@ -207,6 +204,26 @@ mod tests {
             &params(),
             "RSOYDt4T1cUTdK1PDd93/VVr8B8="
         ));
+    }
+
+    #[test]
+    fn url_variants() {
+        assert_eq!(
+            twilio_url_variants("https://a.example.com/x?y=1"),
+            ["https://a.example.com/x?y=1", "https://a.example.com:443/x?y=1"]
+        );
+        assert_eq!(
+            twilio_url_variants("https://a.example.com:443/x"),
+            ["https://a.example.com:443/x", "https://a.example.com/x"]
+        );
+        assert_eq!(
+            twilio_url_variants("http://a.example.com:1234/x"),
+            ["http://a.example.com:1234/x"]
+        );
+        assert_eq!(
+            twilio_url_variants("http://a.example.com"),
+            ["http://a.example.com", "http://a.example.com:80"]
+        );
     }
 
     #[test]
