@@ -17,3 +17,4 @@ pub mod ratelimit;
 pub mod receipts;
 pub mod store;
 pub mod telemetry;
+pub mod templates;

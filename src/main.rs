@@ -63,6 +63,15 @@ enum Command {
         /// The template's variables as a JSON object (e.g. '{"1": "Ana"}')
         #[arg(long)]
         content_variables: Option<String>,
+        /// Render this saved template instead of giving --subject/--body/--html
+        #[arg(long)]
+        template: Option<String>,
+        /// Template locale (e.g. pt-BR; falls back to pt, then the template's default)
+        #[arg(long)]
+        locale: Option<String>,
+        /// Template data as a JSON object (e.g. '{"customer": "Ana", "total": "R$ 10"}')
+        #[arg(long)]
+        data: Option<String>,
     },
     /// Show recent messages (the guide's monitoring query) and counts.
     Status {
@@ -95,6 +104,52 @@ enum Command {
     /// The suppression list: recipients who must not be messaged.
     #[command(subcommand)]
     Suppressions(SuppressionsCommand),
+    /// Message templates (MiniJinja), versioned, per locale.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Create a template or save a new version of it.
+    Put {
+        name: String,
+        /// e.g. en, pt, pt-BR
+        #[arg(long, default_value = "en")]
+        locale: String,
+        /// sms, whatsapp or email (default: every channel)
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        body: Option<String>,
+        #[arg(long)]
+        html: Option<String>,
+        /// Twilio Content template SID (HX…)
+        #[arg(long)]
+        content_sid: Option<String>,
+        /// The Content template's variables, e.g. '{"1": "{{ customer }}"}'
+        #[arg(long)]
+        content_variables: Option<String>,
+        /// Make this locale the template's default
+        #[arg(long)]
+        default: bool,
+    },
+    /// List templates (latest version of each locale).
+    List,
+    /// Show one template.
+    Show { name: String },
+    /// Delete a template (queued messages keep their text).
+    Delete { name: String },
+    /// Render a template with data, without queueing anything.
+    Preview {
+        name: String,
+        #[arg(long)]
+        locale: Option<String>,
+        #[arg(long, default_value = "{}")]
+        data: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +218,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app::serve(config, shutdown).await
         }
         Command::Suppressions(cmd) => suppressions(config, cmd).await,
+        Command::Templates(cmd) => templates(config, cmd).await,
         Command::Migrate => {
             let store = app::open_store(&config).await?;
             println!("database schema is up to date ({})", store.backend_name());
@@ -179,6 +235,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             metadata,
             content_sid,
             content_variables,
+            template,
+            locale,
+            data,
         } => {
             // Parse everything before touching the database: nothing bad is stored.
             let send_at = send_at.map(|s| parse_time("--send-at", &s)).transpose()?;
@@ -202,8 +261,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 send_at,
                 metadata,
             };
-            let msg = NewMessage::parse(&raw).map_err(cli_field_error)?;
+            let data = data
+                .map(|d| {
+                    serde_json::from_str::<serde_json::Value>(&d).map_err(|e| anyhow!("--data: not valid JSON: {e}"))
+                })
+                .transpose()?;
             let store = app::open_store(&config).await?;
+            let msg = match template {
+                Some(name) => herald::templates::prepare(&store, raw, &name, locale.as_deref(), data.as_ref())
+                    .await
+                    .map_err(|e| match e {
+                        herald::templates::PrepareError::Invalid(v) => cli_field_error(v),
+                        other => anyhow::Error::new(other),
+                    })?,
+                None => {
+                    if data.is_some() || locale.is_some() {
+                        return Err(anyhow!("--data and --locale are only used with --template"));
+                    }
+                    NewMessage::parse(&raw).map_err(cli_field_error)?
+                }
+            };
             let stored = store.enqueue(&msg, SystemClock.now()).await?;
             println!("{}", stored.id);
             Ok(())
@@ -312,6 +389,114 @@ async fn process(config: Config, watch: bool) -> anyhow::Result<()> {
             "sent {}, failed {}, retrying later {}",
             summary.sent, summary.failed, summary.retried
         );
+    }
+    Ok(())
+}
+
+async fn templates(config: Config, cmd: TemplatesCommand) -> anyhow::Result<()> {
+    use herald::templates::{check, render, TemplateParts};
+    let store = app::open_store(&config).await?;
+    let print = |t: &herald::store::TemplateVersion| {
+        println!(
+            "{} v{} [{}{}] channel: {}",
+            t.name,
+            t.version,
+            t.locale,
+            if t.is_default { ", default" } else { "" },
+            t.channel.as_deref().unwrap_or("any")
+        );
+        for (label, part) in [
+            ("subject", &t.parts.subject),
+            ("body", &t.parts.body),
+            ("html", &t.parts.html_body),
+            ("content_sid", &t.parts.content_sid),
+        ] {
+            if let Some(p) = part {
+                println!("  {label}: {p}");
+            }
+        }
+    };
+    match cmd {
+        TemplatesCommand::Put {
+            name,
+            locale,
+            channel,
+            subject,
+            body,
+            html,
+            content_sid,
+            content_variables,
+            default,
+        } => {
+            let channel = channel
+                .map(|c| Channel::parse(&c).map_err(|e| anyhow!("--channel: {e}")))
+                .transpose()?;
+            let content_variables = content_variables
+                .map(|v| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&v)
+                        .map_err(|e| anyhow!("--content-variables: {e}"))
+                })
+                .transpose()?;
+            let parts = TemplateParts {
+                subject,
+                body,
+                html_body: html,
+                content_sid,
+                content_variables,
+            };
+            check(&parts).map_err(cli_field_error)?;
+            let t = store
+                .put_template(&name, &locale, channel.map(|c| c.as_str()), &parts, default)
+                .await?;
+            print(&t);
+        }
+        TemplatesCommand::List => {
+            let all = store.templates(None).await?;
+            if all.is_empty() {
+                println!("no templates");
+            }
+            for t in all {
+                print(&t);
+            }
+        }
+        TemplatesCommand::Show { name } => {
+            let all = store.templates(Some(&name)).await?;
+            if all.is_empty() {
+                return Err(anyhow!("no template named {name:?}"));
+            }
+            for t in all {
+                print(&t);
+            }
+        }
+        TemplatesCommand::Delete { name } => {
+            if !store.delete_template(&name).await? {
+                return Err(anyhow!("no template named {name:?}"));
+            }
+            println!("template {name} deleted");
+        }
+        TemplatesCommand::Preview { name, locale, data } => {
+            let data: serde_json::Value =
+                serde_json::from_str(&data).map_err(|e| anyhow!("--data: not valid JSON: {e}"))?;
+            let t = store
+                .find_template(&name, locale.as_deref())
+                .await?
+                .ok_or_else(|| anyhow!("no template named {name:?}"))?;
+            let r = render(&t.parts, &data).map_err(cli_field_error)?;
+            println!("{} v{} [{}]", t.name, t.version, t.locale);
+            for (label, part) in [
+                ("subject", r.subject),
+                ("body", r.body),
+                ("html", r.html_body),
+                ("content_sid", r.content_sid),
+            ] {
+                if let Some(p) = part {
+                    println!("{label}: {p}");
+                }
+            }
+            if let Some(v) = r.content_variables {
+                println!("content_variables: {v}");
+            }
+        }
     }
     Ok(())
 }

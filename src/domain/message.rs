@@ -350,6 +350,14 @@ pub struct RawMessage {
     pub content_variables: Option<serde_json::Value>,
 }
 
+/// The template (and version, and locale) a message was rendered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRef {
+    pub name: String,
+    pub version: i32,
+    pub locale: String,
+}
+
 /// A message that may be queued: every field has been parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
@@ -357,6 +365,7 @@ pub struct NewMessage {
     pub content: Content,
     pub send_at: Option<DateTime<Utc>>,
     pub metadata: Option<serde_json::Value>,
+    pub template: Option<TemplateRef>,
 }
 
 impl NewMessage {
@@ -390,6 +399,7 @@ impl NewMessage {
             content,
             send_at: raw.send_at,
             metadata,
+            template: None,
         })
     }
 

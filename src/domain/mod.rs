@@ -10,6 +10,6 @@ pub use channel::{Channel, ChannelError};
 pub use email::{EmailAddress, EmailError};
 pub use message::{
     parse_metadata, parse_metadata_text, Content, ContentInput, MessageStatus, NewMessage, OutgoingMessage,
-    ProviderTemplate, RawMessage, Recipient, ValidationError, MAX_TEXT_CHARS,
+    ProviderTemplate, RawMessage, Recipient, TemplateRef, ValidationError, MAX_TEXT_CHARS,
 };
 pub use phone::{PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};

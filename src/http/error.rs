@@ -80,6 +80,15 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+impl From<crate::templates::PrepareError> for ApiError {
+    fn from(e: crate::templates::PrepareError) -> Self {
+        match e {
+            crate::templates::PrepareError::Invalid(v) => v.into(),
+            crate::templates::PrepareError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -42,11 +42,34 @@ pub struct MessageRequest {
     /// The template's variables.
     #[schema(value_type = Option<Object>)]
     pub content_variables: Option<serde_json::Value>,
+    /// Render this template (see /api/templates) instead of giving content.
+    pub template: Option<String>,
+    /// The template locale wanted, e.g. `pt-BR` (falls back to `pt`, then the template's default).
+    pub locale: Option<String>,
+    /// The template's variables, a JSON object.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
 }
 
 impl MessageRequest {
-    /// The same parser as the CLI and the processor.
-    pub fn parse(&self) -> Result<NewMessage, ValidationError> {
+    /// Parse, rendering the template if there is one.
+    pub async fn prepare(&self, store: &crate::store::Store) -> Result<NewMessage, crate::templates::PrepareError> {
+        match &self.template {
+            None => {
+                if self.data.is_some() || self.locale.is_some() {
+                    let field = if self.data.is_some() { "data" } else { "locale" };
+                    return Err(ValidationError::new(field, format!("{field} is only used with a template")).into());
+                }
+                Ok(self.parse()?)
+            }
+            Some(name) => {
+                let raw = self.raw()?;
+                crate::templates::prepare(store, raw, name, self.locale.as_deref(), self.data.as_ref()).await
+            }
+        }
+    }
+
+    fn raw(&self) -> Result<RawMessage, ValidationError> {
         let send_at = match self.send_at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => Some(
@@ -60,7 +83,7 @@ impl MessageRequest {
                     })?,
             ),
         };
-        NewMessage::parse(&RawMessage {
+        Ok(RawMessage {
             channel: self.channel.clone(),
             recipient: self.recipient.clone(),
             subject: self.subject.clone(),
@@ -71,6 +94,11 @@ impl MessageRequest {
             content_sid: self.content_sid.clone(),
             content_variables: self.content_variables.clone(),
         })
+    }
+
+    /// The same parser as the CLI and the processor.
+    pub fn parse(&self) -> Result<NewMessage, ValidationError> {
+        NewMessage::parse(&self.raw()?)
     }
 }
 
@@ -198,7 +226,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let Json(req) = body?;
-    let msg = req.parse()?;
+    let msg = req.prepare(&state.store).await?;
     match key {
         None => {
             let stored = state.enqueuer.enqueue(msg).await?;
@@ -258,7 +286,12 @@ pub async fn create_batch(
     let mut parsed = Vec::with_capacity(req.messages.len());
     let mut items = Vec::new();
     for (index, m) in req.messages.iter().enumerate() {
-        match m.parse() {
+        let prepared = match m.prepare(&state.store).await {
+            Ok(p) => Ok(p),
+            Err(crate::templates::PrepareError::Invalid(v)) => Err(v),
+            Err(crate::templates::PrepareError::Store(s)) => return Err(s.into()),
+        };
+        match prepared {
             Ok(p) => parsed.push(p),
             Err(e) => items.push(ItemError {
                 index,
@@ -397,8 +430,10 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<i64>) -> Result
     if done.is_empty() {
         return Err(state.store.wrong_status(id, "failed", "retried").await.into());
     }
+    // Read it back before waking the processor: the answer shows the retry itself.
+    let message = state.store.get(id).await?;
     state.wake();
-    Ok(Json(state.store.get(id).await?))
+    Ok(Json(message))
 }
 
 /// Cancel a pending (or scheduled) message.

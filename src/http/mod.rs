@@ -7,6 +7,7 @@ mod enqueuer;
 mod error;
 pub mod messages;
 pub mod suppressions;
+pub mod templates;
 pub mod webhooks;
 
 use std::fmt::Write;
@@ -136,7 +137,8 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Queue, inspect and steer messages"),
-        (name = "suppressions", description = "Recipients who must not be messaged"),
+                (name = "suppressions", description = "Recipients who must not be messaged"),
+        (name = "templates", description = "Message templates (MiniJinja), versioned, per locale"),
         (name = "webhooks", description = "Delivery receipts from providers, authenticated by their signatures"),
         (name = "operations", description = "Health and metrics (no API key needed)")
     )
@@ -301,6 +303,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(suppressions::list, suppressions::add))
         .routes(routes!(suppressions::remove))
+        .routes(routes!(templates::list))
+        .routes(routes!(templates::put, templates::show, templates::delete))
+        .routes(routes!(templates::preview))
 }
 
 fn webhook_routes() -> OpenApiRouter<AppState> {

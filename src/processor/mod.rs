@@ -513,6 +513,78 @@ impl Processor {
 
     /// Parse, wait for the sender's rate limit and a send slot, send, classify.
     async fn handle(&self, msg: Message, shutdown: Shutdown) -> Outcome {
+        // Rows inserted with `template` + `template_data` are rendered now.
+        let (msg, rendered) = match self.render_stored_template(msg).await {
+            Ok(r) => r,
+            Err((msg, e)) => return self.invalid(&msg, e),
+        };
+        let mut outcome = self.handle_rendered(msg, shutdown).await;
+        outcome.completion.rendered = rendered;
+        outcome
+    }
+
+    /// Render a row's template (when it names one and was not rendered at
+    /// enqueue time), filling its content; the rendered fields are stored
+    /// with the outcome, so the row shows what was sent.
+    async fn render_stored_template(
+        &self,
+        mut msg: Message,
+    ) -> Result<(Message, Option<crate::store::RenderedFields>), (Message, ValidationError)> {
+        let Some(name) = msg.template.clone() else {
+            return Ok((msg, None));
+        };
+        if msg.template_version.is_some() {
+            return Ok((msg, None));
+        }
+        let data = match msg.template_data.as_deref().filter(|d| !d.trim().is_empty()) {
+            None => serde_json::json!({}),
+            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err((
+                        msg,
+                        ValidationError::new("template_data", format!("template_data is not valid JSON: {e}")),
+                    ))
+                }
+            },
+        };
+        let template = match self.store.find_template(&name, msg.locale.as_deref()).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err((
+                    msg,
+                    ValidationError::new("template", format!("there is no template named {name:?}")),
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    msg,
+                    ValidationError::new("template", format!("could not read template {name:?}: {e}")),
+                ))
+            }
+        };
+        let r = match crate::templates::render(&template.parts, &data) {
+            Ok(r) => r,
+            Err(e) => return Err((msg, e)),
+        };
+        let fields = crate::store::RenderedFields {
+            subject: r.subject.clone(),
+            body: r.body.clone(),
+            html_body: r.html_body.clone(),
+            content_sid: r.content_sid.clone(),
+            content_variables: r.content_variables.as_ref().map(|v| v.to_string()),
+            template_version: template.version,
+            locale: template.locale.clone(),
+        };
+        msg.subject = r.subject;
+        msg.body = r.body;
+        msg.html_body = r.html_body;
+        msg.content_sid = r.content_sid;
+        msg.content_variables_raw = fields.content_variables.clone();
+        Ok((msg, Some(fields)))
+    }
+
+    async fn handle_rendered(&self, msg: Message, shutdown: Shutdown) -> Outcome {
         let parsed = match parse_claimed(&msg) {
             Ok(out) => out,
             Err(e) => return self.invalid(&msg, e),
@@ -675,6 +747,7 @@ impl Processor {
                         next_attempt_at: None,
                         attempts_delta: 0,
                         base_delta: 0,
+                        rendered: None,
                     },
                     attempt: Some(attempt),
                 }
@@ -720,6 +793,7 @@ impl Processor {
                         next_attempt_at: next_at,
                         attempts_delta: 0,
                         base_delta,
+                        rendered: None,
                     },
                     attempt: Some(attempt),
                 }
@@ -752,6 +826,7 @@ impl Processor {
                 next_attempt_at: None,
                 attempts_delta: -1,
                 base_delta: 0,
+                rendered: None,
             },
             attempt: None,
         }
@@ -781,6 +856,7 @@ impl Processor {
                 next_attempt_at: None,
                 attempts_delta: -1,
                 base_delta: 0,
+                rendered: None,
             },
             attempt: None,
         }
@@ -803,6 +879,7 @@ impl Processor {
                 next_attempt_at: due.or(msg.next_attempt_at),
                 attempts_delta: -1,
                 base_delta: 0,
+                rendered: None,
             },
             attempt: None,
         }

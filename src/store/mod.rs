@@ -66,6 +66,13 @@ pub struct Message {
     pub updated_at: Option<DateTime<Utc>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The template this message was rendered from, and its version.
+    pub template: Option<String>,
+    pub template_version: Option<i32>,
+    pub locale: Option<String>,
+    /// Direct inserts: data to render `template` with when claimed.
+    #[serde(skip)]
+    pub template_data: Option<String>,
     /// Twilio Content API template SID (`HX…`), instead of a body.
     pub content_sid: Option<String>,
     /// The template's variables, a JSON object.
@@ -130,6 +137,21 @@ pub struct Event {
     pub detail: Option<serde_json::Value>,
 }
 
+/// One saved version of a template in one locale.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct TemplateVersion {
+    pub name: String,
+    pub version: i32,
+    pub locale: String,
+    /// The channel it is for; null = every channel.
+    pub channel: Option<String>,
+    #[serde(flatten)]
+    pub parts: crate::templates::TemplateParts,
+    /// The locale used when neither the requested locale nor its language exists.
+    pub is_default: bool,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
 /// A recipient who must not be messaged on a channel.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Suppression {
@@ -189,6 +211,30 @@ pub struct Completion {
     /// Added to `retry_base`: 1 when this attempt does not use up a retry.
     #[serde(rename = "bd")]
     pub base_delta: i32,
+    /// Content rendered from a template at claim time (rows inserted with
+    /// `template` + `template_data`): stored so the row shows what was sent.
+    #[serde(flatten)]
+    pub rendered: Option<RenderedFields>,
+}
+
+/// Template output written back to a message row.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RenderedFields {
+    #[serde(rename = "r_subject")]
+    pub subject: Option<String>,
+    #[serde(rename = "r_body")]
+    pub body: Option<String>,
+    #[serde(rename = "r_html")]
+    pub html_body: Option<String>,
+    #[serde(rename = "r_sid")]
+    pub content_sid: Option<String>,
+    /// JSON text.
+    #[serde(rename = "r_vars")]
+    pub content_variables: Option<String>,
+    #[serde(rename = "r_version")]
+    pub template_version: i32,
+    #[serde(rename = "r_locale")]
+    pub locale: String,
 }
 
 /// A provider call to add to `notification_attempts`.
@@ -243,7 +289,10 @@ fn rows_json(msgs: &[NewMessage]) -> String {
                 "send_at": m.send_at.map(format_ts),
                 "metadata": m.metadata.as_ref().map(|v| v.to_string()),
                 "content_sid": m.content.template.as_ref().map(|t| t.content_sid.clone()),
-                "content_variables": m.content.template.as_ref().map(|t| serde_json::Value::Object(t.variables.clone()).to_string()),
+                                "content_variables": m.content.template.as_ref().map(|t| serde_json::Value::Object(t.variables.clone()).to_string()),
+                "template": m.template.as_ref().map(|t| t.name.clone()),
+                "template_version": m.template.as_ref().map(|t| t.version),
+                "locale": m.template.as_ref().map(|t| t.locale.clone()),
             })
         })
         .collect();
@@ -319,6 +368,7 @@ trait MessageRow: Row {
     fn message(&self) -> Result<Message, sqlx::Error>;
     fn attempt(&self) -> Result<Attempt, sqlx::Error>;
     fn event(&self) -> Result<Event, sqlx::Error>;
+    fn template(&self) -> Result<TemplateVersion, sqlx::Error>;
     fn suppression(&self) -> Result<Suppression, sqlx::Error>;
 }
 
@@ -378,6 +428,10 @@ macro_rules! impl_message_row {
                     metadata: json_column(metadata_raw.clone()),
                     metadata_raw,
                     content_sid: self.try_get("content_sid")?,
+                    template: self.try_get("template")?,
+                    template_version: self.try_get("template_version")?,
+                    locale: self.try_get("locale")?,
+                    template_data: self.try_get("template_data")?,
                     delivery_status: self.try_get("delivery_status")?,
                     delivered_at: self.ts("delivered_at")?,
                     delivery_error_code: self.try_get("delivery_error_code")?,
@@ -398,6 +452,19 @@ macro_rules! impl_message_row {
                     occurred_at: self.ts("occurred_at")?,
                     received_at: self.ts("received_at")?,
                     detail: json_column(self.try_get("detail")?),
+                })
+            }
+
+            fn template(&self) -> Result<TemplateVersion, sqlx::Error> {
+                let parts: String = self.try_get("parts")?;
+                Ok(TemplateVersion {
+                    name: self.try_get("name")?,
+                    version: self.try_get("version")?,
+                    locale: self.try_get("locale")?,
+                    channel: self.try_get("channel")?,
+                    parts: serde_json::from_str(&parts).unwrap_or_default(),
+                    is_default: self.try_get::<i32, _>("is_default")? != 0,
+                    created_at: self.ts("created_at")?,
                 })
             }
 
@@ -436,31 +503,22 @@ fn messages<R: MessageRow>(rows: Vec<R>) -> Result<Vec<Message>> {
 fn migrator(pg: bool) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType};
     use std::borrow::Cow;
+    #[rustfmt::skip]
     let files: &[(i64, &str, &str)] = if pg {
         &[
             (1, "queue", include_str!("../../migrations/postgres/0001_queue.sql")),
-            (
-                2,
-                "providers",
-                include_str!("../../migrations/postgres/0002_providers.sql"),
-            ),
+            (2, "providers", include_str!("../../migrations/postgres/0002_providers.sql")),
             (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
-            (
-                4,
-                "receipts",
-                include_str!("../../migrations/postgres/0004_receipts.sql"),
-            ),
+            (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
+            (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
         ]
     } else {
         &[
             (1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql")),
-            (
-                2,
-                "providers",
-                include_str!("../../migrations/sqlite/0002_providers.sql"),
-            ),
+            (2, "providers", include_str!("../../migrations/sqlite/0002_providers.sql")),
             (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
             (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
+            (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
         ]
     };
     let migrations = files
@@ -584,6 +642,9 @@ impl Store {
                         .as_ref()
                         .map(|t| serde_json::Value::Object(t.variables.clone()).to_string()),
                 )
+                .bind(msg.template.as_ref().map(|t| t.name.clone()))
+                .bind(msg.template.as_ref().map(|t| t.version))
+                .bind(msg.template.as_ref().map(|t| t.locale.clone()))
                 .fetch_one(pool)
                 .await?;
             row.message()?
@@ -1042,6 +1103,111 @@ impl Store {
             .filter(|(c, r, _)| pairs.iter().any(|(pc, pr)| pc == c && pr == r))
             .map(|(c, r, reason)| ((c, r), reason))
             .collect())
+    }
+
+    /// Save a new version of template `name` in `locale`; returns it. The
+    /// version number grows across all locales of the name.
+    /// (Placeholders are `$n` in order of first use: SQLite and PostgreSQL both read them.)
+    pub async fn put_template(
+        &self,
+        name: &str,
+        locale: &str,
+        channel: Option<&str>,
+        parts: &crate::templates::TemplateParts,
+        is_default: bool,
+    ) -> Result<TemplateVersion> {
+        const NEXT: &str = "SELECT coalesce(max(version), 0) + 1 FROM notification_templates WHERE name = $1";
+        const INSERT: &str = "INSERT INTO notification_templates (name, version, locale, channel, parts, is_default)
+                              VALUES ($1, $2, $3, $4, $5, $6)";
+        const WAS_DEFAULT: &str =
+            "SELECT count(*) FROM notification_templates WHERE name = $1 AND locale = $2 AND is_default = 1";
+        const UNDEFAULT: &str = "UPDATE notification_templates SET is_default = 0 WHERE name = $1 AND locale <> $2";
+        let parts_json = serde_json::to_string(parts).expect("parts serialize");
+        {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                let mut tx = pool.begin().await?;
+                let version: i32 = sqlx::query_scalar(NEXT).bind(name).fetch_one(&mut *tx).await?;
+                // The first locale saved is the default until another is marked so;
+                // a new version of the default locale stays the default.
+                let was_default: i64 = sqlx::query_scalar(WAS_DEFAULT)
+                    .bind(name)
+                    .bind(locale)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let is_default = is_default || version == 1 || was_default > 0;
+                if is_default {
+                    sqlx::query(UNDEFAULT).bind(name).bind(locale).execute(&mut *tx).await?;
+                }
+                sqlx::query(INSERT)
+                    .bind(name)
+                    .bind(version)
+                    .bind(locale)
+                    .bind(channel)
+                    .bind(&parts_json)
+                    .bind(i32::from(is_default))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            });
+        }
+        let all = self.templates(Some(name)).await?;
+        all.into_iter()
+            .find(|t| t.locale == locale)
+            .ok_or(StoreError::NotFound(0))
+    }
+
+    /// The latest version of each (name, locale), optionally for one name.
+    pub async fn templates(&self, name: Option<&str>) -> Result<Vec<TemplateVersion>> {
+        let cast = if self.is_postgres() { "::text" } else { "" };
+        let q = format!(
+            "SELECT name, version, locale, channel, parts, is_default, created_at
+               FROM notification_templates t
+              WHERE ($1{cast} IS NULL OR name = $1)
+                AND version = (SELECT max(version) FROM notification_templates
+                                WHERE name = t.name AND locale = t.locale)
+              ORDER BY name, locale"
+        );
+        let rows = with_pool!(self, |pool| sqlx::query(&q)
+            .bind(name)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.template())
+            .collect::<std::result::Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// The template to use for `name` in `locale`: the locale, then its
+    /// language, then the template's default locale (the one saved as
+    /// default, else the first one saved).
+    pub async fn find_template(&self, name: &str, locale: Option<&str>) -> Result<Option<TemplateVersion>> {
+        let all = self.templates(Some(name)).await?;
+        let default = all
+            .iter()
+            .find(|t| t.is_default)
+            .or_else(|| all.iter().min_by_key(|t| t.version))
+            .map(|t| t.locale.clone())
+            .unwrap_or_default();
+        for l in crate::templates::locale_chain(locale, &default) {
+            if let Some(t) = all.iter().find(|t| t.locale.eq_ignore_ascii_case(&l)) {
+                return Ok(Some(t.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Delete every version of a template. Messages keep what they were rendered with.
+    pub async fn delete_template(&self, name: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let n = with_pool!(self, |pool| sqlx::query(
+            "DELETE FROM notification_templates WHERE name = $1"
+        )
+        .bind(name)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n > 0)
     }
 
     /// Message counts by status and channel.

@@ -37,7 +37,7 @@ pub(crate) struct Sql {
     pub oldest_due: String,
 }
 
-const COLUMNS: [&str; 25] = [
+const COLUMNS: [&str; 29] = [
     "id",
     "channel",
     "recipient",
@@ -56,6 +56,10 @@ const COLUMNS: [&str; 25] = [
     "metadata",
     "content_sid",
     "content_variables",
+    "template",
+    "template_version",
+    "locale",
+    "template_data",
     "delivery_status",
     "delivered_at",
     "delivery_error_code",
@@ -127,9 +131,10 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
     let cols = columns("");
     Sql {
         insert: format!(
-            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
-                                                created_at, updated_at, content_sid, content_variables)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) RETURNING {cols}"
+                        "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables,
+                                                template, template_version, locale)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING {cols}"
         ),
         id_exists: "SELECT id FROM notification_messages WHERE id = ?1".to_owned(),
         find_by_provider_id: "SELECT id FROM notification_messages
@@ -161,11 +166,13 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
             .to_owned(),
         // ?1 rows (JSON array), ?2 now
         insert_many: format!(
-            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
-                                                created_at, updated_at, content_sid, content_variables)
+                        "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables,
+                                                template, template_version, locale)
              SELECT value ->> '$.channel', value ->> '$.recipient', value ->> '$.subject', value ->> '$.body',
                     value ->> '$.html_body', value ->> '$.send_at', value ->> '$.metadata', ?2, ?2,
-                    value ->> '$.content_sid', value ->> '$.content_variables'
+                    value ->> '$.content_sid', value ->> '$.content_variables',
+                    value ->> '$.template', value ->> '$.template_version', value ->> '$.locale'
                FROM json_each(?1) ORDER BY key
           RETURNING {cols}"
         ),
@@ -189,8 +196,15 @@ pub(crate) static SQLITE: LazyLock<Sql> = LazyLock::new(|| {
                     next_attempt_at = u.next_at,
                     attempts = m.attempts + u.ad,
                     retry_base = m.retry_base + u.bd,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
-               FROM (SELECT value ->> '$.id' AS id, value ->> '$.status' AS status, value ->> '$.error' AS error,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2,
+                    subject = coalesce(u.r_subject, m.subject), body = coalesce(u.r_body, m.body),
+                    html_body = coalesce(u.r_html, m.html_body), content_sid = coalesce(u.r_sid, m.content_sid),
+                    content_variables = coalesce(u.r_vars, m.content_variables),
+                    template_version = coalesce(u.r_version, m.template_version), locale = coalesce(u.r_locale, m.locale)
+               FROM (SELECT value ->> '$.r_subject' AS r_subject, value ->> '$.r_body' AS r_body,
+                            value ->> '$.r_html' AS r_html, value ->> '$.r_sid' AS r_sid, value ->> '$.r_vars' AS r_vars,
+                            value ->> '$.r_version' AS r_version, value ->> '$.r_locale' AS r_locale,
+                            value ->> '$.id' AS id, value ->> '$.status' AS status, value ->> '$.error' AS error,
                             value ->> '$.provider' AS provider, value ->> '$.pmid' AS pmid,
                             value ->> '$.sent_at' AS sent_at, value ->> '$.next_at' AS next_at,
                             value ->> '$.ad' AS ad, value ->> '$.bd' AS bd
@@ -250,9 +264,10 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
     let mcols = columns("m.");
     Sql {
         insert: format!(
-            "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
-                                                created_at, updated_at, content_sid, content_variables)
-             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz, $9, $10)
+                        "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
+                                                created_at, updated_at, content_sid, content_variables,
+                                                template, template_version, locale)
+             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7, $8::timestamptz, $8::timestamptz, $9, $10, $11, $12, $13)
           RETURNING {cols}"
         ),
         id_exists: "SELECT id FROM notification_messages WHERE id = $1".to_owned(),
@@ -285,13 +300,17 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
             .to_owned(),
         insert_many: format!(
             "INSERT INTO notification_messages (channel, recipient, subject, body, html_body, send_at, metadata,
-                                                created_at, updated_at, content_sid, content_variables)
+                                                created_at, updated_at, content_sid, content_variables,
+                                                template, template_version, locale)
              SELECT r.channel, r.recipient, r.subject, r.body, r.html_body, r.send_at, r.metadata,
-                    $2::timestamptz, $2::timestamptz, r.content_sid, r.content_variables
+                    $2::timestamptz, $2::timestamptz, r.content_sid, r.content_variables,
+                    r.template, r.template_version, r.locale
                FROM ROWS FROM (jsonb_to_recordset($1::jsonb)
                       AS (channel text, recipient text, subject text, body text, html_body text, send_at timestamptz,
-                          metadata text, content_sid text, content_variables text)) WITH ORDINALITY
-                 AS r(channel, recipient, subject, body, html_body, send_at, metadata, content_sid, content_variables, n)
+                          metadata text, content_sid text, content_variables text,
+                          template text, template_version int, locale text)) WITH ORDINALITY
+                 AS r(channel, recipient, subject, body, html_body, send_at, metadata, content_sid, content_variables,
+                      template, template_version, locale, n)
               ORDER BY r.n
           RETURNING {cols}"
         ),
@@ -315,7 +334,8 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
         complete: "WITH u AS (
                 SELECT * FROM jsonb_to_recordset($1::jsonb)
                     AS x(id bigint, status text, error text, provider text, pmid text,
-                         sent_at timestamptz, next_at timestamptz, ad int, bd int)),
+                         sent_at timestamptz, next_at timestamptz, ad int, bd int,
+                         r_subject text, r_body text, r_html text, r_sid text, r_vars text, r_version int, r_locale text)),
              owned AS (
                 SELECT u.* FROM u CROSS JOIN LATERAL (
                     SELECT 1 FROM notification_messages AS o
@@ -330,7 +350,11 @@ pub(crate) static POSTGRES: LazyLock<Sql> = LazyLock::new(|| {
                     next_attempt_at = u.next_at,
                     attempts = m.attempts + u.ad,
                     retry_base = m.retry_base + u.bd,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2::timestamptz
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2::timestamptz,
+                    subject = coalesce(u.r_subject, m.subject), body = coalesce(u.r_body, m.body),
+                    html_body = coalesce(u.r_html, m.html_body), content_sid = coalesce(u.r_sid, m.content_sid),
+                    content_variables = coalesce(u.r_vars, m.content_variables),
+                    template_version = coalesce(u.r_version, m.template_version), locale = coalesce(u.r_locale, m.locale)
                FROM owned AS u
               WHERE m.id = u.id
           RETURNING m.id"

@@ -275,8 +275,11 @@ both_backends! {
         let (s, _) = json_of(app.get("/api/messages/999999").send().await.unwrap()).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         // A failed message: retry → pending → sent.
-        let failed = db.insert_sql("sms", "+15551234567", "x").await;
-        db.store.execute_raw(&format!("UPDATE notification_messages SET status = 'failed' WHERE id = {failed}")).await.unwrap();
+                db.store
+            .execute_raw("INSERT INTO notification_messages (channel, recipient, body, status) VALUES ('sms', '+15551234567', 'x', 'failed')")
+            .await
+            .unwrap();
+        let failed = db.max_id().await;
         let (s, r) = json_of(app.post(&format!("/api/messages/{failed}/retry")).send().await.unwrap()).await;
         assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("pending")));
         app.wait_status(failed, "sent").await;
@@ -341,6 +344,11 @@ async fn openapi_lists_every_route_the_router_serves() {
         ("delete", "/api/suppressions/{channel}/{recipient}"),
         ("post", "/webhooks/twilio/status"),
         ("post", "/webhooks/sendgrid/events"),
+        ("get", "/api/templates"),
+        ("put", "/api/templates/{name}"),
+        ("get", "/api/templates/{name}"),
+        ("delete", "/api/templates/{name}"),
+        ("post", "/api/templates/{name}/preview"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = Vec::new();

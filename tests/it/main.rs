@@ -13,3 +13,4 @@ mod queue;
 mod ratelimits;
 mod receipts;
 mod smtp;
+mod templates;

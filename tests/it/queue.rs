@@ -314,6 +314,7 @@ both_backends! {
             next_attempt_at: None,
             attempts_delta: 0,
             base_delta: 0,
+            rendered: None,
         };
         assert!(db.store.complete("dead-worker", later, std::slice::from_ref(&done), &[]).await.unwrap().is_empty());
         assert_eq!(db.store.complete("w2", later, &[done], &[]).await.unwrap(), vec![id]);
