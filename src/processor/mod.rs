@@ -803,48 +803,34 @@ impl Processor {
 
     /// A row that cannot be sent as written: fail it without a provider call.
     fn invalid(&self, msg: &Message, e: ValidationError) -> Outcome {
-        let now = self.clock.now();
         tracing::warn!(message_id = msg.id, field = e.field, error = %e.message, "message is invalid; not sent");
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        let error = serde_json::json!({
-            "code": "invalid_message",
-            "message": e.message,
-            "field": e.field,
-            "provider": null,
-            "retryable": false,
-            "attempt": msg.attempts - 1,
-            "at": format_ts(now),
-        });
-        Outcome {
-            completion: Completion {
-                id: msg.id,
-                status: MessageStatus::Failed,
-                error: Some(error.to_string()),
-                provider: None,
-                provider_message_id: None,
-                sent_at: None,
-                next_attempt_at: None,
-                attempts_delta: -1,
-                base_delta: 0,
-                rendered: None,
-            },
-            attempt: None,
-        }
+        self.fail_unsent(msg, "invalid_message", e.message, Some(e.field))
     }
 
     /// The recipient is on the suppression list: fail without a provider call.
     fn suppressed(&self, msg: &Message, reason: &str) -> Outcome {
-        let now = self.clock.now();
         tracing::info!(message_id = msg.id, reason, "recipient is suppressed; not sent");
+        let message = format!(
+            "the recipient is on the {} suppression list ({reason}); remove them from it to send again",
+            msg.channel
+        );
+        self.fail_unsent(msg, "suppressed", message, None)
+    }
+
+    /// `failed` without a provider call (the claim's attempt is undone).
+    fn fail_unsent(&self, msg: &Message, code: &str, message: String, field: Option<&str>) -> Outcome {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        let error = serde_json::json!({
-            "code": "suppressed",
-            "message": format!("the recipient is on the {} suppression list ({reason}); remove them from it to send again", msg.channel),
+        let mut error = serde_json::json!({
+            "code": code,
+            "message": message,
             "provider": null,
             "retryable": false,
             "attempt": msg.attempts - 1,
-            "at": format_ts(now),
+            "at": format_ts(self.clock.now()),
         });
+        if let Some(f) = field {
+            error["field"] = f.into();
+        }
         Outcome {
             completion: Completion {
                 id: msg.id,

@@ -27,13 +27,7 @@ pub(crate) fn client(timeout: Duration) -> reqwest::Client {
 /// made cannot have delivered anything; a timeout or a broken connection after
 /// the request was written may have.
 pub(crate) fn transport_error(e: &reqwest::Error) -> SendError {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let text = super::error_chain(e);
     if e.is_connect() {
         SendError::retryable("connection", format!("could not connect: {text}"))
     } else if e.is_timeout() {

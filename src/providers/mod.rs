@@ -186,6 +186,18 @@ impl SendError {
     }
 }
 
+/// An error and its causes on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// The provider for each channel.
 #[derive(Clone)]
 pub struct Providers {

@@ -104,7 +104,7 @@ impl Smtp {
 /// Reply classes decide: 4xx transient, 5xx permanent (535: bad
 /// credentials, an operator must act). No reply at all: transient.
 pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let text = error_text(e);
+    let text = super::error_chain(e);
     match e.status() {
         Some(code) => {
             let n: u16 = code.to_string().parse().unwrap_or(0);
@@ -123,17 +123,6 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         None if e.is_timeout() => SendError::retryable("timeout", text).with_outcome_unknown(),
         None => SendError::retryable("connection", text),
     }
-}
-
-fn error_text(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl Provider for Smtp {

@@ -264,6 +264,9 @@ fn ser_ts_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> std::res
     }
 }
 
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_KEY_HOURS: i64 = 24;
+
 /// The result of an idempotent enqueue.
 #[derive(Debug)]
 pub enum Idempotent {
@@ -690,6 +693,15 @@ impl Store {
             let _turn = self.write_turn().await;
             with_pool!(self, |pool| {
                 let mut tx = pool.begin().await?;
+                // Keys are kept for a day (as Stripe does): enough for any retry.
+                sqlx::query(if self.is_postgres() {
+                    "DELETE FROM herald_idempotency_keys WHERE created_at < $1::timestamptz"
+                } else {
+                    "DELETE FROM herald_idempotency_keys WHERE created_at < $1"
+                })
+                .bind(format_ts(now - chrono::Duration::hours(IDEMPOTENCY_KEY_HOURS)))
+                .execute(&mut *tx)
+                .await?;
                 // Concurrent requests with the same key wait here for the first
                 // to commit (PostgreSQL's unique index; SQLite's write lock).
                 let inserted = sqlx::query(&self.sql.idem_insert)

@@ -386,6 +386,19 @@ both_backends! {
         assert_eq!(db.get(msg.id).await.status, "sent");
     }
 
+    async fn idempotency_keys_are_remembered_for_a_day(db: TestDb) {
+        use herald::store::Idempotent;
+        let raw = RawMessage { channel: Some("sms".into()), recipient: Some("+15551234567".into()), body: Some("x".into()), ..RawMessage::default() };
+        let msg = NewMessage::parse(&raw).unwrap();
+        let first = db.store.enqueue_idempotent("k1", "hash-a", std::slice::from_ref(&msg), t0()).await.unwrap();
+        assert!(matches!(first, Idempotent::Created(_)));
+        let later = t0() + chrono::Duration::hours(23);
+        assert!(matches!(db.store.enqueue_idempotent("k1", "hash-a", std::slice::from_ref(&msg), later).await.unwrap(), Idempotent::Replayed(_)));
+        assert!(matches!(db.store.enqueue_idempotent("k1", "hash-b", std::slice::from_ref(&msg), later).await.unwrap(), Idempotent::Conflict));
+        let next_day = t0() + chrono::Duration::hours(25);
+        assert!(matches!(db.store.enqueue_idempotent("k1", "hash-b", std::slice::from_ref(&msg), next_day).await.unwrap(), Idempotent::Created(_)));
+    }
+
     async fn cancel_only_pending(db: TestDb) {
         let id = db.insert_sql("sms", "+15551234567", "hi").await;
         let c = db.store.cancel(id, t0()).await.unwrap();
