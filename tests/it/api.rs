@@ -28,6 +28,11 @@ pub const KEY: &str = "test-key-0123456789abcdef";
 /// The app as `herald serve` builds it, on port 0, with a processor whose
 /// provider the test controls.
 pub async fn spawn_app(db: &TestDb, api_keys: &[&str]) -> TestApp {
+    spawn_app_with(db, api_keys, |s| s).await
+}
+
+/// [`spawn_app`], with a last say over the app's state (e.g. webhooks).
+pub async fn spawn_app_with(db: &TestDb, api_keys: &[&str], configure: impl FnOnce(AppState) -> AppState) -> TestApp {
     herald::telemetry::init(herald::config::LogFormat::Text, "error");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let provider = ScriptedProvider::ok();
@@ -41,7 +46,7 @@ pub async fn spawn_app(db: &TestDb, api_keys: &[&str]) -> TestApp {
         cfg,
     ));
     let keys = api_keys.iter().map(|k| SecretString::from(k.to_string())).collect();
-    let state = AppState::new(db.store.clone(), clock, keys).with_processor(&processor);
+    let state = configure(AppState::new(db.store.clone(), clock, keys).with_processor(&processor));
     let (stop, shutdown) = Shutdown::new();
     let p = processor.clone();
     let run_shutdown = shutdown.clone();

@@ -3,14 +3,9 @@
 //! Herald's verifiers), out-of-order and duplicate receipts, and the
 //! suppression list.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use herald::clock::{system_random, Clock, SystemClock};
-use herald::http::{router, AppState};
-use herald::processor::{Mode, Processor, Shutdown, ShutdownHandle};
-use herald::providers::Providers;
 use herald::receipts::SendgridKey;
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Signer;
@@ -30,7 +25,7 @@ struct App {
     http: reqwest::Client,
     provider: ScriptedProvider,
     signing: p256::ecdsa::SigningKey,
-    _stop: ShutdownHandle,
+    _app: crate::api::TestApp,
 }
 
 async fn spawn(db: &TestDb, with_sendgrid_key: bool) -> App {
@@ -43,40 +38,20 @@ async fn spawn(db: &TestDb, with_sendgrid_key: bool) -> App {
     ];
     der.extend_from_slice(signing.verifying_key().to_encoded_point(false).as_bytes());
     let key_b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let provider = ScriptedProvider::ok();
-    let processor = Arc::new(Processor::new(
-        db.store.clone(),
-        Providers::all(Arc::new(provider.clone())),
-        clock.clone(),
-        system_random(),
-        test_config("receipts"),
-    ));
-    let state = AppState::new(db.store.clone(), clock, vec![SecretString::from(KEY.to_owned())])
-        .with_processor(&processor)
-        .with_webhooks(
+    let app = crate::api::spawn_app_with(db, &[KEY], |state| {
+        state.with_webhooks(
             Some(PUBLIC.to_owned()),
             Some(SecretString::from(TOKEN.to_owned())),
             with_sendgrid_key.then(|| SendgridKey::parse(&key_b64).unwrap()),
-        );
-    let (stop, shutdown) = Shutdown::new();
-    let p = processor.clone();
-    let s2 = shutdown.clone();
-    tokio::spawn(async move { p.run(Mode::Watch, s2).await });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
-            .unwrap();
-    });
+        )
+    })
+    .await;
     App {
-        url,
-        http: reqwest::Client::new(),
-        provider,
+        url: app.url.clone(),
+        http: app.http.clone(),
+        provider: app.provider.clone(),
         signing,
-        _stop: stop,
+        _app: app,
     }
 }
 
