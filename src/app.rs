@@ -1,13 +1,18 @@
-//! Building Herald's parts from a [`Config`]: the same way for `main` and tests.
+//! Building Herald from a [`Config`]: the same way for `main` and the tests.
+//!
+//! [`Application::build`] opens the database, builds the providers and the
+//! processor, and binds the HTTP listener; [`Application::run_until_stopped`]
+//! serves until shutdown. Tests build it with `PORT=0` and [`Overrides`].
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::clock::{system_random, Clock, SystemClock};
-use crate::config::{redact_url, Config, ProviderChoice};
+use crate::clock::{system_random, Clock, Random, SystemClock};
+use crate::config::{Config, ProviderChoice};
 use crate::domain::Channel;
-use crate::processor::{default_worker_id, Processor, ProcessorConfig};
+use crate::http::{is_loopback, router, AppState, Webhooks};
+use crate::processor::{default_worker_id, Mode, Processor, ProcessorConfig, Shutdown};
 use crate::providers::{Custom, LogProvider, Provider, Providers, Sendgrid, Smtp, Twilio};
 use crate::store::Store;
 
@@ -15,7 +20,7 @@ use crate::store::Store;
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&config.database_url, config.database_max_connections)
         .await
-        .with_context(|| format!("could not open database {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("could not open database {}", config.database_url.redacted()))?;
     store.migrate().await.context("could not apply database migrations")?;
     Ok(store)
 }
@@ -25,7 +30,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Providers> {
     let log: Arc<dyn Provider> = match &config.log_outbox {
         Some(path) => Arc::new(
-            LogProvider::with_outbox(path)
+            LogProvider::with_outbox(path, clock.clone())
                 .with_context(|| format!("LOG_OUTBOX {} cannot be opened", path.display()))?,
         ),
         None => Arc::new(LogProvider::new()),
@@ -110,72 +115,143 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
     }
 }
 
-/// A processor with the real clock and randomness.
-pub fn build_processor(config: &Config, store: Store) -> anyhow::Result<Arc<Processor>> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let providers = build_providers(config, clock.clone())?;
+/// What tests (or embedders) replace in a built application.
+#[derive(Default, Clone)]
+pub struct Overrides {
+    /// Use this store instead of opening `DATABASE_URL`.
+    pub store: Option<Store>,
+    /// Use these providers instead of the configured ones.
+    pub providers: Option<Providers>,
+    pub clock: Option<Arc<dyn Clock>>,
+    pub random: Option<Random>,
+}
+
+/// A processor as configured, with the real clock and randomness unless overridden.
+pub fn build_processor(config: &Config, store: Store, overrides: &Overrides) -> anyhow::Result<Arc<Processor>> {
+    let clock = overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+    let providers = match &overrides.providers {
+        Some(p) => p.clone(),
+        None => build_providers(config, clock.clone())?,
+    };
     Ok(Arc::new(Processor::new(
         store,
         providers,
         clock,
-        system_random(),
+        overrides.random.clone().unwrap_or_else(system_random),
         processor_config(config),
     )))
 }
 
 /// `herald serve`: the HTTP API and, unless `ENABLE_MESSAGE_PROCESSOR=false`,
-/// the processor, in one process. Returns after a graceful shutdown.
-pub async fn serve(config: Config, shutdown: crate::processor::Shutdown) -> anyhow::Result<()> {
-    use crate::http::{is_loopback, router, AppState};
-    use crate::processor::Mode;
+/// the processor, in one process.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    port: u16,
+    store: Store,
+    state: AppState,
+    processor: Option<Arc<Processor>>,
+    /// The store was opened here (not handed in), so it is closed here.
+    owns_store: bool,
+}
 
-    if config.api_keys.is_empty() && !is_loopback(&config.host) {
-        anyhow::bail!(
-            "HOST={} is reachable from other machines, but API_KEYS is not set: anyone could send messages. \
-             Set API_KEYS to one or more comma-separated keys (e.g. API_KEYS=$(openssl rand -hex 32)), \
-             or keep HOST=127.0.0.1",
-            config.host
+impl Application {
+    /// Check the configuration's safety rules, open the database, build the
+    /// processor and the HTTP state, and bind `HOST:PORT` (`PORT=0`: any free port).
+    pub async fn build(config: Config, overrides: Overrides) -> anyhow::Result<Application> {
+        if config.api_keys.is_empty() && !is_loopback(&config.host) {
+            anyhow::bail!(
+                "HOST={} is reachable from other machines, but API_KEYS is not set: anyone could send messages. \
+                 Set API_KEYS to one or more comma-separated keys (e.g. API_KEYS=$(openssl rand -hex 32)), \
+                 or keep HOST=127.0.0.1",
+                config.host
+            );
+        }
+        if config.twilio_webhook_token.is_some() && config.public_url.is_none() {
+            tracing::warn!("TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: Twilio status callbacks are disabled");
+        }
+        let owns_store = overrides.store.is_none();
+        let store = match &overrides.store {
+            Some(s) => s.clone(),
+            None => open_store(&config).await?,
+        };
+        let clock = overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+        let processor = if config.enable_message_processor {
+            if overrides.providers.is_none() {
+                announce_providers(&config);
+            }
+            Some(build_processor(&config, store.clone(), &overrides)?)
+        } else {
+            tracing::info!(
+                "ENABLE_MESSAGE_PROCESSOR=false: serving the API only; run `herald process --watch` to send"
+            );
+            None
+        };
+        let webhooks = Webhooks {
+            public_url: config.public_url.clone(),
+            twilio_token: config.twilio_webhook_token.clone(),
+            sendgrid_key: config.sendgrid_webhook_key.clone(),
+            counters: Default::default(),
+        };
+        let state = AppState::new(
+            store.clone(),
+            clock,
+            config.api_keys.clone(),
+            webhooks,
+            processor.as_deref(),
         );
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(
+            address = %listener.local_addr()?,
+            auth = if config.api_keys.is_empty() { "none (loopback only)" } else { "API_KEYS" },
+            "herald is serving"
+        );
+        Ok(Application {
+            listener,
+            port,
+            store,
+            state,
+            processor,
+            owns_store,
+        })
     }
-    let store = open_store(&config).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut state = AppState::new(store.clone(), clock.clone(), config.api_keys.clone()).with_webhooks(
-        config.public_url.clone(),
-        config.twilio_webhook_token.clone(),
-        config.sendgrid_webhook_key.clone(),
-    );
-    if config.twilio_webhook_token.is_some() && config.public_url.is_none() {
-        tracing::warn!("TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: Twilio status callbacks are disabled");
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
-    let processor = if config.enable_message_processor {
-        announce_providers(&config);
-        let p = build_processor(&config, store.clone())?;
-        state = state.with_processor(&p);
-        let run_shutdown = shutdown.clone();
-        let runner = p.clone();
-        Some(tokio::spawn(async move { runner.run(Mode::Watch, run_shutdown).await }))
-    } else {
-        tracing::info!("ENABLE_MESSAGE_PROCESSOR=false: serving the API only; run `herald process --watch` to send");
-        None
-    };
-    let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        auth = if config.api_keys.is_empty() { "none (loopback only)" } else { "API_KEYS" },
-        "herald is serving"
-    );
-    let graceful = shutdown.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { graceful.wait().await })
-        .await
-        .context("HTTP server failed")?;
-    if let Some(p) = processor {
-        p.await.context("processor task")?.context("processor")?;
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+
+    /// The in-process processor, when one runs.
+    pub fn processor(&self) -> Option<&Arc<Processor>> {
+        self.processor.as_ref()
+    }
+
+    /// Serve (and process) until `shutdown` fires; then finish requests and
+    /// sends in flight, hand back unstarted messages and close the database.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let processor = self.processor.map(|p| {
+            let run_shutdown = shutdown.clone();
+            tokio::spawn(async move { p.run(Mode::Watch, run_shutdown).await })
+        });
+        let graceful = shutdown.clone();
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(async move { graceful.wait().await })
+            .await
+            .context("HTTP server failed")?;
+        if let Some(p) = processor {
+            p.await.context("processor task")?.context("processor")?;
+        }
+        if self.owns_store {
+            self.store.close().await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
 }

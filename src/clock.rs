@@ -68,6 +68,11 @@ pub fn system_random() -> Random {
     Arc::new(fastrand::f64)
 }
 
+/// A `std` duration as a `chrono` one (saturating: a huge wait stays huge).
+pub fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
 /// Herald's stored timestamp text: RFC 3339, UTC, milliseconds, `Z` — the
 /// same shape as SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ')` column default.
 /// Fixed width, so on SQLite the text sorts in time order.

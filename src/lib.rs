@@ -1,10 +1,15 @@
 //! Herald: notification delivery from a `notification_messages` table.
 //!
-//! - [`domain`]: parsed types (channels, phone numbers, email addresses, messages).
-//! - [`store`]: the table as a queue, on SQLite or PostgreSQL.
-//! - [`processor`]: claim → send → record, with leases and retries.
-//! - [`providers`]: the services that deliver messages.
-//! - [`config`]: every setting, read from the environment.
+//! Layers, lowest first (a module only uses modules on its own floor or below):
+//! 1. [`domain`], [`clock`], [`prometheus`]: pure types and helpers
+//! 2. [`config`], [`retry`], [`ratelimit`], [`receipts`]: settings and pure policies
+//! 3. [`store`]: the tables, on SQLite or PostgreSQL
+//! 4. [`providers`], [`templates`]: delivery services and rendering
+//! 5. [`processor`]: claim → send → record, with leases and retries
+//! 6. [`http`]: the API, webhooks and operations endpoints
+//! 7. [`app`]: building all of it from a [`config::Config`]
+//!
+//! See `ARCHITECTURE.md` for the flow and how to extend each layer.
 
 pub mod app;
 pub mod clock;
@@ -12,9 +17,11 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod processor;
+pub mod prometheus;
 pub mod providers;
 pub mod ratelimit;
 pub mod receipts;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

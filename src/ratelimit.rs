@@ -69,12 +69,27 @@ impl Bucket {
     }
 }
 
-/// A channel's limits.
+/// One channel's limits (`SMS_RATE_LIMIT`, `SMS_RATE_BURST`, `SMS_CONCURRENCY`…).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limit {
+pub struct ChannelLimits {
     /// Messages per second per sender; 0 = unlimited.
     pub rate: f64,
+    /// Messages a sender may send at once after being idle.
     pub burst: u32,
+    /// Provider calls in flight at once on this channel.
+    pub concurrency: usize,
+}
+
+impl ChannelLimits {
+    /// Provider calls in flight per channel when nothing else is configured.
+    pub const DEFAULT_CONCURRENCY: usize = 100;
+
+    /// No rate limit, [`Self::DEFAULT_CONCURRENCY`] calls in flight.
+    pub const UNLIMITED: ChannelLimits = ChannelLimits {
+        rate: 0.0,
+        burst: 1,
+        concurrency: Self::DEFAULT_CONCURRENCY,
+    };
 }
 
 type Key = (Channel, String, String);
@@ -82,20 +97,20 @@ type Key = (Channel, String, String);
 /// All buckets and pauses of one processor.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    limits: HashMap<Channel, Limit>,
+    limits: HashMap<Channel, ChannelLimits>,
     buckets: Mutex<HashMap<Key, Bucket>>,
     paused: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl RateLimiter {
-    pub fn new(limits: HashMap<Channel, Limit>) -> RateLimiter {
+    pub fn new(limits: HashMap<Channel, ChannelLimits>) -> RateLimiter {
         RateLimiter {
             limits,
             ..RateLimiter::default()
         }
     }
 
-    fn limit(&self, channel: Channel) -> Option<Limit> {
+    fn limit(&self, channel: Channel) -> Option<ChannelLimits> {
         self.limits.get(&channel).copied().filter(|l| l.rate > 0.0)
     }
 
@@ -226,9 +241,30 @@ mod tests {
 
     fn limiter() -> RateLimiter {
         RateLimiter::new(HashMap::from([
-            (Channel::Sms, Limit { rate: 1.0, burst: 1 }),
-            (Channel::Whatsapp, Limit { rate: 10.0, burst: 10 }),
-            (Channel::Email, Limit { rate: 0.0, burst: 1 }),
+            (
+                Channel::Sms,
+                ChannelLimits {
+                    rate: 1.0,
+                    burst: 1,
+                    concurrency: 1,
+                },
+            ),
+            (
+                Channel::Whatsapp,
+                ChannelLimits {
+                    rate: 10.0,
+                    burst: 10,
+                    concurrency: 1,
+                },
+            ),
+            (
+                Channel::Email,
+                ChannelLimits {
+                    rate: 0.0,
+                    burst: 1,
+                    concurrency: 1,
+                },
+            ),
         ]))
     }
 

@@ -3,24 +3,10 @@
 //! auto-escaped, text parts are not. Pure: the store keeps the templates.
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::ValidationError;
-
-/// The parts of a template, as written.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TemplateParts {
-    pub subject: Option<String>,
-    pub body: Option<String>,
-    pub html_body: Option<String>,
-    /// WhatsApp/SMS: a Twilio Content template to send instead of the body.
-    pub content_sid: Option<String>,
-    /// The Content template's variables, each itself a MiniJinja expression
-    /// over the message data, e.g. `{"1": "{{ customer }}"}`.
-    #[schema(value_type = Option<Object>)]
-    pub content_variables: Option<serde_json::Map<String, Value>>,
-}
+use crate::domain::{Locale, NewMessage, RawMessage, TemplateParts, TemplateRef, ValidationError};
+use crate::store::{Store, StoreError, TemplateVersion};
 
 /// The parts after rendering.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -174,18 +160,80 @@ pub fn render(p: &TemplateParts, data: &Value) -> Result<Rendered, ValidationErr
     Ok(out)
 }
 
-/// Locales to try, most specific first: `pt-BR` → `pt` → the default.
-pub fn locale_chain(requested: Option<&str>, default: &str) -> Vec<String> {
-    let mut chain = Vec::new();
-    if let Some(l) = requested.map(str::trim).filter(|l| !l.is_empty()) {
-        chain.push(l.to_owned());
-        if let Some((lang, _)) = l.split_once(['-', '_']) {
-            chain.push(lang.to_owned());
+/// The template to use for `name` in `locale`: the locale, then its
+/// language, then the template's default locale (the one saved as default,
+/// else the first one saved).
+pub async fn find(store: &Store, name: &str, locale: Option<&str>) -> Result<Option<TemplateVersion>, StoreError> {
+    let all = store.templates(Some(name)).await?;
+    let default = all
+        .iter()
+        .find(|t| t.is_default)
+        .or_else(|| all.iter().min_by_key(|t| t.version))
+        .map(|t| t.locale.clone())
+        .unwrap_or_default();
+    for l in Locale::chain(locale, &default) {
+        if let Some(t) = all.iter().find(|t| t.locale.eq_ignore_ascii_case(&l)) {
+            return Ok(Some(t.clone()));
         }
     }
-    chain.push(default.to_owned());
-    chain.dedup();
-    chain
+    Ok(None)
+}
+
+/// Why a templated message could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Build a message from a template: find it (with locale fallback), render
+/// it with `data`, and parse the result like any other message. `raw` holds
+/// the channel, recipient, `send_at` and metadata; its content must be empty.
+pub async fn prepare(
+    store: &Store,
+    mut raw: RawMessage,
+    template: &str,
+    locale: Option<&str>,
+    data: Option<&Value>,
+) -> Result<NewMessage, PrepareError> {
+    let literal = [
+        raw.subject.is_some(),
+        raw.body.is_some(),
+        raw.html_body.is_some(),
+        raw.content_sid.is_some(),
+        raw.content_variables.is_some(),
+    ];
+    if literal.iter().any(|x| *x) {
+        return Err(ValidationError::new(
+            "template",
+            "give either a template or subject/body/html_body/content_sid, not both",
+        )
+        .into());
+    }
+    let Some(t) = find(store, template, locale).await? else {
+        return Err(ValidationError::new("template", format!("there is no template named {template:?}")).into());
+    };
+    if let (Some(tc), Some(c)) = (&t.channel, &raw.channel) {
+        if !tc.eq_ignore_ascii_case(c.trim()) {
+            return Err(ValidationError::new("template", format!("template {template:?} is for {tc}, not {c}")).into());
+        }
+    }
+    let empty = Value::Object(Default::default());
+    let r = render(&t.parts, data.unwrap_or(&empty))?;
+    raw.subject = r.subject;
+    raw.body = r.body;
+    raw.html_body = r.html_body;
+    raw.content_sid = r.content_sid;
+    raw.content_variables = r.content_variables;
+    let mut msg = NewMessage::parse(&raw)?;
+    msg.template = Some(TemplateRef {
+        name: t.name,
+        version: t.version,
+        locale: t.locale,
+    });
+    Ok(msg)
 }
 
 #[cfg(test)]
@@ -244,69 +292,4 @@ mod tests {
         assert_eq!(r.content_variables, Some(json!({"1": "Ana", "2": "12/1"})));
         assert_eq!(r.content_sid.as_deref(), Some("HX1"));
     }
-
-    #[test]
-    fn locale_fallback() {
-        assert_eq!(locale_chain(Some("pt-BR"), "en"), ["pt-BR", "pt", "en"]);
-        assert_eq!(locale_chain(Some("pt"), "en"), ["pt", "en"]);
-        assert_eq!(locale_chain(None, "en"), ["en"]);
-        assert_eq!(locale_chain(Some("en"), "en"), ["en"]);
-    }
-}
-
-/// Why a templated message could not be prepared.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// Build a message from a template: find it (with locale fallback), render
-/// it with `data`, and parse the result like any other message. `raw` holds
-/// the channel, recipient, `send_at` and metadata; its content must be empty.
-pub async fn prepare(
-    store: &crate::store::Store,
-    mut raw: crate::domain::RawMessage,
-    template: &str,
-    locale: Option<&str>,
-    data: Option<&Value>,
-) -> Result<crate::domain::NewMessage, PrepareError> {
-    let literal = [
-        raw.subject.is_some(),
-        raw.body.is_some(),
-        raw.html_body.is_some(),
-        raw.content_sid.is_some(),
-        raw.content_variables.is_some(),
-    ];
-    if literal.iter().any(|x| *x) {
-        return Err(ValidationError::new(
-            "template",
-            "give either a template or subject/body/html_body/content_sid, not both",
-        )
-        .into());
-    }
-    let Some(t) = store.find_template(template, locale).await? else {
-        return Err(ValidationError::new("template", format!("there is no template named {template:?}")).into());
-    };
-    if let (Some(tc), Some(c)) = (&t.channel, &raw.channel) {
-        if !tc.eq_ignore_ascii_case(c.trim()) {
-            return Err(ValidationError::new("template", format!("template {template:?} is for {tc}, not {c}")).into());
-        }
-    }
-    let empty = Value::Object(Default::default());
-    let r = render(&t.parts, data.unwrap_or(&empty))?;
-    raw.subject = r.subject;
-    raw.body = r.body;
-    raw.html_body = r.html_body;
-    raw.content_sid = r.content_sid;
-    raw.content_variables = r.content_variables;
-    let mut msg = crate::domain::NewMessage::parse(&raw)?;
-    msg.template = Some(crate::domain::TemplateRef {
-        name: t.name,
-        version: t.version,
-        locale: t.locale,
-    });
-    Ok(msg)
 }

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use herald::clock::{system_random, SystemClock};
+use herald::config::DatabaseUrl;
 use herald::domain::OutgoingMessage;
-use herald::processor::{default_worker_id, ChannelLimits, Mode, Processor, ProcessorConfig, Shutdown};
+use herald::processor::{default_worker_id, Mode, Processor, ProcessorConfig, Shutdown};
 use herald::providers::{BoxFuture, Provider, Providers, Receipt, SendError};
+use herald::ratelimit::ChannelLimits;
 use herald::store::Store;
 
 #[derive(Parser)]
@@ -44,7 +46,7 @@ struct Args {
 struct Noop;
 
 impl Provider for Noop {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "noop"
     }
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
@@ -76,7 +78,7 @@ fn processor(store: Store, batch_size: u32, poll: Duration) -> Arc<Processor> {
 }
 
 async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
-    let sql = if store.is_postgres() {
+    let sql = if store.backend_name() == "postgres" {
         format!(
             "INSERT INTO notification_messages (channel, recipient, body)
              SELECT 'sms', '+1555' || lpad(x::text, 7, '0'), 'bench ' || x FROM generate_series(1, {n}) AS x"
@@ -93,7 +95,8 @@ async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
 }
 
 async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
-    let store = Store::connect(url, 16).await?;
+    let url = DatabaseUrl::parse(url).map_err(anyhow::Error::msg)?;
+    let store = Store::connect(&url, 16).await?;
     store.migrate().await?;
     let t = Instant::now();
     fill(&store, args.messages).await?;
@@ -105,7 +108,7 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
         let s = if args.workers == 1 {
             store.clone()
         } else {
-            Store::connect(url, 8).await?
+            Store::connect(&url, 8).await?
         };
         let p = processor(s, args.batch_size, Duration::from_millis(50));
         runs.push(tokio::spawn(async move { p.run(Mode::Once, Shutdown::never()).await }));
@@ -131,7 +134,7 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
 
     if args.latency_samples > 0 {
         // A watching processor; rows inserted by plain SQL, as a POS would.
-        let poll = if store.is_postgres() {
+        let poll = if store.backend_name() == "postgres" {
             Duration::from_millis(1000)
         } else {
             Duration::from_millis(50)
@@ -203,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         r?;
     }
     if matches!(args.backend.as_str(), "postgres" | "both") {
-        let admin = Store::connect(&args.pg_url, 2).await?;
+        let admin = Store::connect(&DatabaseUrl::parse(&args.pg_url).map_err(anyhow::Error::msg)?, 2).await?;
         admin
             .execute_raw("DROP DATABASE IF EXISTS herald_bench WITH (FORCE)")
             .await?;

@@ -426,6 +426,20 @@ impl OutgoingMessage {
     }
 }
 
+/// A (channel, recipient) pair as the API and CLI take it: both required,
+/// the recipient parsed for the channel (and so normalised).
+pub fn parse_channel_and_recipient(
+    channel: Option<&str>,
+    recipient: Option<&str>,
+) -> Result<Recipient, ValidationError> {
+    let channel = Channel::parse(channel.ok_or_else(|| ValidationError::new("channel", "channel is required"))?)
+        .map_err(|e| ValidationError::new("channel", e.to_string()))?;
+    Recipient::parse(
+        channel,
+        recipient.ok_or_else(|| ValidationError::new("recipient", "recipient is required"))?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

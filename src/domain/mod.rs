@@ -3,13 +3,20 @@
 
 mod channel;
 mod email;
+mod failure;
 mod message;
+mod outcome;
 mod phone;
+pub mod provider_name;
+mod template;
 
 pub use channel::{Channel, ChannelError};
 pub use email::{EmailAddress, EmailError};
+pub use failure::FailureClass;
 pub use message::{
-    parse_metadata, parse_metadata_text, Content, ContentInput, MessageStatus, NewMessage, OutgoingMessage,
-    ProviderTemplate, RawMessage, Recipient, TemplateRef, ValidationError, MAX_TEXT_CHARS,
+    parse_channel_and_recipient, parse_metadata, parse_metadata_text, Content, ContentInput, MessageStatus, NewMessage,
+    OutgoingMessage, ProviderTemplate, RawMessage, Recipient, TemplateRef, ValidationError, MAX_TEXT_CHARS,
 };
+pub use outcome::{AttemptOutcome, ErrorColumn};
 pub use phone::{PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};
+pub use template::{Locale, TemplateDraft, TemplateName, TemplateParts};

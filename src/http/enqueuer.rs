@@ -2,7 +2,8 @@
 //! in flight, the requests that arrive meanwhile queue up and go into the
 //! next multi-row insert, one commit for all of them. Under load this turns
 //! thousands of tiny transactions into a few large ones; when idle, a request
-//! is inserted at once.
+//! is inserted at once. If a group's insert fails, each request in it is
+//! inserted on its own, so one bad request never fails another.
 
 use std::sync::Arc;
 
@@ -12,7 +13,17 @@ use crate::clock::Clock;
 use crate::domain::NewMessage;
 use crate::store::{Message, Store, StoreError};
 
-type Job = (NewMessage, oneshot::Sender<Result<Message, String>>);
+type Job = (NewMessage, oneshot::Sender<Result<Message, StoreError>>);
+
+/// Why a message could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Clone)]
 pub struct Enqueuer {
@@ -35,29 +46,30 @@ impl Enqueuer {
                         for ((_, reply), m) in jobs.drain(..).zip(stored) {
                             let _ = reply.send(Ok(m));
                         }
-                        if let Some(w) = &wake {
-                            w.notify_one();
+                    }
+                    Err(e) if jobs.len() > 1 => {
+                        tracing::warn!(error = %e, count = jobs.len(), "a grouped insert failed; inserting one by one");
+                        for (msg, reply) in jobs.drain(..) {
+                            let _ = reply.send(store.enqueue(&msg, clock.now()).await);
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, count = jobs.len(), "queueing messages failed");
-                        for (_, reply) in jobs.drain(..) {
-                            let _ = reply.send(Err(e.to_string()));
+                        if let Some((_, reply)) = jobs.pop() {
+                            let _ = reply.send(Err(e));
                         }
                     }
+                }
+                if let Some(w) = &wake {
+                    w.notify_one();
                 }
             }
         });
         Enqueuer { tx }
     }
 
-    pub async fn enqueue(&self, msg: NewMessage) -> Result<Message, StoreError> {
+    pub async fn enqueue(&self, msg: NewMessage) -> Result<Message, EnqueueError> {
         let (reply, rx) = oneshot::channel();
-        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.tx.send((msg, reply)).await.map_err(|_| closed())?;
-        match rx.await.map_err(|_| closed())? {
-            Ok(m) => Ok(m),
-            Err(text) => Err(StoreError::Database(sqlx::Error::Protocol(text))),
-        }
+        self.tx.send((msg, reply)).await.map_err(|_| EnqueueError::Closed)?;
+        Ok(rx.await.map_err(|_| EnqueueError::Closed)??)
     }
 }

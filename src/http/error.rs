@@ -89,6 +89,19 @@ impl From<crate::templates::PrepareError> for ApiError {
     }
 }
 
+impl From<super::enqueuer::EnqueueError> for ApiError {
+    fn from(e: super::enqueuer::EnqueueError) -> Self {
+        match e {
+            super::enqueuer::EnqueueError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
+            ),
+            super::enqueuer::EnqueueError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -374,13 +374,13 @@ pub async fn list(
     };
     let filter = ListFilter {
         status,
-        channel: channel.map(|c| c.to_string()),
+        channel,
         recipient: q.recipient.clone(),
         created_from: time_param("created_from", q.created_from.as_deref())?,
         created_to: time_param("created_to", q.created_to.as_deref())?,
         before_id,
         limit,
-        scheduled_only: q.scheduled.unwrap_or(false),
+        scheduled_after: q.scheduled.unwrap_or(false).then(|| state.clock.now()),
     };
     let messages = state.store.list(&filter).await?;
     let next_cursor = if messages.len() == limit as usize {
@@ -426,10 +426,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<J
     security(("bearer" = []))
 )]
 pub async fn retry(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Message>, ApiError> {
-    let done = state.store.retry(&[id], state.clock.now()).await?;
-    if done.is_empty() {
-        return Err(state.store.wrong_status(id, "failed", "retried").await.into());
-    }
+    state.store.retry_one(id, state.clock.now()).await?;
     // Read it back before waking the processor: the answer shows the retry itself.
     let message = state.store.get(id).await?;
     state.wake();

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::domain::{Channel, Recipient, ValidationError};
+use crate::domain::{parse_channel_and_recipient, Channel};
 use crate::store::Suppression;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,17 +37,6 @@ pub struct SuppressionQuery {
     pub limit: Option<u32>,
 }
 
-/// Parse (channel, recipient) as everywhere else; the stored form is normalised.
-pub fn parse_entry(channel: Option<&str>, recipient: Option<&str>) -> Result<(Channel, Recipient), ValidationError> {
-    let channel = Channel::parse(channel.ok_or_else(|| ValidationError::new("channel", "channel is required"))?)
-        .map_err(|e| ValidationError::new("channel", e.to_string()))?;
-    let recipient = Recipient::parse(
-        channel,
-        recipient.ok_or_else(|| ValidationError::new("recipient", "recipient is required"))?,
-    )?;
-    Ok((channel, recipient))
-}
-
 /// List suppressed recipients, newest first.
 #[utoipa::path(get, path = "/api/suppressions", tag = "suppressions", params(SuppressionQuery),
     responses((status = 200, body = SuppressionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -69,7 +58,7 @@ pub async fn list(
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be from 1 to 1000").field("limit"),
         );
     }
-    let suppressions = state.store.suppressions(channel.map(|c| c.as_str()), limit).await?;
+    let suppressions = state.store.suppressions(channel, limit).await?;
     Ok(Json(SuppressionList { suppressions }))
 }
 
@@ -83,7 +72,8 @@ pub async fn add(
     body: Result<Json<SuppressionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let (channel, recipient) = parse_entry(req.channel.as_deref(), req.recipient.as_deref())?;
+    let recipient = parse_channel_and_recipient(req.channel.as_deref(), req.recipient.as_deref())?;
+    let channel = recipient.channel();
     let reason = req
         .reason
         .as_deref()
@@ -92,13 +82,7 @@ pub async fn add(
         .unwrap_or("added by an operator");
     let added = state
         .store
-        .suppress(
-            channel.as_str(),
-            &recipient.to_string(),
-            reason,
-            "api",
-            state.clock.now(),
-        )
+        .suppress(&recipient, reason, "api", state.clock.now())
         .await?;
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
@@ -118,8 +102,9 @@ pub async fn remove(
     State(state): State<AppState>,
     Path((channel, recipient)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (channel, recipient) = parse_entry(Some(&channel), Some(&recipient))?;
-    if state.store.unsuppress(channel.as_str(), &recipient.to_string()).await? {
+    let recipient = parse_channel_and_recipient(Some(&channel), Some(&recipient))?;
+    let channel = recipient.channel();
+    if state.store.unsuppress(&recipient).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!(

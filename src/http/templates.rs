@@ -11,12 +11,9 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::domain::{Channel, ProviderTemplate, ValidationError};
+use crate::domain::{TemplateDraft, TemplateParts};
 use crate::store::TemplateVersion;
-use crate::templates::{check, render, TemplateParts};
-
-/// The locale a template is saved under when none is given.
-pub const DEFAULT_LOCALE: &str = "en";
+use crate::templates::{check, find, render};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,35 +59,6 @@ pub struct Preview {
     pub content_variables: Option<serde_json::Value>,
 }
 
-fn name_ok(name: &str) -> Result<(), ApiError> {
-    let ok =
-        !name.is_empty() && name.len() <= 100 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::from(ValidationError::new(
-            "name",
-            "template names use letters, digits, - _ . (at most 100)",
-        )))
-    }
-}
-
-fn locale_ok(locale: &str) -> Result<(), ValidationError> {
-    let ok = !locale.is_empty()
-        && locale.len() <= 35
-        && locale
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ValidationError::new(
-            "locale",
-            format!("{locale:?} is not a locale such as en, pt or pt-BR"),
-        ))
-    }
-}
-
 /// Create a template, or save a new version of it. Messages already queued keep the version they were rendered with.
 #[utoipa::path(put, path = "/api/templates/{name}", tag = "templates", request_body = TemplateRequest,
     params(("name" = String, Path)),
@@ -103,27 +71,7 @@ pub async fn put(
     Path(name): Path<String>,
     body: Result<Json<TemplateRequest>, JsonRejection>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
-    name_ok(&name)?;
     let Json(req) = body?;
-    let locale = req
-        .locale
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or(DEFAULT_LOCALE)
-        .to_owned();
-    locale_ok(&locale)?;
-    let channel = req
-        .channel
-        .as_deref()
-        .map(Channel::parse)
-        .transpose()
-        .map_err(|e| ValidationError::new("channel", e.to_string()))?;
-    if let Some(sid) = &req.content_sid {
-        ProviderTemplate::parse(sid, None)?;
-        if channel == Some(Channel::Email) {
-            return Err(ValidationError::new("content_sid", "provider templates are for sms and whatsapp").into());
-        }
-    }
     let parts = TemplateParts {
         subject: req.subject,
         body: req.body,
@@ -131,17 +79,15 @@ pub async fn put(
         content_sid: req.content_sid,
         content_variables: req.content_variables,
     };
-    check(&parts)?;
-    let saved = state
-        .store
-        .put_template(
-            &name,
-            &locale,
-            channel.map(|c| c.as_str()),
-            &parts,
-            req.default.unwrap_or(false),
-        )
-        .await?;
+    let draft = TemplateDraft::parse(
+        &name,
+        req.locale.as_deref(),
+        req.channel.as_deref(),
+        parts,
+        req.default.unwrap_or(false),
+    )?;
+    check(&draft.parts)?;
+    let saved = state.store.put_template(&draft, state.clock.now()).await?;
     Ok(Json(saved))
 }
 
@@ -190,7 +136,7 @@ pub async fn preview(
     body: Result<Json<PreviewRequest>, JsonRejection>,
 ) -> Result<Json<Preview>, ApiError> {
     let Json(req) = body?;
-    let Some(t) = state.store.find_template(&name, req.locale.as_deref()).await? else {
+    let Some(t) = find(&state.store, &name, req.locale.as_deref()).await? else {
         return Err(ApiError::not_found(format!("no template named {name:?}")));
     };
     let data = req.data.unwrap_or_else(|| serde_json::json!({}));

@@ -13,8 +13,10 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::providers::HERALD_ID_ARG;
-use crate::receipts::{fresh_timestamp, sendgrid_delivery_status, twilio_delivery_status, verify_twilio};
+use crate::domain::{Channel, Recipient};
+use crate::prometheus::{Exposition, Kind};
+use crate::providers::{HERALD_ID_ARG, SENDGRID, TWILIO};
+use crate::receipts::{fresh_timestamp, rank, sendgrid_delivery_status, twilio_delivery_status, verify_twilio};
 use crate::store::{ReceiptResult, ReceiptUpdate};
 
 /// Receipts by provider and result, for `/metrics`.
@@ -33,9 +35,9 @@ pub struct ReceiptCounters {
 impl ReceiptCounters {
     fn count(&self, provider: &str, r: &ReceiptResult) {
         let c = match (provider, r) {
-            ("twilio", ReceiptResult::Applied(_)) => &self.twilio_applied,
-            ("twilio", ReceiptResult::Duplicate(_)) => &self.twilio_duplicate,
-            ("twilio", ReceiptResult::Unmatched) => &self.twilio_unmatched,
+            (TWILIO, ReceiptResult::Applied(_)) => &self.twilio_applied,
+            (TWILIO, ReceiptResult::Duplicate(_)) => &self.twilio_duplicate,
+            (TWILIO, ReceiptResult::Unmatched) => &self.twilio_unmatched,
             (_, ReceiptResult::Applied(_)) => &self.sendgrid_applied,
             (_, ReceiptResult::Duplicate(_)) => &self.sendgrid_duplicate,
             (_, ReceiptResult::Unmatched) => &self.sendgrid_unmatched,
@@ -43,13 +45,12 @@ impl ReceiptCounters {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP herald_receipts_total Delivery receipts received, by provider and result."
+    pub fn render(&self, out: &mut Exposition) {
+        out.family(
+            "herald_receipts_total",
+            Kind::Counter,
+            "Delivery receipts received, by provider and result.",
         );
-        let _ = writeln!(out, "# TYPE herald_receipts_total counter");
         for (provider, result, c) in [
             ("twilio", "applied", &self.twilio_applied),
             ("twilio", "duplicate", &self.twilio_duplicate),
@@ -60,13 +61,31 @@ impl ReceiptCounters {
             ("sendgrid", "unmatched", &self.sendgrid_unmatched),
             ("sendgrid", "rejected", &self.sendgrid_rejected),
         ] {
-            let _ = writeln!(
-                out,
-                "herald_receipts_total{{provider=\"{provider}\",result=\"{result}\"}} {}",
-                c.load(Ordering::Relaxed)
+            out.sample(
+                "herald_receipts_total",
+                &[("provider", provider), ("result", result)],
+                c.load(Ordering::Relaxed),
             );
         }
     }
+}
+
+/// Put the recipient of message `id` on its channel's suppression list.
+async fn suppress_recipient_of(state: &AppState, id: i64, reason: &str, source: &str) -> Result<(), ApiError> {
+    let m = state.store.get(id).await?;
+    // The message was sent, so its recipient parsed then; a row edited since
+    // is left alone.
+    let Some(recipient) = Channel::parse(&m.channel)
+        .ok()
+        .and_then(|c| Recipient::parse(c, &m.recipient).ok())
+    else {
+        return Ok(());
+    };
+    state
+        .store
+        .suppress(&recipient, reason, source, state.clock.now())
+        .await?;
+    Ok(())
 }
 
 fn forbidden(message: &str) -> ApiError {
@@ -133,32 +152,21 @@ pub async fn twilio_status(
         .collect::<serde_json::Map<_, _>>()
         .into();
     let update = ReceiptUpdate {
-        provider: "twilio",
+        provider: TWILIO,
         message_id: None,
         provider_message_id: Some(sid.clone()),
         event: status.clone(),
-        delivery_status: twilio_delivery_status(&status),
+        delivery_status: twilio_delivery_status(&status).map(|s| (s, rank(s))),
         occurred_at: None,
         error_code: error_code.clone(),
         dedupe_key: format!("twilio:{sid}:{status}:{}", error_code.as_deref().unwrap_or("")),
         detail,
     };
     let result = state.store.apply_receipt(&update, state.clock.now()).await?;
-    hooks.counters.count("twilio", &result);
+    hooks.counters.count(TWILIO, &result);
     if let (Some("21610"), ReceiptResult::Applied(id)) = (error_code.as_deref(), &result) {
         // The recipient replied STOP.
-        if let Ok(m) = state.store.get(*id).await {
-            state
-                .store
-                .suppress(
-                    &m.channel,
-                    &m.recipient,
-                    "replied STOP (Twilio 21610)",
-                    "twilio",
-                    state.clock.now(),
-                )
-                .await?;
-        }
+        suppress_recipient_of(&state, *id, "replied STOP (Twilio 21610)", TWILIO).await?;
     }
     if result == ReceiptResult::Unmatched {
         tracing::info!(message_sid = %sid, "Twilio receipt for an unknown message acknowledged");
@@ -225,11 +233,11 @@ pub async fn sendgrid_events(
             .map(|s| s.split('.').next().unwrap_or(s).to_owned());
         let (delivery_status, suppress) = sendgrid_delivery_status(event, ev.get("type").and_then(Value::as_str));
         let update = ReceiptUpdate {
-            provider: "sendgrid",
+            provider: SENDGRID,
             message_id: herald_id,
             provider_message_id: provider_id,
             event: event.to_owned(),
-            delivery_status,
+            delivery_status: delivery_status.map(|s| (s, rank(s))),
             occurred_at: ev
                 .get("timestamp")
                 .and_then(Value::as_i64)
@@ -239,14 +247,9 @@ pub async fn sendgrid_events(
             detail: ev.clone(),
         };
         let result = state.store.apply_receipt(&update, now).await?;
-        hooks.counters.count("sendgrid", &result);
+        hooks.counters.count(SENDGRID, &result);
         if let (Some(reason), ReceiptResult::Applied(id)) = (suppress, &result) {
-            if let Ok(m) = state.store.get(*id).await {
-                state
-                    .store
-                    .suppress(&m.channel, &m.recipient, reason, "sendgrid", now)
-                    .await?;
-            }
+            suppress_recipient_of(&state, *id, reason, SENDGRID).await?;
         }
     }
     Ok((StatusCode::OK, axum::Json(json!({"received": events.len()}))).into_response())

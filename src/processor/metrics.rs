@@ -2,9 +2,11 @@
 //! provider call latency, and waits for rate limits.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::domain::AttemptOutcome;
+use crate::prometheus::{Exposition, Kind};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -18,7 +20,7 @@ struct Histogram {
 
 #[derive(Debug, Default)]
 struct Inner {
-    sends: BTreeMap<(String, &'static str), u64>,
+    sends: BTreeMap<(String, AttemptOutcome), u64>,
     latency: BTreeMap<String, Histogram>,
     rate_limit_waits: BTreeMap<&'static str, u64>,
     rate_limit_wait_seconds: BTreeMap<&'static str, f64>,
@@ -31,8 +33,8 @@ pub struct SendMetrics {
 }
 
 impl SendMetrics {
-    /// One provider call: `outcome` is sent, permanent, retryable, rate_limited or unknown.
-    pub fn record_send(&self, provider: &str, outcome: &'static str, took: Duration) {
+    /// One provider call and how it went.
+    pub fn record_send(&self, provider: &str, outcome: AttemptOutcome, took: Duration) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *m.sends.entry((provider.to_owned(), outcome)).or_default() += 1;
         let h = m.latency.entry(provider.to_owned()).or_default();
@@ -59,76 +61,66 @@ impl SendMetrics {
         *m.held_back.entry(reason).or_default() += 1;
     }
 
-    /// Sends so far for (provider, outcome).
-    pub fn sends(&self, provider: &str, outcome: &str) -> u64 {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        m.sends
-            .iter()
-            .filter(|((p, o), _)| p == provider && *o == outcome)
-            .map(|(_, n)| *n)
-            .sum()
-    }
-
     /// Prometheus text exposition of everything above.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut Exposition) {
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP herald_sends_total Provider calls by provider and outcome.");
-        let _ = writeln!(out, "# TYPE herald_sends_total counter");
+        out.family(
+            "herald_sends_total",
+            Kind::Counter,
+            "Provider calls by provider and outcome.",
+        );
         for ((provider, outcome), n) in &m.sends {
-            let _ = writeln!(
-                out,
-                "herald_sends_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} {n}"
+            out.sample(
+                "herald_sends_total",
+                &[("provider", provider), ("outcome", outcome.as_str())],
+                n,
             );
         }
-        let _ = writeln!(out, "# HELP herald_send_duration_seconds Provider call latency.");
-        let _ = writeln!(out, "# TYPE herald_send_duration_seconds histogram");
+        out.family(
+            "herald_send_duration_seconds",
+            Kind::Histogram,
+            "Provider call latency.",
+        );
         for (provider, h) in &m.latency {
             for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "herald_send_duration_seconds_bucket{{provider=\"{provider}\",le=\"{bound}\"}} {}",
-                    h.counts[i]
+                let le = bound.to_string();
+                out.sample(
+                    "herald_send_duration_seconds_bucket",
+                    &[("provider", provider), ("le", &le)],
+                    h.counts[i],
                 );
             }
-            let _ = writeln!(
-                out,
-                "herald_send_duration_seconds_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "herald_send_duration_seconds_sum{{provider=\"{provider}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "herald_send_duration_seconds_count{{provider=\"{provider}\"}} {}",
-                h.count
-            );
+            out.sample(
+                "herald_send_duration_seconds_bucket",
+                &[("provider", provider), ("le", "+Inf")],
+                h.count,
+            )
+            .sample("herald_send_duration_seconds_sum", &[("provider", provider)], h.sum)
+            .sample("herald_send_duration_seconds_count", &[("provider", provider)], h.count);
         }
-        let _ = writeln!(
-            out,
-            "# HELP herald_rate_limit_waits_total Messages that waited for their sender's rate limit."
+        out.family(
+            "herald_rate_limit_waits_total",
+            Kind::Counter,
+            "Messages that waited for their sender's rate limit.",
         );
-        let _ = writeln!(out, "# TYPE herald_rate_limit_waits_total counter");
         for (channel, n) in &m.rate_limit_waits {
-            let _ = writeln!(out, "herald_rate_limit_waits_total{{channel=\"{channel}\"}} {n}");
+            out.sample("herald_rate_limit_waits_total", &[("channel", channel)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP herald_rate_limit_wait_seconds_total Time messages spent waiting for rate limits."
+        out.family(
+            "herald_rate_limit_wait_seconds_total",
+            Kind::Counter,
+            "Time messages spent waiting for rate limits.",
         );
-        let _ = writeln!(out, "# TYPE herald_rate_limit_wait_seconds_total counter");
         for (channel, s) in &m.rate_limit_wait_seconds {
-            let _ = writeln!(out, "herald_rate_limit_wait_seconds_total{{channel=\"{channel}\"}} {s}");
+            out.sample("herald_rate_limit_wait_seconds_total", &[("channel", channel)], s);
         }
-        let _ = writeln!(
-            out,
-            "# HELP herald_held_back_total Messages handed back to the queue unsent, by reason."
+        out.family(
+            "herald_held_back_total",
+            Kind::Counter,
+            "Messages handed back to the queue unsent, by reason.",
         );
-        let _ = writeln!(out, "# TYPE herald_held_back_total counter");
         for (reason, n) in &m.held_back {
-            let _ = writeln!(out, "herald_held_back_total{{reason=\"{reason}\"}} {n}");
+            out.sample("herald_held_back_total", &[("reason", reason)], n);
         }
     }
 }
@@ -140,17 +132,18 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = SendMetrics::default();
-        m.record_send("twilio", "sent", Duration::from_millis(30));
-        m.record_send("twilio", "sent", Duration::from_millis(700));
-        m.record_send("twilio", "permanent", Duration::from_millis(20));
+        m.record_send("twilio", AttemptOutcome::Sent, Duration::from_millis(30));
+        m.record_send("twilio", AttemptOutcome::Sent, Duration::from_millis(700));
+        m.record_send("twilio", AttemptOutcome::Permanent, Duration::from_millis(20));
         m.record_rate_limit_wait("sms", Duration::from_millis(1500));
-        let mut out = String::new();
-        m.render(&mut out);
+        let mut e = Exposition::new();
+        m.render(&mut e);
+        let out = e.finish();
         assert!(out.contains("herald_sends_total{provider=\"twilio\",outcome=\"sent\"} 2"));
         assert!(out.contains("herald_send_duration_seconds_bucket{provider=\"twilio\",le=\"0.05\"} 2"));
         assert!(out.contains("herald_send_duration_seconds_bucket{provider=\"twilio\",le=\"1\"} 3"));
         assert!(out.contains("herald_send_duration_seconds_count{provider=\"twilio\"} 3"));
         assert!(out.contains("herald_rate_limit_waits_total{channel=\"sms\"} 1"));
-        assert_eq!(m.sends("twilio", "sent"), 2);
+        assert!(out.contains("herald_sends_total{provider=\"twilio\",outcome=\"permanent\"} 1"));
     }
 }

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use super::http::{self, DEFAULT_RATE_LIMIT_PAUSE};
+use super::http;
 use super::{BoxFuture, Provider, Receipt, SendError};
 use crate::clock::Clock;
 use crate::config::CustomSettings;
@@ -63,39 +63,24 @@ impl Custom {
     }
 
     pub fn payload(msg: &OutgoingMessage) -> serde_json::Value {
-        let c = &msg.content;
-        serde_json::json!({
-            "id": msg.id,
-            "attempt": msg.attempt,
-            "channel": msg.channel(),
-            "recipient": msg.recipient.to_string(),
-            "subject": c.subject,
-            "body": c.body,
-            "html": c.html_body,
-            "content_sid": c.template.as_ref().map(|t| &t.content_sid),
-            "content_variables": c.template.as_ref().map(|t| &t.variables),
-            "metadata": msg.metadata,
-        })
+        serde_json::to_value(super::MessageView::of(msg)).expect("message view serializes")
     }
 }
 
 pub fn classify(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8], now: DateTime<Utc>) -> SendError {
     let message = format!("HTTP {status}: {}", http::snippet(body));
-    let code = format!("http_{status}");
-    let err = match status {
-        429 => {
-            let pause = chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default();
-            SendError::rate_limited(http::retry_after(headers, now).unwrap_or(now + pause), code, message)
-        }
-        s if s >= 500 => SendError::retryable(code, message).with_outcome_unknown(),
-        _ => SendError::permanent(code, message),
-    };
-    err.with_status(status)
+    http::classify_status(
+        status,
+        format!("http_{status}"),
+        message,
+        http::retry_after(headers, now),
+        now,
+    )
 }
 
 impl Provider for Custom {
-    fn name(&self) -> &str {
-        "custom"
+    fn name(&self) -> &'static str {
+        super::CUSTOM
     }
 
     fn sender(&self, channel: Channel) -> String {

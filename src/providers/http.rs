@@ -63,6 +63,29 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, SendError> {
     Ok(body)
 }
 
+/// What an HTTP error status means, for any provider: 429 = slow down
+/// (until `retry_at`, or a short default pause); 401/403 = credentials
+/// (permanent, and operators must hear of it); 5xx = retry, and the request
+/// may have been acted on; any other status = permanent.
+pub(crate) fn classify_status(
+    status: u16,
+    code: String,
+    message: String,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> SendError {
+    let err = match status {
+        429 => {
+            let pause = chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default();
+            SendError::rate_limited(retry_at.unwrap_or(now + pause), code, message)
+        }
+        401 | 403 => SendError::permanent(code, message).with_alert(),
+        s if s >= 500 => SendError::retryable(code, message).with_outcome_unknown(),
+        _ => SendError::permanent(code, message),
+    };
+    err.with_status(status)
+}
+
 /// `Retry-After`: delay-seconds or an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();

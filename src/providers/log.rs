@@ -4,26 +4,35 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::{BoxFuture, Provider, Receipt, SendError};
+use super::{BoxFuture, MessageView, Provider, Receipt, SendError};
+use crate::clock::{Clock, SystemClock};
 use crate::domain::OutgoingMessage;
 
 pub struct LogProvider {
     outbox: Option<(PathBuf, Mutex<File>)>,
+    clock: Arc<dyn Clock>,
 }
 
 impl LogProvider {
     /// Log only.
     pub fn new() -> Self {
-        LogProvider { outbox: None }
+        LogProvider {
+            outbox: None,
+            clock: Arc::new(SystemClock),
+        }
     }
 
-    /// Also append one JSON line per message to `path` (the `LOG_OUTBOX` file).
-    pub fn with_outbox(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+    /// Also append one JSON line per message to `path` (the `LOG_OUTBOX`
+    /// file, created readable by its owner only: it holds customers'
+    /// numbers and messages), stamped by `clock`.
+    pub fn with_outbox(path: &Path, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
         Ok(LogProvider {
             outbox: Some((path.to_owned(), Mutex::new(file))),
+            clock,
         })
     }
 }
@@ -35,8 +44,8 @@ impl Default for LogProvider {
 }
 
 impl Provider for LogProvider {
-    fn name(&self) -> &str {
-        "log"
+    fn name(&self) -> &'static str {
+        super::LOG
     }
 
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
@@ -52,17 +61,17 @@ impl Provider for LogProvider {
                 "log provider: message recorded, not sent"
             );
             if let Some((path, file)) = &self.outbox {
-                let line = serde_json::json!({
-                    "id": msg.id,
-                    "attempt": msg.attempt,
-                    "channel": msg.channel(),
-                    "recipient": msg.recipient.to_string(),
-                    "subject": c.subject,
-                    "body": c.body,
-                    "html_body": c.html_body,
-                    "metadata": msg.metadata,
-                    "at": crate::clock::format_ts(chrono::Utc::now()),
-                });
+                #[derive(serde::Serialize)]
+                struct Line<'a> {
+                    #[serde(flatten)]
+                    message: MessageView<'a>,
+                    at: String,
+                }
+                let line = serde_json::to_value(Line {
+                    message: MessageView::of(msg),
+                    at: crate::clock::format_ts(self.clock.now()),
+                })
+                .expect("outbox line serializes");
                 let mut bytes = line.to_string().into_bytes();
                 bytes.push(b'\n');
                 // One write per line on an O_APPEND file: lines from several

@@ -10,7 +10,7 @@
 //! struct Pigeon;
 //!
 //! impl Provider for Pigeon {
-//!     fn name(&self) -> &str { "pigeon" }
+//!     fn name(&self) -> &'static str { "pigeon" }
 //!     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
 //!         Box::pin(async move {
 //!             if msg.content.body.as_deref().unwrap_or("").contains("storm") {
@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use crate::domain::FailureClass;
 use crate::domain::{Channel, OutgoingMessage};
 
 pub use custom::{signature as custom_signature, Custom, MESSAGE_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -44,12 +45,14 @@ pub use sendgrid::{Sendgrid, HERALD_ID_ARG};
 pub use smtp::Smtp;
 pub use twilio::Twilio;
 
+pub use crate::domain::provider_name::{CUSTOM, LOG, SENDGRID, SMTP, TWILIO};
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A message delivery service for one or more channels.
 pub trait Provider: Send + Sync + 'static {
     /// Stored in `provider` and in metrics: `twilio`, `sendgrid`, `smtp`, `custom`, `log`.
-    fn name(&self) -> &str;
+    fn name(&self) -> &'static str;
 
     /// Hand one message to the provider. `Ok` means the provider accepted it.
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>>;
@@ -76,6 +79,40 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
+/// An outgoing message as JSON: the custom provider's request body and the
+/// log provider's outbox line share this shape.
+#[derive(Debug, serde::Serialize)]
+pub struct MessageView<'a> {
+    pub id: i64,
+    pub attempt: u32,
+    pub channel: Channel,
+    pub recipient: String,
+    pub subject: Option<&'a str>,
+    pub body: Option<&'a str>,
+    pub html: Option<&'a str>,
+    pub content_sid: Option<&'a str>,
+    pub content_variables: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub metadata: Option<&'a serde_json::Value>,
+}
+
+impl<'a> MessageView<'a> {
+    pub fn of(msg: &'a OutgoingMessage) -> MessageView<'a> {
+        let c = &msg.content;
+        MessageView {
+            id: msg.id,
+            attempt: msg.attempt,
+            channel: msg.channel(),
+            recipient: msg.recipient.to_string(),
+            subject: c.subject.as_deref(),
+            body: c.body.as_deref(),
+            html: c.html_body.as_deref(),
+            content_sid: c.template.as_ref().map(|t| t.content_sid.as_str()),
+            content_variables: c.template.as_ref().map(|t| &t.variables),
+            metadata: msg.metadata.as_ref(),
+        }
+    }
+}
+
 /// What a provider returns when it accepts a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -94,24 +131,6 @@ impl Receipt {
         Receipt {
             provider_message_id: None,
         }
-    }
-}
-
-/// How the processor must treat a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// Sending the same message again cannot succeed: fail it now.
-    Permanent,
-    /// May succeed later: retry with backoff while retries remain.
-    Retryable,
-    /// The provider asked us to slow down: try again at (or after) `until`.
-    /// Does not use up a retry.
-    RateLimited { until: DateTime<Utc> },
-}
-
-impl FailureClass {
-    pub fn is_retryable(self) -> bool {
-        !matches!(self, FailureClass::Permanent)
     }
 }
 

@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::http::{self, DEFAULT_RATE_LIMIT_PAUSE};
+use super::http;
 use super::{BoxFuture, Provider, Receipt, SendError};
 use crate::clock::Clock;
 use crate::config::{EmailFrom, SendgridSettings};
@@ -97,25 +97,13 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8], now: DateTime<Utc
             (!parts.is_empty()).then(|| parts.join("; "))
         })
         .unwrap_or_else(|| format!("HTTP {status}: {}", http::snippet(body)));
-    let code = status.to_string();
-    let err = match status {
-        429 => {
-            let pause = chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default();
-            let until = rate_limit_reset(headers)
-                .or_else(|| http::retry_after(headers, now))
-                .unwrap_or(now + pause);
-            SendError::rate_limited(until, code, message)
-        }
-        401 | 403 => SendError::permanent(code, message).with_alert(),
-        s if s >= 500 => SendError::retryable(code, message).with_outcome_unknown(),
-        _ => SendError::permanent(code, message),
-    };
-    err.with_status(status)
+    let retry_at = rate_limit_reset(headers).or_else(|| http::retry_after(headers, now));
+    http::classify_status(status, status.to_string(), message, retry_at, now)
 }
 
 impl Provider for Sendgrid {
-    fn name(&self) -> &str {
-        "sendgrid"
+    fn name(&self) -> &'static str {
+        super::SENDGRID
     }
 
     fn sender(&self, _channel: Channel) -> String {

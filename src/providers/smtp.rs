@@ -126,8 +126,8 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
 }
 
 impl Provider for Smtp {
-    fn name(&self) -> &str {
-        "smtp"
+    fn name(&self) -> &'static str {
+        super::SMTP
     }
 
     fn sender(&self, _channel: Channel) -> String {

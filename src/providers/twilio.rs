@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use super::http::{self, DEFAULT_RATE_LIMIT_PAUSE};
+use super::http;
 use super::{BoxFuture, Provider, Receipt, SendError};
 use crate::clock::Clock;
 use crate::config::TwilioSettings;
@@ -110,11 +110,10 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, no
         .and_then(|e| e.message)
         .unwrap_or_else(|| format!("HTTP {status}: {}", http::snippet(body)));
     let code_text = code.map(|c| c.to_string()).unwrap_or_else(|| format!("http_{status}"));
-    let err = if status == 429 || code == Some(20429) {
-        let until =
-            retry_after.unwrap_or(now + chrono::Duration::from_std(DEFAULT_RATE_LIMIT_PAUSE).unwrap_or_default());
-        SendError::rate_limited(until, code_text, message)
-    } else if code == Some(21611) {
+    if status == 429 || code == Some(20429) {
+        return http::classify_status(429, code_text, message, retry_after, now).with_status(status);
+    }
+    let err = if code == Some(21611) {
         // The sender's queue is full: not processed, safe to retry.
         SendError::retryable(code_text, message)
     } else if let Some(c) = code.filter(|c| PERMANENT.contains(c)) {
@@ -127,20 +126,16 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, no
         } else {
             e
         }
-    } else if status >= 500 {
-        // Twilio has no idempotency key: the message may exist anyway.
-        SendError::retryable(code_text, message).with_outcome_unknown()
-    } else if status == 401 || status == 403 {
-        SendError::permanent(code_text, message).with_alert()
     } else {
-        SendError::permanent(code_text, message)
+        // 5xx: Twilio has no idempotency key, so the message may exist anyway.
+        return http::classify_status(status, code_text, message, retry_after, now);
     };
     err.with_status(status)
 }
 
 impl Provider for Twilio {
-    fn name(&self) -> &str {
-        "twilio"
+    fn name(&self) -> &'static str {
+        super::TWILIO
     }
 
     /// Twilio has no idempotency key, but it lists an account's messages by

@@ -1,103 +1,11 @@
 //! The HTTP API: the real router on port 0, against SQLite and PostgreSQL.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use herald::clock::{system_random, Clock, SystemClock};
-use herald::http::{router, AppState};
-use herald::processor::{Mode, Processor, Shutdown, ShutdownHandle};
-use herald::providers::Providers;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::both_backends;
-use crate::common::*;
-
-pub struct TestApp {
-    pub url: String,
-    pub http: reqwest::Client,
-    #[allow(dead_code)]
-    pub provider: ScriptedProvider,
-    _stop: ShutdownHandle,
-}
-
-pub const KEY: &str = "test-key-0123456789abcdef";
-
-/// The app as `herald serve` builds it, on port 0, with a processor whose
-/// provider the test controls.
-pub async fn spawn_app(db: &TestDb, api_keys: &[&str]) -> TestApp {
-    spawn_app_with(db, api_keys, |s| s).await
-}
-
-/// [`spawn_app`], with a last say over the app's state (e.g. webhooks).
-pub async fn spawn_app_with(db: &TestDb, api_keys: &[&str], configure: impl FnOnce(AppState) -> AppState) -> TestApp {
-    herald::telemetry::init(herald::config::LogFormat::Text, "error");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let provider = ScriptedProvider::ok();
-    let mut cfg = test_config("api-test");
-    cfg.poll_interval = Duration::from_millis(20);
-    let processor = Arc::new(Processor::new(
-        db.store.clone(),
-        Providers::all(Arc::new(provider.clone())),
-        clock.clone(),
-        system_random(),
-        cfg,
-    ));
-    let keys = api_keys.iter().map(|k| SecretString::from(k.to_string())).collect();
-    let state = configure(AppState::new(db.store.clone(), clock, keys).with_processor(&processor));
-    let (stop, shutdown) = Shutdown::new();
-    let p = processor.clone();
-    let run_shutdown = shutdown.clone();
-    tokio::spawn(async move { p.run(Mode::Watch, run_shutdown).await });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
-            .unwrap();
-    });
-    TestApp {
-        url,
-        http: reqwest::Client::new(),
-        provider,
-        _stop: stop,
-    }
-}
-
-impl TestApp {
-    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(format!("{}{path}", self.url)).bearer_auth(KEY)
-    }
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{path}", self.url)).bearer_auth(KEY)
-    }
-    pub async fn wait_status(&self, id: i64, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let m: Value = self
-                .get(&format!("/api/messages/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if m["status"] == status {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "message {id} never became {status}: {m}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
+use crate::support::*;
 
 async fn total(db: &TestDb) -> i64 {
     db.store.counts().await.unwrap().iter().map(|c| c.count).sum()

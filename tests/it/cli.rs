@@ -1,42 +1,8 @@
 //! The `herald` binary as a user runs it.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::both_backends;
-use crate::common::*;
-
-pub fn herald_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_herald")
-}
-
-/// A `herald` command with a clean environment: only what the test sets.
-pub fn herald(db: &TestDb, dir: &Path) -> Command {
-    let mut c = Command::new(herald_bin());
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("LOG_LEVEL", "warn")
-        .current_dir(dir);
-    c
-}
-
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run herald")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "herald failed: {}\n{}", stderr(&o), stdout(&o));
-    stdout(&o)
-}
+use crate::support::*;
 
 async fn total(db: &TestDb) -> i64 {
     db.store.counts().await.unwrap().iter().map(|c| c.count).sum()
@@ -78,7 +44,7 @@ both_backends! {
         assert_eq!(lines.len(), 3);
         let e = lines.iter().find(|l| l["id"] == email).unwrap();
         assert_eq!(e["subject"], "Recibo nº 42");
-        assert_eq!(e["html_body"], "<p>Obrigado!</p>");
+        assert_eq!(e["html"], "<p>Obrigado!</p>");
         assert_eq!(e["metadata"]["order_id"], 42);
 
         let table = ok(run(herald(&db, dir).arg("status")));

@@ -6,9 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::both_backends;
-use crate::cli::herald;
-use crate::common::*;
+use crate::support::*;
 
 fn outbox_counts(path: &std::path::Path) -> HashMap<i64, usize> {
     let mut counts = HashMap::new();

@@ -6,24 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::both_backends;
-use crate::common::*;
-use crate::fakes::*;
-use crate::smtp::SmtpServer;
-
-async fn run_herald(db: &TestDb, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
-    let mut c = tokio::process::Command::new(crate::cli::herald_bin());
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("LOG_LEVEL", "warn")
-        .current_dir(db.dir.path())
-        .args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().await.expect("run herald")
-}
+use crate::support::*;
 
 fn twilio_env(t: &FakeTwilio) -> Vec<(&'static str, String)> {
     vec![
@@ -111,7 +94,7 @@ both_backends! {
         ];
         let o = run_herald(&db, &env, &["process"]).await;
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let received = server.wait_for(1);
+        let received = server.wait_for(1).await;
         let m = db.get(ok).await;
         assert_eq!((m.status.as_str(), m.provider.as_deref()), ("sent", Some("smtp")));
         assert_eq!(m.provider_message_id.as_deref(), received[0]["message_id"].as_str());
@@ -224,7 +207,7 @@ both_backends! {
         // Another one that timed out before Twilio created anything is sent again.
         let clock = ManualClock::new(chrono::Utc::now());
         let provider = Twilio::new(
-            crate::providers::twilio_settings(&twilio),
+            twilio_settings(&twilio),
             None,
             std::time::Duration::from_millis(500),
             Arc::new(clock.clone()),

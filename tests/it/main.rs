@@ -1,13 +1,13 @@
 //! End-to-end tests: the queue and processor against real SQLite files and a
 //! real PostgreSQL, and the `herald` binary as a user runs it.
 
-mod common;
+#[macro_use]
+mod support;
 
 mod api;
 mod cli;
 mod crash;
 mod e2e;
-mod fakes;
 mod providers;
 mod queue;
 mod ratelimits;

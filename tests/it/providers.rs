@@ -6,63 +6,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald::clock::{Clock, ManualClock};
-use herald::config::{CustomSettings, EmailFrom, SendgridSettings, TwilioSettings};
-use herald::domain::{
-    Channel, Content, ContentInput, EmailAddress, OutgoingMessage, PhoneNumber, Recipient, WhatsAppAddress,
-};
+use herald::config::{CustomSettings, EmailFrom, SendgridSettings};
+use herald::domain::{Channel, Content, ContentInput, EmailAddress, OutgoingMessage, Recipient};
 use herald::providers::{Custom, FailureClass, Provider, SendError, Sendgrid, Twilio};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::common::t0;
-use crate::fakes::*;
-
-pub fn out(id: i64, channel: Channel, to: &str, body: &str) -> OutgoingMessage {
-    let input = ContentInput {
-        body: Some(body),
-        ..Default::default()
-    };
-    OutgoingMessage {
-        id,
-        attempt: 1,
-        recipient: Recipient::parse(channel, to).unwrap(),
-        content: Content::parse(channel, input).unwrap(),
-        metadata: None,
-    }
-}
-
-pub fn email(id: i64, to: &str, subject: &str, text: Option<&str>, html: Option<&str>) -> OutgoingMessage {
-    let input = ContentInput {
-        subject: Some(subject),
-        body: text,
-        html_body: html,
-        ..Default::default()
-    };
-    OutgoingMessage {
-        id,
-        attempt: 1,
-        recipient: Recipient::parse(Channel::Email, to).unwrap(),
-        content: Content::parse(Channel::Email, input).unwrap(),
-        metadata: None,
-    }
-}
+use crate::support::*;
 
 fn clock() -> Arc<dyn Clock> {
     Arc::new(ManualClock::new(t0()))
-}
-
-pub fn twilio_settings(fake: &FakeTwilio) -> TwilioSettings {
-    TwilioSettings {
-        api_url: fake.url.clone(),
-        account_sid: fake.account_sid.clone(),
-        auth_user: fake.account_sid.clone(),
-        auth_secret: SecretString::from(fake.auth_token.clone()),
-        auth_token: Some(SecretString::from(fake.auth_token.clone())),
-        phone_number: Some(PhoneNumber::parse("+15005550006").unwrap()),
-        // Configured without the prefix: Herald adds it.
-        whatsapp_number: Some(WhatsAppAddress::parse("+14155238886").unwrap()),
-        messaging_service_sid: None,
-    }
 }
 
 fn twilio(fake: &FakeTwilio, timeout: Duration) -> Twilio {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use herald::clock::{Clock, ManualClock};
 use herald::domain::Channel;
-use herald::processor::{ChannelLimits, Processor};
+use herald::processor::Processor;
 use herald::providers::{Providers, Receipt, SendError};
+use herald::ratelimit::ChannelLimits;
 
-use crate::both_backends;
-use crate::common::*;
+use crate::support::*;
 
 fn processor_with(
     db: &TestDb,

@@ -6,15 +6,12 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use herald::receipts::SendgridKey;
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Signer;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::both_backends;
-use crate::common::*;
+use crate::support::*;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const PUBLIC: &str = "https://herald.example.com";
@@ -25,7 +22,7 @@ struct App {
     http: reqwest::Client,
     provider: ScriptedProvider,
     signing: p256::ecdsa::SigningKey,
-    _app: crate::api::TestApp,
+    _app: TestApp,
 }
 
 async fn spawn(db: &TestDb, with_sendgrid_key: bool) -> App {
@@ -38,14 +35,11 @@ async fn spawn(db: &TestDb, with_sendgrid_key: bool) -> App {
     ];
     der.extend_from_slice(signing.verifying_key().to_encoded_point(false).as_bytes());
     let key_b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let app = crate::api::spawn_app_with(db, &[KEY], |state| {
-        state.with_webhooks(
-            Some(PUBLIC.to_owned()),
-            Some(SecretString::from(TOKEN.to_owned())),
-            with_sendgrid_key.then(|| SendgridKey::parse(&key_b64).unwrap()),
-        )
-    })
-    .await;
+    let mut vars = vec![("PUBLIC_URL", PUBLIC), ("TWILIO_AUTH_TOKEN", TOKEN)];
+    if with_sendgrid_key {
+        vars.push(("SENDGRID_WEBHOOK_PUBLIC_KEY", key_b64.as_str()));
+    }
+    let app = spawn_app_with(db, &[KEY], &vars).await;
     App {
         url: app.url.clone(),
         http: app.http.clone(),
@@ -329,7 +323,11 @@ async fn a_stop_reply_at_send_time_suppresses_the_recipient() {
     let clock = herald::clock::ManualClock::new(t0());
     run_once(&processor(&db.store, &provider, &clock, "w")).await;
     assert_eq!(db.get(id).await.status, "failed");
-    let s = db.store.suppressions(Some("sms"), 10).await.unwrap();
+    let s = db
+        .store
+        .suppressions(Some(herald::domain::Channel::Sms), 10)
+        .await
+        .unwrap();
     assert_eq!(
         (s[0].recipient.as_str(), s[0].source.as_str()),
         ("+15551234567", "test")

@@ -2,88 +2,13 @@
 //! `tests/support/smtp_server.py`; `scripts/test` installs it). Each message
 //! is checked as the server received and parsed it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald::config::{EmailFrom, SmtpSettings};
 use herald::domain::EmailAddress;
 use herald::providers::{FailureClass, Provider, Smtp};
-use secrecy::SecretString;
-use serde_json::Value;
 
-use crate::providers::email;
-
-pub struct SmtpServer {
-    pub port: u16,
-    child: Child,
-    received: Arc<Mutex<Vec<Value>>>,
-}
-
-impl SmtpServer {
-    pub fn start() -> SmtpServer {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let script = format!("{}/tests/support/smtp_server.py", env!("CARGO_MANIFEST_DIR"));
-        let mut child = Command::new("python3")
-            .args([&script, "--port", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 is needed for the SMTP tests");
-        let stdout = child.stdout.take().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let sink = received.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line == "READY" {
-                    let _ = ready_tx.send(());
-                } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        ready_rx.recv_timeout(Duration::from_secs(20)).expect(
-            "the test SMTP server did not start: aiosmtpd is needed (./scripts/test installs it: pip install aiosmtpd)",
-        );
-        SmtpServer { port, child, received }
-    }
-
-    pub fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap().clone()
-    }
-
-    pub fn wait_for(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.received().len() < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.received()
-    }
-
-    pub fn settings(&self, user: Option<(&str, &str)>) -> SmtpSettings {
-        SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: user.map(|(u, _)| u.to_owned()),
-            password: user.map(|(_, p)| SecretString::from(p.to_owned())),
-            secure: false,
-        }
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::*;
 
 fn from() -> EmailFrom {
     EmailFrom {
@@ -111,7 +36,7 @@ async fn a_well_formed_multipart_message_arrives() {
         .await
         .unwrap();
     let message_id = r.provider_message_id.unwrap();
-    let got = &server.wait_for(1)[0];
+    let got = &server.wait_for(1).await[0];
     assert_eq!(got["rcpt_tos"][0], "ana@example.com");
     assert_eq!(got["mail_from"], "loja@example.com");
     assert_eq!(got["from_name"], "Loja Exemplo");
@@ -138,7 +63,7 @@ async fn a_well_formed_multipart_message_arrives() {
     p.send(&email(43, "ana@example.com", "Plain", Some("just text"), None))
         .await
         .unwrap();
-    let got = &server.wait_for(2)[1];
+    let got = &server.wait_for(2).await[1];
     assert_eq!(got["content_type"], "text/plain");
     assert_eq!(got["parts"][0]["content"].as_str().unwrap().trim_end(), "just text");
 }
@@ -165,7 +90,7 @@ async fn reply_codes_decide_the_class() {
     p.send(&email(3, "ana@example.com", "s", Some("b"), None))
         .await
         .unwrap();
-    assert_eq!(server.wait_for(1).len(), 1);
+    assert_eq!(server.wait_for(1).await.len(), 1);
 }
 
 #[tokio::test]
@@ -175,7 +100,7 @@ async fn credentials_are_used_and_bad_ones_fail_with_535() {
         .send(&email(1, "ana@example.com", "s", Some("b"), None))
         .await
         .unwrap();
-    assert_eq!(server.wait_for(1)[0]["authenticated"], true);
+    assert_eq!(server.wait_for(1).await[0]["authenticated"], true);
     let e = provider(&server, Some(("herald", "wrong-password")))
         .send(&email(2, "ana@example.com", "s", Some("b"), None))
         .await

@@ -6,13 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::api::{spawn_app, KEY};
-use crate::both_backends;
-use crate::cli::herald;
-use crate::common::*;
-use crate::fakes::*;
+use crate::support::*;
 
-async fn put(app: &crate::api::TestApp, name: &str, body: Value) -> (StatusCode, Value) {
+async fn put(app: &TestApp, name: &str, body: Value) -> (StatusCode, Value) {
     let r = app
         .http
         .put(format!("{}/api/templates/{name}", app.url))
@@ -25,7 +21,7 @@ async fn put(app: &crate::api::TestApp, name: &str, body: Value) -> (StatusCode,
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn queue(app: &crate::api::TestApp, body: Value) -> (StatusCode, Value) {
+async fn queue(app: &TestApp, body: Value) -> (StatusCode, Value) {
     let r = app.post("/api/messages").json(&body).send().await.unwrap();
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
@@ -136,13 +132,14 @@ both_backends! {
         let mut vars = serde_json::Map::new();
         vars.insert("1".into(), json!("{{ customer }}"));
         vars.insert("2".into(), json!("{{ when }}"));
-        let parts = herald::templates::TemplateParts { content_sid: Some(sid.clone()), content_variables: Some(vars), ..Default::default() };
-        db.store.put_template("appointment", "en", Some("whatsapp"), &parts, false).await.unwrap();
+        let parts = herald::domain::TemplateParts { content_sid: Some(sid.clone()), content_variables: Some(vars), ..Default::default() };
+        let draft = herald::domain::TemplateDraft::parse("appointment", Some("en"), Some("whatsapp"), parts, false).unwrap();
+        db.store.put_template(&draft, t0()).await.unwrap();
         let raw = herald::domain::RawMessage { channel: Some("whatsapp".into()), recipient: Some("+15551234567".into()), ..Default::default() };
         let msg = herald::templates::prepare(&db.store, raw, "appointment", None, Some(&json!({"customer": "Ana", "when": "Tue 10:00"}))).await.unwrap();
         let stored = db.store.enqueue(&msg, t0()).await.unwrap();
         let clock = herald::clock::ManualClock::new(t0());
-        let provider = herald::providers::Twilio::new(crate::providers::twilio_settings(&twilio), None, Duration::from_secs(5), Arc::new(clock.clone()));
+        let provider = herald::providers::Twilio::new(twilio_settings(&twilio), None, Duration::from_secs(5), Arc::new(clock.clone()));
         let p = Arc::new(herald::processor::Processor::new(
             db.store.clone(), herald::providers::Providers::all(Arc::new(provider)), Arc::new(clock), zero_random(), test_config("w")));
         run_once(&p).await;
@@ -167,7 +164,7 @@ both_backends! {
         assert!(String::from_utf8_lossy(&o.stdout).contains("sent 0"));
         assert_eq!(db.get(id).await.status, "pending");
         // Scheduled messages are listed as such.
-        let waiting = db.store.list(&herald::store::ListFilter { scheduled_only: true, limit: 10, ..Default::default() }).await.unwrap();
+        let waiting = db.store.list(&herald::store::ListFilter { scheduled_after: Some(chrono::Utc::now()), limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(waiting.len(), 1);
         // `process --watch` (PostgreSQL's poll interval is 1 s; the worker sleeps until the message is due).
         let mut child = herald(&db, dir).env("LOG_OUTBOX", &outbox).args(["process", "--watch"])

@@ -1,16 +1,9 @@
-//! Shared test fixtures: a fresh database per test on either backend, a
-//! provider scripted by a closure, and helpers to run the processor.
+//! A database of its own for each test, on either backend, and SQL run as a
+//! POS would run it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use herald::clock::{Clock, ManualClock, Random};
-use herald::domain::OutgoingMessage;
-use herald::processor::{Mode, Processor, ProcessorConfig, RetryPolicy, RunSummary, Shutdown};
-use herald::providers::{BoxFuture, Provider, Providers, Receipt, SendError};
+use herald::config::DatabaseUrl;
 use herald::store::{Message, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +16,11 @@ pub enum Backend {
 /// server fails the tests (it does not skip them).
 pub fn pg_admin_url() -> String {
     std::env::var("HERALD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A store on `url`.
+pub async fn connect(url: &str, max_connections: u32) -> herald::store::Result<Store> {
+    Store::connect(&DatabaseUrl::parse(url).expect("a database URL"), max_connections).await
 }
 
 fn pg_url_for(db: &str) -> String {
@@ -55,7 +53,7 @@ impl TestDb {
                     COUNTER.fetch_add(1, Ordering::Relaxed),
                     fastrand::u32(..)
                 );
-                let admin = Store::connect(&pg_admin_url(), 2).await.unwrap_or_else(|e| {
+                let admin = connect(&pg_admin_url(), 2).await.unwrap_or_else(|e| {
                     panic!(
                         "PostgreSQL is required for the tests and is not reachable at {}: {e}. \
                          Start it (pg_ctlcluster <version> main start) or set HERALD_TEST_PG_URL.",
@@ -70,7 +68,7 @@ impl TestDb {
                 (pg_url_for(&name), Some(name))
             }
         };
-        let store = Store::connect(&url, 8).await.expect("connect test database");
+        let store = connect(&url, 8).await.expect("connect test database");
         store.migrate().await.expect("migrate");
         TestDb {
             backend,
@@ -84,7 +82,7 @@ impl TestDb {
     /// Another, independent connection pool on the same database (as a second
     /// process would have).
     pub async fn second_store(&self) -> Store {
-        Store::connect(&self.url, 4).await.expect("second store")
+        connect(&self.url, 4).await.expect("second store")
     }
 
     /// Insert a row with plain SQL, as a POS would.
@@ -142,6 +140,48 @@ impl TestDb {
         }
     }
 
+    /// Run a query as the POS would (its own SQL) and return each row as a
+    /// JSON object of column → value (timestamps as text).
+    pub async fn query(&self, sql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        use sqlx::{Column, Row};
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT row_to_json(q)::text FROM ({sql}) AS q"))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("query");
+                pool.close().await;
+                rows.iter()
+                    .map(|r| serde_json::from_str(r).expect("row JSON"))
+                    .collect()
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
+                pool.close().await;
+                rows.iter()
+                    .map(|row| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                let i = c.ordinal();
+                                let v = if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                                    serde_json::json!(v)
+                                } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+                                    serde_json::json!(v)
+                                } else {
+                                    serde_json::json!(row.try_get::<Option<String>, _>(i).expect("text column"))
+                                };
+                                (c.name().to_owned(), v)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
     pub async fn count_status(&self, status: &str) -> i64 {
         self.store
             .counts()
@@ -164,7 +204,7 @@ impl Drop for TestDb {
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
-                    if let Ok(admin) = Store::connect(&pg_admin_url(), 1).await {
+                    if let Ok(admin) = connect(&pg_admin_url(), 1).await {
                         let _ = admin
                             .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .await;
@@ -175,144 +215,4 @@ impl Drop for TestDb {
             .join();
         }
     }
-}
-
-type Script = dyn Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Send + Sync;
-
-/// A provider whose answer is decided by a closure of (message, call number
-/// for that message, from 1); it records every call.
-#[derive(Clone)]
-pub struct ScriptedProvider {
-    name: String,
-    script: Arc<Script>,
-    calls: Arc<Mutex<Vec<(i64, u32)>>>,
-    delay: Duration,
-}
-
-impl ScriptedProvider {
-    pub fn new(script: impl Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Send + Sync + 'static) -> Self {
-        ScriptedProvider {
-            name: "test".into(),
-            script: Arc::new(script),
-            calls: Arc::default(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    pub fn ok() -> Self {
-        ScriptedProvider::new(|m, _| Ok(Receipt::new(format!("T-{}", m.id))))
-    }
-
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.to_owned();
-        self
-    }
-
-    pub fn with_delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    pub fn calls(&self) -> Vec<(i64, u32)> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    pub fn calls_for(&self, id: i64) -> usize {
-        self.calls.lock().unwrap().iter().filter(|(m, _)| *m == id).count()
-    }
-
-    /// How many times each message was sent.
-    pub fn per_message(&self) -> HashMap<i64, usize> {
-        let mut m = HashMap::new();
-        for (id, _) in self.calls() {
-            *m.entry(id).or_default() += 1;
-        }
-        m
-    }
-}
-
-impl Provider for ScriptedProvider {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
-        Box::pin(async move {
-            let n = {
-                let mut calls = self.calls.lock().unwrap();
-                calls.push((msg.id, msg.attempt));
-                calls.iter().filter(|(m, _)| *m == msg.id).count()
-            };
-            if !self.delay.is_zero() {
-                tokio::time::sleep(self.delay).await;
-            }
-            (self.script)(msg, n)
-        })
-    }
-}
-
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
-}
-
-pub fn test_config(worker: &str) -> ProcessorConfig {
-    ProcessorConfig {
-        worker_id: worker.to_owned(),
-        batch_size: 50,
-        limits: std::collections::HashMap::new(),
-        lease: Duration::from_secs(60),
-        send_timeout: Duration::from_secs(10),
-        poll_interval: Duration::from_millis(20),
-        retry: RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_secs(10),
-            max_delay: Duration::from_secs(600),
-            max_rate_limit_wait: Duration::from_secs(3600),
-        },
-    }
-}
-
-/// Randomness fixed at 0: backoff is exactly half the nominal delay.
-pub fn zero_random() -> Random {
-    Arc::new(|| 0.0)
-}
-
-pub fn processor(store: &Store, provider: &ScriptedProvider, clock: &ManualClock, worker: &str) -> Arc<Processor> {
-    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    Arc::new(Processor::new(
-        store.clone(),
-        Providers::all(Arc::new(provider.clone())),
-        clock,
-        zero_random(),
-        test_config(worker),
-    ))
-}
-
-/// `herald process` once, in-process.
-pub async fn run_once(p: &Arc<Processor>) -> RunSummary {
-    p.run(Mode::Once, Shutdown::never()).await.expect("processor run")
-}
-
-/// Define one async test body and run it on SQLite and on PostgreSQL.
-#[macro_export]
-macro_rules! both_backends {
-    ($(async fn $name:ident($db:ident: TestDb) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-                async fn body($db: $crate::common::TestDb) $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    body($crate::common::TestDb::new($crate::common::Backend::Sqlite).await).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    body($crate::common::TestDb::new($crate::common::Backend::Postgres).await).await
-                }
-            }
-        )*
-    };
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::providers::FailureClass;
+use crate::clock::chrono_duration;
+use crate::domain::FailureClass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -80,10 +81,6 @@ impl RetryPolicy {
             }
         }
     }
-}
-
-pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]

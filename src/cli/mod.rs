@@ -1,0 +1,119 @@
+//! The command line: one file per command family. Arguments are parsed into
+//! the same domain types the HTTP API uses, before anything is stored.
+
+mod messages;
+mod process;
+mod status;
+mod suppressions;
+mod templates;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use herald::app;
+use herald::config::Config;
+use herald::domain::ValidationError;
+use herald::processor::Shutdown;
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Notification delivery (SMS, WhatsApp, email) from a notification_messages table"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (and the processor, unless ENABLE_MESSAGE_PROCESSOR=false) until SIGINT/SIGTERM.
+    Serve,
+    /// Send every message that is due, then exit (for cron). With --watch, run until stopped.
+    Process(process::ProcessArgs),
+    /// Queue one message and print its id.
+    Send(messages::SendArgs),
+    /// Show recent messages (the guide's monitoring query) and counts.
+    Status(status::StatusArgs),
+    /// Queue failed messages again, with a fresh round of retries.
+    Retry(messages::RetryArgs),
+    /// Cancel pending (or scheduled) messages.
+    Cancel(messages::CancelArgs),
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// The suppression list: recipients who must not be messaged.
+    #[command(subcommand)]
+    Suppressions(suppressions::SuppressionsCommand),
+    /// Message templates (MiniJinja), versioned, per locale.
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
+}
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let (handle, shutdown) = Shutdown::new();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down: no new requests; finishing requests and sends in flight");
+                handle.trigger();
+            });
+            app::Application::build(config, app::Overrides::default())
+                .await?
+                .run_until_stopped(shutdown)
+                .await
+        }
+        Command::Process(args) => process::run(config, args).await,
+        Command::Send(args) => messages::send(config, args).await,
+        Command::Status(args) => status::run(config, args).await,
+        Command::Retry(args) => messages::retry(config, args).await,
+        Command::Cancel(args) => messages::cancel(config, args).await,
+        Command::Migrate => {
+            let store = app::open_store(&config).await?;
+            println!("database schema is up to date ({})", store.backend_name());
+            Ok(())
+        }
+        Command::Suppressions(cmd) => suppressions::run(config, cmd).await,
+        Command::Templates(cmd) => templates::run(config, cmd).await,
+    }
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+pub(crate) async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| anyhow!("{flag}: {s:?} is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00Z ({e})"))
+}
+
+/// A JSON argument, or an error naming the flag.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(flag: &str, s: &str) -> anyhow::Result<T> {
+    serde_json::from_str(s).map_err(|e| anyhow!("{flag}: not valid JSON: {e}"))
+}
+
+/// A validation error phrased with the flag the user typed.
+pub(crate) fn cli_field_error(e: ValidationError) -> anyhow::Error {
+    let flag = match e.field {
+        "recipient" => "--to",
+        "html_body" => "--html",
+        "send_at" => "--send-at",
+        "content_sid" => "--content-sid",
+        "content_variables" => "--content-variables",
+        other => return anyhow!("--{other}: {}", e.message),
+    };
+    anyhow!("{flag}: {}", e.message)
+}

@@ -1,0 +1,43 @@
+//! `herald process [--watch]`: the processor on its own (cron, PM2, systemd).
+
+use anyhow::Context;
+
+use herald::app;
+use herald::config::Config;
+use herald::processor::{Mode, Shutdown};
+
+#[derive(clap::Args)]
+pub struct ProcessArgs {
+    /// Keep running, picking up new messages as they arrive, until SIGINT/SIGTERM.
+    #[arg(long)]
+    watch: bool,
+}
+
+pub async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
+    app::announce_providers(&config);
+    let store = app::open_store(&config).await?;
+    let processor = app::build_processor(&config, store, &app::Overrides::default())?;
+    let (handle, shutdown) = Shutdown::new();
+    tokio::spawn(async move {
+        super::wait_for_signal().await;
+        tracing::info!("shutting down: finishing sends in flight, handing back the rest");
+        handle.trigger();
+    });
+    let mode = if args.watch { Mode::Watch } else { Mode::Once };
+    tracing::info!(worker = %processor.config().worker_id, watch = args.watch, "processor started");
+    let summary = processor.run(mode, shutdown).await.context("processing failed")?;
+    tracing::info!(
+        sent = summary.sent,
+        failed = summary.failed,
+        retrying = summary.retried,
+        released = summary.released,
+        "processor stopped"
+    );
+    if !args.watch {
+        println!(
+            "sent {}, failed {}, retrying later {}",
+            summary.sent, summary.failed, summary.retried
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Every setting Herald reads, its environment name, default and validation,
+//! in one place. Values come from the environment, and from a `.env` file in
+//! the working directory (the environment wins).
+//!
+//! - `reader.rs`: reading variables, collecting every error
+//! - `providers.rs`: which provider serves each channel, and its credentials
+//! - `database.rs`: `DATABASE_URL`
+
+mod database;
+mod providers;
+mod reader;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::Channel;
+use crate::ratelimit::ChannelLimits;
+use crate::receipts::SendgridKey;
+use crate::retry::RetryPolicy;
+
+pub use database::{redact_url, DatabaseUrl};
+pub use providers::{
+    Choices, CustomSettings, EmailFrom, ProviderChoice, SendgridSettings, SmtpSettings, TwilioSettings,
+};
+use reader::Reader;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub database_max_connections: u32,
+    pub host: String,
+    pub port: u16,
+    /// Bearer keys accepted by the HTTP API (`API_KEYS`, comma-separated).
+    pub api_keys: Vec<SecretString>,
+    /// The provider of each channel (`SMS_PROVIDER`, `WHATSAPP_PROVIDER`, `EMAIL_PROVIDER`).
+    pub providers: Choices,
+    pub twilio: Option<TwilioSettings>,
+    pub sendgrid: Option<SendgridSettings>,
+    pub smtp: Option<SmtpSettings>,
+    pub custom: Option<CustomSettings>,
+    pub email_from: Option<EmailFrom>,
+    /// Herald's public base URL (for provider callbacks), without a trailing slash.
+    pub public_url: Option<String>,
+    /// `TWILIO_AUTH_TOKEN`: verifies Twilio status callbacks.
+    pub twilio_webhook_token: Option<SecretString>,
+    /// `SENDGRID_WEBHOOK_PUBLIC_KEY`: verifies the SendGrid Event Webhook.
+    pub sendgrid_webhook_key: Option<SendgridKey>,
+    pub limits: HashMap<Channel, ChannelLimits>,
+    pub enable_message_processor: bool,
+    pub batch_size: u32,
+    pub lease: Duration,
+    pub provider_timeout: Duration,
+    pub poll_interval: Duration,
+    pub retry: RetryPolicy,
+    pub log_outbox: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Config {
+    pub fn provider_for(&self, channel: Channel) -> ProviderChoice {
+        self.providers.for_channel(channel)
+    }
+}
+
+/// Every problem found, one per line, each naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the server listens and who may call it.
+struct Server {
+    host: String,
+    port: u16,
+    api_keys: Vec<SecretString>,
+    public_url: Option<String>,
+    twilio_webhook_token: Option<SecretString>,
+    sendgrid_webhook_key: Option<SendgridKey>,
+}
+
+fn server(r: &mut Reader<'_>) -> Server {
+    let host = r.string("HOST", "127.0.0.1");
+    let port = r.number("PORT", 8080u16, 0, 65535, "port");
+    let mut api_keys = Vec::new();
+    if let Some(raw) = r.get("API_KEYS").map(str::to_owned) {
+        for (i, key) in raw.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
+            if key.len() < 16 || key.contains(char::is_whitespace) {
+                r.errors.push(format!(
+                    "API_KEYS: key #{} is too short (at least 16 characters; generate one with `openssl rand -hex 32`)",
+                    i + 1
+                ));
+            } else {
+                api_keys.push(SecretString::from(key.to_owned()));
+            }
+        }
+    }
+    let public_url = r.url("PUBLIC_URL", None);
+    let twilio_webhook_token = r.optional_secret("TWILIO_AUTH_TOKEN");
+    let sendgrid_webhook_key = r.parsed("SENDGRID_WEBHOOK_PUBLIC_KEY", SendgridKey::parse);
+    Server {
+        host,
+        port,
+        api_keys,
+        public_url,
+        twilio_webhook_token,
+        sendgrid_webhook_key,
+    }
+}
+
+/// `SMS_RATE_LIMIT`, `SMS_RATE_BURST`, `SMS_CONCURRENCY`… per channel,
+/// defaulting to what the channel's provider tolerates.
+fn limits(r: &mut Reader<'_>, choices: &Choices) -> HashMap<Channel, ChannelLimits> {
+    let mut limits = HashMap::new();
+    for ch in Channel::ALL {
+        let prefix = ch.as_str().to_ascii_uppercase();
+        let (rate, burst, concurrency) = choices.for_channel(ch).default_limits(ch);
+        let rate = r.float(&format!("{prefix}_RATE_LIMIT"), rate, 100_000.0, "messages per second");
+        let burst_default = burst.max(rate.ceil() as u32).max(1);
+        let burst = r.number(&format!("{prefix}_RATE_BURST"), burst_default, 1, 100_000, "messages");
+        let concurrency = r.number(
+            &format!("{prefix}_CONCURRENCY"),
+            concurrency,
+            1,
+            10_000,
+            "concurrent sends",
+        );
+        limits.insert(
+            ch,
+            ChannelLimits {
+                rate,
+                burst,
+                concurrency,
+            },
+        );
+    }
+    limits
+}
+
+/// How the processor claims, leases, waits and retries.
+struct Processing {
+    enable_message_processor: bool,
+    batch_size: u32,
+    lease: Duration,
+    provider_timeout: Duration,
+    poll_interval: Duration,
+    retry: RetryPolicy,
+}
+
+fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing {
+    let enable_message_processor = r.boolean("ENABLE_MESSAGE_PROCESSOR", true);
+    let batch_size = r.number("BATCH_SIZE", 100u32, 1, 10_000, "messages");
+    let lease = Duration::from_secs(r.number("LEASE_SECONDS", 120u64, 2, 86_400, "seconds"));
+    let provider_timeout = Duration::from_secs(r.number("PROVIDER_TIMEOUT_SECONDS", 30u64, 1, 600, "seconds"));
+    if provider_timeout >= lease && r.get("LEASE_SECONDS").is_some() && r.get("PROVIDER_TIMEOUT_SECONDS").is_some() {
+        r.errors.push(format!(
+            "LEASE_SECONDS ({}) must be longer than PROVIDER_TIMEOUT_SECONDS ({}): a message is only sent while its lease outlasts the send",
+            lease.as_secs(),
+            provider_timeout.as_secs()
+        ));
+    }
+    // A short lease (e.g. in tests) shortens the timeout to fit inside it.
+    let provider_timeout = provider_timeout.min(lease / 2);
+    // PostgreSQL wakes processors with NOTIFY: polling is only the fallback.
+    let poll_default = if matches!(database, Some(DatabaseUrl::Postgres(_))) {
+        1000
+    } else {
+        50
+    };
+    let poll_interval = Duration::from_millis(r.number("POLL_INTERVAL_MS", poll_default, 5, 60_000, "milliseconds"));
+    let retry = RetryPolicy {
+        max_retries: r.number("MAX_RETRIES", 3u32, 0, 100, "retries"),
+        base_delay: Duration::from_secs(r.number("RETRY_BASE_SECONDS", 10u64, 1, 86_400, "seconds")),
+        max_delay: Duration::from_secs(r.number("RETRY_MAX_SECONDS", 3600u64, 1, 7 * 86_400, "seconds")),
+        ..RetryPolicy::default()
+    };
+    Processing {
+        enable_message_processor,
+        batch_size,
+        lease,
+        provider_timeout,
+        poll_interval,
+        retry,
+    }
+}
+
+fn log_format(r: &mut Reader<'_>) -> LogFormat {
+    match r.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            r.errors
+                .push(format!("LOG_FORMAT must be text or json (got {other:?})"));
+            LogFormat::Text
+        }
+    }
+}
+
+impl Config {
+    /// Read `.env` (if present) into the environment, then read the environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError(vec![format!(".env could not be read: {e}")])),
+        }
+        Config::from_vars(&std::env::vars().collect())
+    }
+
+    /// Read and check every setting; the error lists every problem found.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut r = Reader::new(vars);
+        let database_url = match DatabaseUrl::parse(&r.string("DATABASE_URL", "sqlite://herald.db")) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                r.errors.push(e);
+                None
+            }
+        };
+        let database_max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10u32, 1, 1000, "connections");
+        let server = server(&mut r);
+        let providers = Choices::read(&mut r);
+        let twilio = providers::twilio(&mut r, &providers);
+        let email_from = providers::email_from(&mut r, &providers);
+        let sendgrid = providers::sendgrid(&mut r, &providers);
+        let smtp = providers::smtp(&mut r, &providers);
+        let custom = providers::custom(&mut r, &providers);
+        let limits = limits(&mut r, &providers);
+        let processing = processing(&mut r, database_url.as_ref());
+        let log_outbox = r.get("LOG_OUTBOX").map(PathBuf::from);
+        let log_format = log_format(&mut r);
+        let log_level = r.string("LOG_LEVEL", "info");
+
+        match database_url {
+            Some(database_url) if r.errors.is_empty() => Ok(Config {
+                database_url,
+                database_max_connections,
+                host: server.host,
+                port: server.port,
+                api_keys: server.api_keys,
+                providers,
+                twilio,
+                sendgrid,
+                smtp,
+                custom,
+                email_from,
+                public_url: server.public_url,
+                twilio_webhook_token: server.twilio_webhook_token,
+                sendgrid_webhook_key: server.sendgrid_webhook_key,
+                limits,
+                enable_message_processor: processing.enable_message_processor,
+                batch_size: processing.batch_size,
+                lease: processing.lease,
+                provider_timeout: processing.provider_timeout,
+                poll_interval: processing.poll_interval,
+                retry: processing.retry,
+                log_outbox,
+                log_format,
+                log_level,
+            }),
+            _ => Err(ConfigError(r.errors)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn zero_configuration_is_valid() {
+        let c = Config::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(c.database_url.as_str(), "sqlite://herald.db");
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8080));
+        assert_eq!(c.provider_for(Channel::Sms), ProviderChoice::Log);
+        assert_eq!(c.retry.max_retries, 3);
+        assert!(c.enable_message_processor);
+        assert_eq!(c.poll_interval, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let err = Config::from_vars(&vars(&[
+            ("BATCH_SIZE", "lots"),
+            ("MAX_RETRIES", "-1"),
+            ("ENABLE_MESSAGE_PROCESSOR", "maybe"),
+            ("SMS_PROVIDER", "pigeon"),
+            ("DATABASE_URL", "mysql://u:secret@db/x"),
+        ]))
+        .unwrap_err();
+        let all = err.to_string();
+        for name in [
+            "BATCH_SIZE",
+            "MAX_RETRIES",
+            "ENABLE_MESSAGE_PROCESSOR",
+            "SMS_PROVIDER",
+            "DATABASE_URL",
+        ] {
+            assert!(all.contains(name), "{name} missing from: {all}");
+        }
+        assert!(!all.contains("secret"), "password leaked: {all}");
+        assert_eq!(err.0.len(), 5);
+    }
+
+    #[test]
+    fn postgres_polls_less_often_because_it_listens() {
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "postgres://127.0.0.1/test")])).unwrap();
+        assert_eq!(c.database_url.backend_name(), "postgres");
+        assert_eq!(c.poll_interval, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn lease_must_outlast_the_provider_timeout() {
+        let err = Config::from_vars(&vars(&[("LEASE_SECONDS", "10"), ("PROVIDER_TIMEOUT_SECONDS", "30")])).unwrap_err();
+        assert!(err.to_string().contains("LEASE_SECONDS"));
+        // Only a short lease given: the timeout shrinks to fit inside it.
+        let c = Config::from_vars(&vars(&[("LEASE_SECONDS", "4")])).unwrap();
+        assert_eq!(c.provider_timeout, Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,77 @@
+//! API keys: `Authorization: Bearer <key>` on every `/api` route.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// `Authorization: Bearer <key>`, compared in constant time with every
+/// configured key. No keys configured: open (loopback-only, see `serve`).
+pub(super) async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.api_keys.is_empty() {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .unwrap_or("");
+    if key_matches(&state.api_keys, presented) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// The token of a `Bearer` credential; the scheme name is case-insensitive
+/// (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compare against every key without stopping early, each in constant time.
+pub(super) fn key_matches(keys: &[SecretString], presented: &str) -> bool {
+    let mut ok = subtle::Choice::from(0u8);
+    for k in keys {
+        let k = k.expose_secret().as_bytes();
+        // Lengths are not secret (keys are long random strings); contents are.
+        if k.len() == presented.len() {
+            ok |= k.ct_eq(presented.as_bytes());
+        }
+    }
+    bool::from(ok) && !presented.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_whole_and_exact() {
+        let keys = vec![
+            SecretString::from("k1-0123456789abcdef".to_owned()),
+            SecretString::from("k2-0123456789abcdef".to_owned()),
+        ];
+        assert!(key_matches(&keys, "k1-0123456789abcdef"));
+        assert!(key_matches(&keys, "k2-0123456789abcdef"));
+        assert!(!key_matches(&keys, "k1-0123456789abcdeg"));
+        assert!(!key_matches(&keys, "k1-0123456789abcde"));
+        assert!(!key_matches(&keys, ""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+}

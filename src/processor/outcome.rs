@@ -1,0 +1,176 @@
+//! What to write back after handling one claimed message: the new state of
+//! the row and, when a provider was called, the attempt record.
+
+use chrono::{DateTime, Utc};
+
+use super::stats::ProcessorStats;
+use super::Processor;
+use crate::clock::format_ts;
+use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, ValidationError};
+use crate::providers::{Receipt, SendError};
+use crate::retry::Decision;
+use crate::store::{AttemptRecord, Completion, Message, RenderedFields};
+
+/// The outcome of handling one claimed message.
+pub(super) struct Outcome {
+    pub completion: Completion,
+    /// The provider call, if one was made.
+    pub attempt: Option<AttemptRecord>,
+}
+
+impl Outcome {
+    fn unsent(completion: Completion) -> Outcome {
+        Outcome {
+            completion,
+            attempt: None,
+        }
+    }
+
+    pub fn with_rendered(mut self, rendered: Option<RenderedFields>) -> Outcome {
+        self.completion = self.completion.with_rendered(rendered);
+        self
+    }
+
+    pub fn with_attempt_outcome(mut self, outcome: AttemptOutcome) -> Outcome {
+        if let Some(a) = self.attempt.as_mut() {
+            a.outcome = outcome;
+        }
+        self
+    }
+}
+
+/// The attempt-history word for a failed call.
+fn failed_outcome(err: &SendError) -> AttemptOutcome {
+    match (err.class, err.outcome_unknown) {
+        (_, true) => AttemptOutcome::Unknown,
+        (FailureClass::Permanent, _) => AttemptOutcome::Permanent,
+        (FailureClass::Retryable, _) => AttemptOutcome::Retryable,
+        (FailureClass::RateLimited { .. }, _) => AttemptOutcome::RateLimited,
+    }
+}
+
+/// The `error` column for a failed provider call.
+fn error_column(
+    err: &SendError,
+    provider: &str,
+    attempt: i32,
+    at: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> ErrorColumn {
+    ErrorColumn {
+        code: err.code.clone(),
+        message: err.message.clone(),
+        provider: Some(provider.to_owned()),
+        retryable: err.class.is_retryable(),
+        attempt,
+        at: format_ts(at),
+        status: err.status,
+        outcome_unknown: err.outcome_unknown,
+        rate_limited_until: match err.class {
+            FailureClass::RateLimited { until } => Some(format_ts(until)),
+            _ => None,
+        },
+        next_attempt_at: next.map(format_ts),
+        alert: err.alert,
+        field: None,
+    }
+}
+
+impl Processor {
+    /// What a provider call came to.
+    pub(super) fn classify(
+        &self,
+        msg: &Message,
+        provider: &str,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+        result: Result<Receipt, SendError>,
+    ) -> Outcome {
+        let took = (finished - started).to_std().unwrap_or_default();
+        let mut attempt = AttemptRecord {
+            message_id: msg.id,
+            attempt: msg.attempts,
+            started_at: started,
+            finished_at: finished,
+            provider: provider.to_owned(),
+            outcome: AttemptOutcome::Sent,
+            error: None,
+            provider_message_id: None,
+        };
+        let completion = match result {
+            Ok(receipt) => {
+                tracing::info!(provider_message_id = receipt.provider_message_id.as_deref(), "sent");
+                ProcessorStats::add(&self.stats.sent, 1);
+                self.metrics.record_send(provider, AttemptOutcome::Sent, took);
+                attempt.provider_message_id = receipt.provider_message_id.clone();
+                Completion::sent(msg.id, provider, receipt.provider_message_id, finished)
+            }
+            Err(err) => {
+                let round = u32::try_from(msg.round_attempts().max(1)).unwrap_or(1);
+                let (retry_at, counts_as_retry) =
+                    match self.config.retry.decide(err.class, round, finished, (self.random)()) {
+                        Decision::Fail => (None, true),
+                        Decision::RetryAt { at, counts_as_retry } => (Some(at), counts_as_retry),
+                    };
+                let error = error_column(&err, provider, msg.attempts, finished, retry_at).to_json();
+                attempt.outcome = failed_outcome(&err);
+                attempt.error = Some(error.clone());
+                attempt.provider_message_id = err.provider_message_id.clone();
+                self.metrics.record_send(provider, attempt.outcome, took);
+                if retry_at.is_none() {
+                    ProcessorStats::add(&self.stats.failed, 1);
+                    tracing::warn!(code = %err.code, error = %err.message, alert = err.alert, "failed");
+                } else {
+                    ProcessorStats::add(&self.stats.retried, 1);
+                    tracing::info!(code = %err.code, error = %err.message, next_attempt_at = ?retry_at, "will retry");
+                }
+                Completion::attempt_failed(
+                    msg.id,
+                    provider,
+                    err.provider_message_id,
+                    error,
+                    retry_at,
+                    counts_as_retry,
+                )
+            }
+        };
+        Outcome {
+            completion,
+            attempt: Some(attempt),
+        }
+    }
+
+    /// A row that cannot be sent as written: fail it without a provider call.
+    pub(super) fn invalid(&self, msg: &Message, e: ValidationError) -> Outcome {
+        tracing::warn!(message_id = msg.id, field = e.field, error = %e.message, "message is invalid; not sent");
+        let mut error = ErrorColumn::unsent("invalid_message", e.message, msg.attempts - 1, self.clock.now());
+        error.field = Some(e.field.to_owned());
+        self.fail_unsent(msg, error)
+    }
+
+    /// The recipient is on the suppression list: fail without a provider call.
+    pub(super) fn suppressed(&self, msg: &Message, reason: &str) -> Outcome {
+        tracing::info!(message_id = msg.id, reason, "recipient is suppressed; not sent");
+        let message = format!(
+            "the recipient is on the {} suppression list ({reason}); remove them from it to send again",
+            msg.channel
+        );
+        let error = ErrorColumn::unsent("suppressed", message, msg.attempts - 1, self.clock.now());
+        self.fail_unsent(msg, error)
+    }
+
+    /// `failed` without a provider call (the claim's attempt is undone).
+    fn fail_unsent(&self, msg: &Message, error: ErrorColumn) -> Outcome {
+        ProcessorStats::add(&self.stats.failed, 1);
+        Outcome::unsent(Completion::failed_unsent(msg.id, error.to_json()))
+    }
+
+    /// Hand a message back to the queue untouched: no provider call was made.
+    /// `due` delays it (rate limit, provider pause).
+    pub(super) fn release(&self, msg: &Message, why: &'static str, due: Option<DateTime<Utc>>) -> Outcome {
+        tracing::debug!(message_id = msg.id, why, "released without sending");
+        self.metrics.record_held_back(why);
+        ProcessorStats::add(&self.stats.released, 1);
+        Outcome::unsent(Completion::released(msg.id, due.or(msg.next_attempt_at)))
+    }
+}

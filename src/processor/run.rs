@@ -1,0 +1,304 @@
+//! The two loops of a run: claim (and hand each message to a send task),
+//! and record (write outcomes back in batches).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::claimed::{suppression_key, Verdict};
+use super::outcome::Outcome;
+use super::stats::ProcessorStats;
+use super::{Mode, Processor, RunSummary, Shutdown};
+use crate::clock::chrono_duration;
+use crate::domain::Channel;
+use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, StoreError};
+
+/// How far ahead a claim looks at a rate-limited sender's tokens: messages
+/// are only claimed if they can be sent within this time.
+const RATE_HORIZON: Duration = Duration::from_secs(2);
+
+/// Outcomes written per statement.
+const MAX_RECORD_BATCH: usize = 1000;
+
+type Done = (Outcome, OwnedSemaphorePermit);
+
+impl Processor {
+    /// Run until everything due is done (`Once`) or until `shutdown` fires.
+    /// On shutdown: stop claiming, let sends in flight finish, hand back
+    /// messages not yet started, record everything, return.
+    pub async fn run(self: &Arc<Self>, mode: Mode, shutdown: Shutdown) -> anyhow::Result<RunSummary> {
+        let before = self.stats.summary();
+        let max_in_flight = self.config.max_in_flight();
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        let recorded = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::unbounded_channel::<Done>();
+        let recorder = tokio::spawn(self.clone().record_loop(rx, recorded.clone()));
+        let listener = match mode {
+            Mode::Watch => self.store.listen(self.wake.clone()),
+            Mode::Once => None,
+        };
+
+        let result = self.claim_loop(mode, &shutdown, &in_flight, &recorded, &tx).await;
+
+        // Wait until every claimed message has been recorded.
+        let _all = in_flight.acquire_many(max_in_flight as u32).await;
+        drop(tx);
+        if let Err(e) = recorder.await {
+            tracing::error!(error = %e, "recorder task failed");
+        }
+        if let Some(l) = listener {
+            l.abort();
+        }
+        result.map(|()| self.stats.summary().since(before))
+    }
+
+    async fn claim_loop(
+        self: &Arc<Self>,
+        mode: Mode,
+        shutdown: &Shutdown,
+        in_flight: &Arc<Semaphore>,
+        recorded: &Arc<Notify>,
+        tx: &mpsc::UnboundedSender<Done>,
+    ) -> anyhow::Result<()> {
+        let max_in_flight = self.config.max_in_flight();
+        let mut db_failures = 0u32;
+        // Sweep: continue after the last id claimed while batches come back
+        // full; start again from the lowest id when one does not, and at
+        // least every second so that retries and expired leases below the
+        // cursor are not kept waiting behind a long backlog.
+        let mut cursor = 0i64;
+        let mut last_wrap = std::time::Instant::now();
+        loop {
+            if shutdown.is_triggered() {
+                return Ok(());
+            }
+            let available = in_flight.available_permits();
+            if available == 0 {
+                tokio::select! {
+                    _ = recorded.notified() => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
+            }
+            let want = (self.config.batch_size as usize).min(available) as u32;
+            if last_wrap.elapsed() > Duration::from_secs(1) {
+                cursor = 0;
+            }
+            if cursor == 0 {
+                last_wrap = std::time::Instant::now();
+            }
+            let (claimed, want) = match self.claim_round(want, cursor).await {
+                Ok(c) => {
+                    db_failures = 0;
+                    c
+                }
+                Err(e) if mode == Mode::Watch => {
+                    db_failures += 1;
+                    let wait = Duration::from_millis(250 * u64::from(db_failures.min(20)));
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "claiming messages failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let got = claimed.len();
+            ProcessorStats::add(&self.stats.claimed, got as u64);
+            let swept_from = cursor;
+            cursor = if got == want as usize {
+                claimed.last().map_or(0, |m| m.id)
+            } else {
+                0
+            };
+            self.dispatch(claimed, shutdown, in_flight, tx).await;
+            if got == want as usize || swept_from > 0 {
+                continue; // there may be more due right now (or below the cursor)
+            }
+            match mode {
+                Mode::Once => {
+                    if in_flight.available_permits() == max_in_flight {
+                        return Ok(()); // nothing due, nothing in flight
+                    }
+                    // Outcomes may make more messages due (or release some).
+                    tokio::select! {
+                        _ = recorded.notified() => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+                Mode::Watch => {
+                    let sleep = self.idle_sleep().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(sleep) => {}
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Start a send task for each claimed message (after one look-up of the
+    /// suppression list for the whole batch).
+    async fn dispatch(
+        self: &Arc<Self>,
+        claimed: Vec<Message>,
+        shutdown: &Shutdown,
+        in_flight: &Arc<Semaphore>,
+        tx: &mpsc::UnboundedSender<Done>,
+    ) {
+        let keys: Vec<_> = claimed.iter().map(suppression_key).collect();
+        let recipients: Vec<_> = keys.iter().flatten().collect();
+        let suppressed = match self.store.suppressed_among(&recipients).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the suppression list; handing the batch back");
+                None
+            }
+        };
+        for (msg, key) in claimed.into_iter().zip(keys) {
+            let verdict = match &suppressed {
+                None => Verdict::HandBack,
+                Some(s) => match key.and_then(|r| s.get(&(r.channel(), r.to_string())).cloned()) {
+                    Some(reason) => Verdict::Suppressed(reason),
+                    None => Verdict::Send,
+                },
+            };
+            let permit = in_flight
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed no more than the free permits");
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let outcome = match verdict {
+                    Verdict::Send => this.handle(msg, shutdown).await,
+                    Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
+                    Verdict::HandBack => this.release(&msg, "suppression_list_unavailable", None),
+                };
+                // The receiver lives until every permit is back.
+                let _ = tx.send((outcome, permit));
+            });
+        }
+    }
+
+    /// One claim, or one per channel when rate limits or a provider pause
+    /// are in force (so that a throttled channel is only claimed as fast as
+    /// it can send, and never crowds out the others). Returns the messages
+    /// and how many were asked for (a full answer means "there may be more").
+    async fn claim_round(&self, want: u32, cursor: i64) -> Result<(Vec<Message>, u32), StoreError> {
+        let now = self.clock.now();
+        let lease_until = now + chrono_duration(self.config.lease);
+        let worker = &self.config.worker_id;
+        if !self.limiter.any_limited() && !self.limiter.any_paused(now) {
+            let got = self
+                .store
+                .claim(ClaimFilter::Any, worker, now, lease_until, want, cursor)
+                .await?;
+            return Ok((got, want));
+        }
+        let mut budgets = Vec::new();
+        for channel in Channel::ALL {
+            let provider = self.providers.get(channel);
+            let budget = self
+                .limiter
+                .budget(channel, provider.name(), &provider.sender(channel), now, RATE_HORIZON)
+                .unwrap_or(u32::MAX);
+            if budget > 0 {
+                budgets.push((channel, budget));
+            }
+        }
+        // Share the batch between the channels that can send.
+        let share = (want / (budgets.len().max(1) as u32)).max(1);
+        let mut all = Vec::new();
+        let mut asked = 0;
+        for (channel, budget) in budgets {
+            let n = budget.min(share).min(want - asked);
+            if n == 0 {
+                continue;
+            }
+            asked += n;
+            // Per-channel claims always start from the lowest id: the sweep
+            // cursor is for the single-claim fast path.
+            all.extend(
+                self.store
+                    .claim(ClaimFilter::Channel(channel), worker, now, lease_until, n, 0)
+                    .await?,
+            );
+        }
+        if cursor == 0 && asked < want {
+            let n = want - asked;
+            all.extend(
+                self.store
+                    .claim(ClaimFilter::UnknownChannel, worker, now, lease_until, n, 0)
+                    .await?,
+            );
+        }
+        // Full if every channel that could take more got all it asked for.
+        Ok((all, asked.max(1)))
+    }
+
+    /// How long to sleep when nothing is due: until the next scheduled
+    /// message or retry, but at most the poll interval.
+    async fn idle_sleep(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.store.next_due().await {
+            Ok(Some(t)) => {
+                let until = (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                until.clamp(Duration::from_millis(5), poll.max(Duration::from_millis(5)))
+            }
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next due time");
+                poll
+            }
+        }
+    }
+
+    /// Write outcomes in batches as they arrive; give the in-flight permits
+    /// back only once their outcome is stored.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Done>, recorded: Arc<Notify>) {
+        let mut batch = Vec::with_capacity(MAX_RECORD_BATCH);
+        while rx.recv_many(&mut batch, MAX_RECORD_BATCH).await > 0 {
+            let completions: Vec<Completion> = batch.iter().map(|(o, _)| o.completion.clone()).collect();
+            let attempts: Vec<AttemptRecord> = batch.iter().filter_map(|(o, _)| o.attempt.clone()).collect();
+            let mut failures = 0u32;
+            loop {
+                match self
+                    .store
+                    .complete(&self.config.worker_id, self.clock.now(), &completions, &attempts)
+                    .await
+                {
+                    Ok(applied) => {
+                        if applied.len() < completions.len() {
+                            let lost = completions.len() - applied.len();
+                            ProcessorStats::add(&self.stats.lease_lost, lost as u64);
+                            tracing::warn!(
+                                lost,
+                                "lease lost before recording; another worker owns these messages now"
+                            );
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        // Keep trying: dropping an outcome would resend a message
+                        // that was already sent. Give up only after ~5 minutes,
+                        // when the leases have long expired anyway.
+                        if failures > 60 {
+                            tracing::error!(error = %e, count = completions.len(), "giving up recording outcomes");
+                            break;
+                        }
+                        tracing::error!(error = %e, "recording outcomes failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.min(10)))).await;
+                    }
+                }
+            }
+            batch.clear(); // returns the permits
+            recorded.notify_one();
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Sending one claimed message: wait for the sender's rate limit and a
+//! send slot, make sure the lease outlasts the send, ask the provider about
+//! an earlier attempt whose outcome is unknown, then call it.
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use super::outcome::Outcome;
+use super::{Processor, Shutdown};
+use crate::clock::{chrono_duration, format_ts};
+use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage};
+use crate::providers::SendError;
+use crate::store::Message;
+
+impl Processor {
+    /// Prepare, wait for the sender's rate limit and a send slot, send, classify.
+    pub(super) async fn handle(&self, msg: Message, shutdown: Shutdown) -> Outcome {
+        match self.prepare(&msg).await {
+            Ok((parsed, rendered)) => self.handle_parsed(&msg, parsed, shutdown).await.with_rendered(rendered),
+            Err(e) => self.invalid(&msg, e),
+        }
+    }
+
+    async fn handle_parsed(&self, msg: &Message, parsed: OutgoingMessage, shutdown: Shutdown) -> Outcome {
+        let channel = parsed.channel();
+        let provider = self.providers.get(channel).clone();
+        let sender = provider.sender(channel);
+        let now = self.clock.now();
+        if let Some(until) = self.limiter.paused_until(provider.name(), now) {
+            return self.release(msg, "provider_paused", Some(until));
+        }
+        // Wait our turn for this sender. Over the limit, a message waits in
+        // memory only while its lease allows; otherwise it goes back to the
+        // queue, due when its token is.
+        let ready = self.limiter.reserve(channel, provider.name(), &sender, now);
+        if ready > now {
+            let must_start_by = msg
+                .lease_expires_at
+                .map(|e| e - chrono_duration(self.config.send_timeout));
+            if must_start_by.is_some_and(|latest| ready >= latest) {
+                self.limiter.refund(channel, provider.name(), &sender, now);
+                return self.release(msg, "rate_limited", Some(ready));
+            }
+            self.metrics
+                .record_rate_limit_wait(channel.as_str(), (ready - now).to_std().unwrap_or_default());
+            tokio::select! {
+                _ = self.clock.sleep_until(ready) => {}
+                _ = shutdown.wait() => {
+                    self.limiter.refund(channel, provider.name(), &sender, self.clock.now());
+                    return self.release(msg, "shutdown", None);
+                }
+            }
+        }
+        let _slot = tokio::select! {
+            slot = self.slots[&channel].clone().acquire_owned() => slot.expect("send slots are never closed"),
+            _ = shutdown.wait() => return self.release(msg, "shutdown", None),
+        };
+        if shutdown.is_triggered() {
+            return self.release(msg, "shutdown", None);
+        }
+        let now = self.clock.now();
+        if let Some(until) = self.limiter.paused_until(provider.name(), now) {
+            return self.release(msg, "provider_paused", Some(until));
+        }
+        // Only send if the lease outlasts the longest possible send.
+        let safe_until = now + chrono_duration(self.config.send_timeout);
+        if msg.lease_expires_at.is_some_and(|exp| exp <= safe_until) {
+            return self.release(msg, "lease_too_short", None);
+        }
+        let span = tracing::info_span!(
+            "send",
+            message_id = msg.id,
+            channel = %channel,
+            provider = provider.name(),
+            recipient = %parsed.recipient.masked(),
+            attempt = parsed.attempt,
+        );
+        async {
+            // The previous attempt may have reached the provider: ask it first.
+            if let Some(since) = unknown_outcome_since(msg, provider.name()) {
+                // `at` is when the attempt ended; the request went out up to a timeout earlier.
+                let started = since - chrono_duration(self.config.send_timeout);
+                match provider.reconcile(&parsed, started).await {
+                    Ok(Some(receipt)) => {
+                        tracing::info!(
+                            provider_message_id = receipt.provider_message_id.as_deref(),
+                            "the earlier attempt did reach the provider; not sending again"
+                        );
+                        let now = self.clock.now();
+                        return self
+                            .classify(msg, provider.name(), now, now, Ok(receipt))
+                            .with_attempt_outcome(AttemptOutcome::Reconciled);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look the message up at the provider; sending again")
+                    }
+                }
+            }
+            let started = self.clock.now();
+            // A backstop: providers enforce their own timeout, but nothing may
+            // hold a message past its lease.
+            let result = match tokio::time::timeout(self.config.send_timeout, provider.send(&parsed)).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::retryable(
+                    "timeout",
+                    format!(
+                        "no answer from {} within {:?}",
+                        provider.name(),
+                        self.config.send_timeout
+                    ),
+                )
+                .with_outcome_unknown()),
+            };
+            if let Err(SendError {
+                suppress: Some(reason), ..
+            }) = &result
+            {
+                if let Err(e) = self
+                    .store
+                    .suppress(&parsed.recipient, reason, provider.name(), self.clock.now())
+                    .await
+                {
+                    tracing::error!(error = %e, "could not add the recipient to the suppression list");
+                }
+            }
+            if let Err(SendError {
+                class: FailureClass::RateLimited { until },
+                ..
+            }) = &result
+            {
+                // Only this provider waits; the others carry on.
+                tracing::warn!(until = %format_ts(*until), "provider asked us to slow down; pausing it");
+                self.limiter.pause(provider.name(), *until);
+            }
+            let finished = self.clock.now();
+            self.classify(msg, provider.name(), started, finished, result)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// When the last attempt ended, if its outcome is unknown and it went to
+/// this provider.
+fn unknown_outcome_since(msg: &Message, provider: &str) -> Option<DateTime<Utc>> {
+    let e = ErrorColumn::from_value(msg.error.as_ref()?)?;
+    if e.outcome_unknown && e.provider.as_deref() == Some(provider) {
+        e.at_time()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,231 @@
+//! The connection to the database: pools, migrations, and how statements
+//! get their parameters.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::sql::{Dialect, Postgres, Sqlite, Statements, Table};
+use super::{Result, Store};
+use crate::config::DatabaseUrl;
+
+#[derive(Clone)]
+pub(super) enum Backend {
+    Sqlite {
+        pool: SqlitePool,
+        /// SQLite has one writer at a time; taking turns in-process avoids
+        /// busy-waiting inside SQLite. Other processes are handled by the
+        /// busy timeout.
+        write: Arc<tokio::sync::Mutex<()>>,
+    },
+    Postgres {
+        pool: PgPool,
+    },
+}
+
+/// Run `$body` with `$pool` bound to the backend's pool; the body is compiled
+/// once per backend, so it can use the concrete pool and row types.
+macro_rules! with_pool {
+    ($self:expr, |$pool:ident| $body:expr) => {
+        match &$self.backend {
+            $crate::store::backend::Backend::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::backend::Backend::Postgres { pool: $pool } => $body,
+        }
+    };
+}
+
+/// `$query` (from `sqlx::query*(&stmt.sql)`) with the parameters bound in
+/// the statement's order. Parameters are listed as the statement documents
+/// them (`$1`, `$2`, …), as anything convertible into [`Arg`].
+macro_rules! bound {
+    ($query:expr, $stmt:expr, [$($arg:expr),* $(,)?]) => {{
+        let args: Vec<$crate::store::backend::Arg> = vec![$($crate::store::backend::Arg::from($arg)),*];
+        let mut q = $query;
+        for &i in &$stmt.order {
+            q = match &args[i] {
+                $crate::store::backend::Arg::Text(v) => q.bind(v.clone()),
+                $crate::store::backend::Arg::Int(v) => q.bind(*v),
+                $crate::store::backend::Arg::Int4(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+/// A statement parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Int4(Option<i32>),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Arg {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<i32> for Arg {
+    fn from(v: i32) -> Arg {
+        Arg::Int4(Some(v))
+    }
+}
+impl From<Option<i32>> for Arg {
+    fn from(v: Option<i32>) -> Arg {
+        Arg::Int4(v)
+    }
+}
+
+fn migrator(backend: &Backend) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType};
+    use std::borrow::Cow;
+    #[rustfmt::skip]
+    let files: &[(i64, &str, &str)] = match backend {
+        Backend::Postgres { .. } => &[
+            (1, "queue", include_str!("../../migrations/postgres/0001_queue.sql")),
+            (2, "providers", include_str!("../../migrations/postgres/0002_providers.sql")),
+            (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
+            (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
+            (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
+        ],
+        Backend::Sqlite { .. } => &[
+            (1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql")),
+            (2, "providers", include_str!("../../migrations/sqlite/0002_providers.sql")),
+            (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
+            (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
+            (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
+        ],
+    };
+    let migrations = files
+        .iter()
+        .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(d), MigrationType::Simple, Cow::Borrowed(sql), false))
+        .collect::<Vec<_>>();
+    // The fields are what `sqlx::migrate!` fills in; building the migrator
+    // here embeds the SQL without compiling sqlx's proc-macros.
+    sqlx::migrate::Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+impl Store {
+    /// Open the database: SQLite (the file is created if missing) or PostgreSQL.
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Store> {
+        let backend = match url {
+            DatabaseUrl::Postgres(url) => {
+                let opts = PgConnectOptions::from_str(url)?.application_name("herald");
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                Backend::Postgres { pool }
+            }
+            DatabaseUrl::Sqlite(url) => {
+                let opts = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(if in_memory { 1 } else { max_connections.clamp(1, 8) })
+                    .connect_with(opts)
+                    .await?;
+                Backend::Sqlite {
+                    pool,
+                    write: Arc::new(tokio::sync::Mutex::new(())),
+                }
+            }
+        };
+        let dialect: &dyn Dialect = match backend {
+            Backend::Sqlite { .. } => &Sqlite,
+            Backend::Postgres { .. } => &Postgres,
+        };
+        let sql = Arc::new(Statements::build(dialect, &Table::herald()));
+        Ok(Store { backend, sql })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.sql.dialect
+    }
+
+    /// SQLite: take the in-process writer turn. PostgreSQL: nothing.
+    pub(super) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.backend {
+            Backend::Sqlite { write, .. } => Some(write.lock().await),
+            Backend::Postgres { .. } => None,
+        }
+    }
+
+    /// Apply every migration not yet applied.
+    pub async fn migrate(&self) -> Result<()> {
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| migrator(&self.backend).run(pool).await?);
+        Ok(())
+    }
+
+    /// Whether every migration Herald knows is applied (for readiness checks).
+    pub async fn migrations_applied(&self) -> Result<bool> {
+        let expected = migrator(&self.backend).migrations.len() as i64;
+        let s = &self.sql.migrations_applied;
+        let applied: std::result::Result<i64, sqlx::Error> =
+            with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_one(pool).await);
+        Ok(applied.map(|n| n >= expected).unwrap_or(false))
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Run one statement of tooling SQL, returning the rows it changed. For
+    /// benchmarks and tests that play the POS (inserting rows by hand);
+    /// Herald's own code never builds SQL from input.
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let n = with_pool!(self, |pool| sqlx::query(sql).execute(pool).await?.rows_affected());
+        Ok(n)
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await);
+    }
+}

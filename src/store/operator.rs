@@ -1,0 +1,182 @@
+//! What operators look at and pull on: one message, a filtered list, the
+//! attempt history, retry, cancel and counts.
+
+use chrono::{DateTime, Utc};
+
+use super::rows::{messages, Attempt, Count, Message, MessageRow};
+use super::{Result, Store, StoreError};
+use crate::clock::{format_ts, parse_ts};
+use crate::domain::{Channel, MessageStatus};
+
+/// Filters for listing messages, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<MessageStatus>,
+    pub channel: Option<Channel>,
+    pub recipient: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    /// Cursor: only ids below this one.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+    /// Only messages scheduled (`send_at`) after this time: pass "now" to
+    /// list what is still waiting for its time.
+    pub scheduled_after: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub async fn get(&self, id: i64) -> Result<Message> {
+        let s = &self.sql.get;
+        let found = with_pool!(self, |pool| {
+            match bound!(sqlx::query(&s.sql), s, [id]).fetch_optional(pool).await? {
+                Some(row) => Some(row.message()?),
+                None => None,
+            }
+        });
+        found.ok_or(StoreError::NotFound(id))
+    }
+
+    /// Messages by id, in id order (missing ids are skipped).
+    pub async fn get_many(&self, ids: &[i64]) -> Result<Vec<Message>> {
+        let s = &self.sql.get_many;
+        let ids_json = serde_json::to_string(ids).expect("ids serialize");
+        let mut rows = with_pool!(self, |pool| messages(
+            bound!(sqlx::query(&s.sql), s, [ids_json]).fetch_all(pool).await?
+        )?);
+        rows.sort_by_key(|m| m.id);
+        Ok(rows)
+    }
+
+    pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
+        let s = &self.sql.list;
+        let rows = with_pool!(self, |pool| messages(
+            bound!(
+                sqlx::query(&s.sql),
+                s,
+                [
+                    f.status.map(|s| s.as_str()),
+                    f.channel.map(|c| c.as_str()),
+                    f.recipient.as_deref(),
+                    f.created_from.map(format_ts),
+                    f.created_to.map(format_ts),
+                    f.before_id,
+                    i64::from(f.limit),
+                    f.scheduled_after.map(format_ts),
+                ]
+            )
+            .fetch_all(pool)
+            .await?
+        )?);
+        Ok(rows)
+    }
+
+    /// Every provider call made for message `id`, oldest first.
+    pub async fn attempts(&self, id: i64) -> Result<Vec<Attempt>> {
+        let s = &self.sql.attempts;
+        let rows = with_pool!(self, |pool| bound!(sqlx::query(&s.sql), s, [id])
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.attempt())
+            .collect::<std::result::Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// Put failed messages back in the queue, with a fresh round of retries.
+    /// Returns the ids that were failed and are now pending.
+    pub async fn retry(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let s = &self.sql.retry_ids;
+        let ids_json = serde_json::to_string(ids).expect("ids serialize");
+        let _turn = self.write_turn().await;
+        let mut done: Vec<i64> = with_pool!(self, |pool| bound!(
+            sqlx::query_scalar(&s.sql),
+            s,
+            [ids_json, format_ts(now)]
+        )
+        .fetch_all(pool)
+        .await?);
+        done.sort_unstable();
+        Ok(done)
+    }
+
+    /// Put one failed message back in the queue; explains why not otherwise.
+    pub async fn retry_one(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        if self.retry(&[id], now).await?.contains(&id) {
+            Ok(())
+        } else {
+            Err(self.wrong_status(id, "failed", "retried").await)
+        }
+    }
+
+    /// Put every failed message back in the queue.
+    pub async fn retry_all_failed(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let s = &self.sql.retry_failed;
+        let _turn = self.write_turn().await;
+        let mut done: Vec<i64> = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [format_ts(now)])
+            .fetch_all(pool)
+            .await?);
+        done.sort_unstable();
+        Ok(done)
+    }
+
+    /// Cancel a pending (or scheduled) message.
+    pub async fn cancel(&self, id: i64, now: DateTime<Utc>) -> Result<Message> {
+        let s = &self.sql.cancel;
+        let cancelled = {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                match bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
+                    .fetch_optional(pool)
+                    .await?
+                {
+                    Some(row) => Some(row.message()?),
+                    None => None,
+                }
+            })
+        };
+        match cancelled {
+            Some(m) => Ok(m),
+            None => Err(self.wrong_status(id, "pending", "cancelled").await),
+        }
+    }
+
+    /// Explain why a state change did not apply.
+    async fn wrong_status(&self, id: i64, allowed: &'static str, action: &'static str) -> StoreError {
+        let s = &self.sql.status_of;
+        let status: std::result::Result<Option<String>, sqlx::Error> =
+            with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [id])
+                .fetch_optional(pool)
+                .await);
+        match status {
+            Ok(Some(status)) => StoreError::WrongStatus {
+                id,
+                status,
+                allowed,
+                action,
+            },
+            Ok(None) => StoreError::NotFound(id),
+            Err(e) => StoreError::Database(e),
+        }
+    }
+
+    /// Message counts by status and channel.
+    pub async fn counts(&self) -> Result<Vec<Count>> {
+        let s = &self.sql.counts;
+        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool| sqlx::query_as(&s.sql).fetch_all(pool).await?);
+        let mut counts: Vec<Count> = rows
+            .into_iter()
+            .map(|(status, channel, count)| Count { status, channel, count })
+            .collect();
+        counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
+        Ok(counts)
+    }
+
+    /// Creation time of the oldest message that is due and still pending.
+    pub async fn oldest_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let s = &self.sql.oldest_due;
+        let t: Option<String> = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [format_ts(now)])
+            .fetch_one(pool)
+            .await?);
+        Ok(t.as_deref().and_then(parse_ts))
+    }
+}

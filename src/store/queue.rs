@@ -1,0 +1,441 @@
+//! The queue: enqueue, claim with a lease, record outcomes guarded by the
+//! lease owner, and when the next message falls due.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::rows::{messages, Message, MessageRow};
+use super::{Result, Store};
+use crate::clock::{format_ts, parse_ts};
+use crate::domain::{Channel, MessageStatus, NewMessage};
+
+pub use crate::domain::AttemptOutcome;
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_KEY_HOURS: i64 = 24;
+
+/// The result of an idempotent enqueue.
+#[derive(Debug)]
+pub enum Idempotent {
+    /// First use of the key: these messages were created.
+    Created(Vec<Message>),
+    /// The key was used before with the same request: its messages.
+    Replayed(Vec<Message>),
+    /// The key was used before with a different request.
+    Conflict,
+}
+
+/// Which rows a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimFilter {
+    Any,
+    Channel(Channel),
+    /// Rows whose `channel` is none of Herald's (they are failed, not sent).
+    UnknownChannel,
+}
+
+/// The new state of a claimed message, written only if its lease is still
+/// ours. Serialized into the JSON array the `complete` statement reads; the
+/// short wire names (`pmid`, `ad`, `bd`, `r_*`) keep that array small on the
+/// hot path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    pub id: i64,
+    pub status: MessageStatus,
+    /// JSON text for the `error` column.
+    pub error: Option<String>,
+    pub provider: Option<String>,
+    #[serde(rename = "pmid")]
+    pub provider_message_id: Option<String>,
+    #[serde(serialize_with = "ser_ts_opt")]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[serde(rename = "next_at", serialize_with = "ser_ts_opt")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Added to `attempts`: -1 undoes the claim's increment when no provider
+    /// call was made.
+    #[serde(rename = "ad")]
+    pub attempts_delta: i32,
+    /// Added to `retry_base`: 1 when this attempt does not use up a retry.
+    #[serde(rename = "bd")]
+    pub base_delta: i32,
+    /// Content rendered from a template at claim time (rows inserted with
+    /// `template` + `template_data`): stored so the row shows what was sent.
+    #[serde(flatten)]
+    pub rendered: Option<RenderedFields>,
+}
+
+impl Completion {
+    fn new(id: i64, status: MessageStatus) -> Completion {
+        Completion {
+            id,
+            status,
+            error: None,
+            provider: None,
+            provider_message_id: None,
+            sent_at: None,
+            next_attempt_at: None,
+            attempts_delta: 0,
+            base_delta: 0,
+            rendered: None,
+        }
+    }
+
+    /// The provider accepted it.
+    pub fn sent(id: i64, provider: &str, provider_message_id: Option<String>, at: DateTime<Utc>) -> Completion {
+        Completion {
+            provider: Some(provider.to_owned()),
+            provider_message_id,
+            sent_at: Some(at),
+            ..Completion::new(id, MessageStatus::Sent)
+        }
+    }
+
+    /// A provider call failed: `failed` for good, or `pending` until `retry_at`.
+    /// `counts_as_retry` is false for waits that do not use up a retry.
+    pub fn attempt_failed(
+        id: i64,
+        provider: &str,
+        provider_message_id: Option<String>,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+        counts_as_retry: bool,
+    ) -> Completion {
+        let status = if retry_at.is_some() {
+            MessageStatus::Pending
+        } else {
+            MessageStatus::Failed
+        };
+        Completion {
+            error: Some(error),
+            provider: Some(provider.to_owned()),
+            provider_message_id,
+            next_attempt_at: retry_at,
+            base_delta: i32::from(retry_at.is_some() && !counts_as_retry),
+            ..Completion::new(id, status)
+        }
+    }
+
+    /// `failed` without a provider call (the claim's attempt is undone).
+    pub fn failed_unsent(id: i64, error: String) -> Completion {
+        Completion {
+            error: Some(error),
+            attempts_delta: -1,
+            ..Completion::new(id, MessageStatus::Failed)
+        }
+    }
+
+    /// Back to the queue untouched, due at `due` (no provider call was made).
+    pub fn released(id: i64, due: Option<DateTime<Utc>>) -> Completion {
+        Completion {
+            next_attempt_at: due,
+            attempts_delta: -1,
+            ..Completion::new(id, MessageStatus::Pending)
+        }
+    }
+
+    pub fn with_rendered(mut self, rendered: Option<RenderedFields>) -> Completion {
+        self.rendered = rendered;
+        self
+    }
+}
+
+/// Template output written back to a message row.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RenderedFields {
+    #[serde(rename = "r_subject")]
+    pub subject: Option<String>,
+    #[serde(rename = "r_body")]
+    pub body: Option<String>,
+    #[serde(rename = "r_html")]
+    pub html_body: Option<String>,
+    #[serde(rename = "r_sid")]
+    pub content_sid: Option<String>,
+    /// JSON text.
+    #[serde(rename = "r_vars")]
+    pub content_variables: Option<String>,
+    #[serde(rename = "r_version")]
+    pub template_version: i32,
+    #[serde(rename = "r_locale")]
+    pub locale: String,
+}
+
+/// A provider call to add to `notification_attempts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub message_id: i64,
+    pub attempt: i32,
+    #[serde(serialize_with = "ser_ts")]
+    pub started_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_ts")]
+    pub finished_at: DateTime<Utc>,
+    pub provider: String,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+    #[serde(rename = "pmid")]
+    pub provider_message_id: Option<String>,
+}
+
+fn ser_ts<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(*t))
+}
+
+fn ser_ts_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_ts(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// New messages as the JSON rows the bulk insert reads.
+fn rows_json(msgs: &[NewMessage]) -> String {
+    let rows: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "channel": m.channel().as_str(),
+                "recipient": m.recipient.to_string(),
+                "subject": m.content.subject,
+                "body": m.content.body,
+                "html_body": m.content.html_body,
+                "send_at": m.send_at.map(format_ts),
+                "metadata": m.metadata.as_ref().map(|v| v.to_string()),
+                "content_sid": m.content.template.as_ref().map(|t| t.content_sid.clone()),
+                "content_variables": content_variables(m),
+                "template": m.template.as_ref().map(|t| t.name.clone()),
+                "template_version": m.template.as_ref().map(|t| t.version),
+                "locale": m.template.as_ref().map(|t| t.locale.clone()),
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("rows serialize")
+}
+
+fn content_variables(m: &NewMessage) -> Option<String> {
+    m.content
+        .template
+        .as_ref()
+        .map(|t| serde_json::Value::Object(t.variables.clone()).to_string())
+}
+
+impl Store {
+    /// Queue one message.
+    pub async fn enqueue(&self, msg: &NewMessage, now: DateTime<Utc>) -> Result<Message> {
+        let s = &self.sql.insert;
+        let _turn = self.write_turn().await;
+        let row = with_pool!(self, |pool| {
+            let q = bound!(
+                sqlx::query(&s.sql),
+                s,
+                [
+                    msg.channel().as_str(),
+                    msg.recipient.to_string(),
+                    msg.content.subject.as_deref(),
+                    msg.content.body.as_deref(),
+                    msg.content.html_body.as_deref(),
+                    msg.send_at.map(format_ts),
+                    msg.metadata.as_ref().map(|m| m.to_string()),
+                    format_ts(now),
+                    msg.content.template.as_ref().map(|t| t.content_sid.clone()),
+                    content_variables(msg),
+                    msg.template.as_ref().map(|t| t.name.clone()),
+                    msg.template.as_ref().map(|t| t.version),
+                    msg.template.as_ref().map(|t| t.locale.clone()),
+                ]
+            );
+            q.fetch_one(pool).await?.message()?
+        });
+        Ok(row)
+    }
+
+    /// Queue many messages in one statement (all or none), in order.
+    pub async fn enqueue_many(&self, msgs: &[NewMessage], now: DateTime<Utc>) -> Result<Vec<Message>> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = &self.sql.insert_many;
+        let rows = rows_json(msgs);
+        let _turn = self.write_turn().await;
+        let mut out = with_pool!(self, |pool| messages(
+            bound!(sqlx::query(&s.sql), s, [rows, format_ts(now)])
+                .fetch_all(pool)
+                .await?
+        )?);
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
+    /// Queue messages under an idempotency key, atomically: the first request
+    /// with a key creates the messages; a repeat with the same request hash
+    /// gets the same messages back; a different request with the key is refused.
+    pub async fn enqueue_idempotent(
+        &self,
+        key: &str,
+        request_hash: &str,
+        msgs: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<Idempotent> {
+        enum Step {
+            Created(Vec<Message>),
+            Replay(Vec<i64>),
+            Conflict,
+        }
+        let rows = rows_json(msgs);
+        let sql = &self.sql;
+        let step = {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                let mut tx = pool.begin().await?;
+                // Keys are kept for a day (as Stripe does): enough for any retry.
+                let expired = format_ts(now - chrono::Duration::hours(IDEMPOTENCY_KEY_HOURS));
+                bound!(sqlx::query(&sql.idem_expire.sql), sql.idem_expire, [expired])
+                    .execute(&mut *tx)
+                    .await?;
+                // Concurrent requests with the same key wait here for the first
+                // to commit (PostgreSQL's unique index; SQLite's write lock).
+                let inserted = bound!(
+                    sqlx::query(&sql.idem_insert.sql),
+                    sql.idem_insert,
+                    [key, request_hash, format_ts(now)]
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let step = if inserted == 1 {
+                    let mut created = messages(
+                        bound!(
+                            sqlx::query(&sql.insert_many.sql),
+                            sql.insert_many,
+                            [rows, format_ts(now)]
+                        )
+                        .fetch_all(&mut *tx)
+                        .await?,
+                    )?;
+                    created.sort_by_key(|m| m.id);
+                    let ids: Vec<i64> = created.iter().map(|m| m.id).collect();
+                    let ids = serde_json::to_string(&ids).expect("ids serialize");
+                    bound!(sqlx::query(&sql.idem_set.sql), sql.idem_set, [key, ids])
+                        .execute(&mut *tx)
+                        .await?;
+                    Step::Created(created)
+                } else {
+                    let (hash, ids): (String, String) = bound!(sqlx::query_as(&sql.idem_get.sql), sql.idem_get, [key])
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if hash == request_hash {
+                        Step::Replay(serde_json::from_str(&ids).unwrap_or_default())
+                    } else {
+                        Step::Conflict
+                    }
+                };
+                tx.commit().await?;
+                step
+            })
+        };
+        Ok(match step {
+            Step::Created(m) => Idempotent::Created(m),
+            Step::Replay(ids) => Idempotent::Replayed(self.get_many(&ids).await?),
+            Step::Conflict => Idempotent::Conflict,
+        })
+    }
+
+    /// Lease up to `limit` due messages to `worker` until `lease_until`:
+    /// pending messages whose time has come, and messages whose previous
+    /// holder's lease ran out (its worker died). `attempts` is incremented
+    /// here, so a message that kills its worker every time still runs out of
+    /// retries.
+    ///
+    /// Only ids above `after_id` are looked at: a processor sweeping a long
+    /// backlog passes the last id it claimed, so each claim starts where the
+    /// previous one stopped instead of walking again over index entries of
+    /// rows it has just finished (on PostgreSQL those stay in the index until
+    /// vacuum). `filter` restricts the claim to one channel, or to rows whose
+    /// channel is not one Herald knows (so that they can be failed).
+    pub async fn claim(
+        &self,
+        filter: ClaimFilter,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        after_id: i64,
+    ) -> Result<Vec<Message>> {
+        let s = match filter {
+            ClaimFilter::Any => &self.sql.claim_any,
+            ClaimFilter::Channel(_) => &self.sql.claim_channel,
+            ClaimFilter::UnknownChannel => &self.sql.claim_unknown,
+        };
+        let channel = match filter {
+            ClaimFilter::Channel(c) => Some(c.as_str()),
+            _ => None,
+        };
+        let _turn = self.write_turn().await;
+        let mut claimed = with_pool!(self, |pool| {
+            // Only the channel claim has a sixth parameter (the statement's
+            // order says so): a dummy one would skew PostgreSQL's row
+            // estimates for the generic plan.
+            let q = bound!(
+                sqlx::query(&s.sql),
+                s,
+                [
+                    worker,
+                    format_ts(now),
+                    format_ts(lease_until),
+                    i64::from(limit),
+                    after_id,
+                    channel
+                ]
+            );
+            messages(q.fetch_all(pool).await?)?
+        });
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    /// Record outcomes and attempts in one transaction. Only rows still
+    /// leased to `worker` change; their ids are returned. Attempt records are
+    /// kept either way: the provider call happened.
+    pub async fn complete(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        completions: &[Completion],
+        attempts: &[AttemptRecord],
+    ) -> Result<Vec<i64>> {
+        if completions.is_empty() && attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let completions_json = serde_json::to_string(completions).expect("completions serialize");
+        let attempts_json = serde_json::to_string(attempts).expect("attempts serialize");
+        let (c, a) = (&self.sql.complete, &self.sql.insert_attempts);
+        let _turn = self.write_turn().await;
+        let ids = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let ids: Vec<i64> = if completions.is_empty() {
+                Vec::new()
+            } else {
+                bound!(
+                    sqlx::query_scalar(&c.sql),
+                    c,
+                    [completions_json, format_ts(now), worker]
+                )
+                .fetch_all(&mut *tx)
+                .await?
+            };
+            if !attempts.is_empty() {
+                bound!(sqlx::query(&a.sql), a, [attempts_json, worker])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            ids
+        });
+        Ok(ids)
+    }
+
+    /// When the next open message becomes due (it may already be due).
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let s = &self.sql.next_due;
+        let t: Option<String> = with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_one(pool).await?);
+        Ok(t.as_deref().and_then(parse_ts))
+    }
+}

@@ -1,0 +1,123 @@
+//! Delivery receipts: stored once each, moving a message's delivery status
+//! forward only.
+
+use chrono::{DateTime, Utc};
+
+use super::rows::{Event, MessageRow};
+use super::{Result, Store};
+use crate::clock::format_ts;
+
+/// A receipt to apply to a message.
+#[derive(Debug, Clone)]
+pub struct ReceiptUpdate {
+    pub provider: &'static str,
+    /// Herald's id when the receipt carries it, else the provider's id.
+    pub message_id: Option<i64>,
+    pub provider_message_id: Option<String>,
+    pub event: String,
+    /// What it means for `delivery_status`, and where that status ranks
+    /// (a receipt only moves the status to a higher rank).
+    pub delivery_status: Option<(&'static str, i32)>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub error_code: Option<String>,
+    /// Receipts with the same key are stored once.
+    pub dedupe_key: String,
+    pub detail: serde_json::Value,
+}
+
+/// What became of a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptResult {
+    /// Stored, for this message (its delivery status moved only if the receipt ranks higher).
+    Applied(i64),
+    /// Seen before: nothing changed.
+    Duplicate(i64),
+    /// No message matches.
+    Unmatched,
+}
+
+impl Store {
+    /// Record a delivery receipt and move the message's delivery status
+    /// forward (never backwards), in one transaction.
+    pub async fn apply_receipt(&self, r: &ReceiptUpdate, now: DateTime<Utc>) -> Result<ReceiptResult> {
+        let sql = &self.sql;
+        let _turn = self.write_turn().await;
+        let result = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let id: Option<i64> = match (r.message_id, &r.provider_message_id) {
+                (Some(id), _) => {
+                    bound!(sqlx::query_scalar(&sql.id_exists.sql), sql.id_exists, [id])
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                (None, Some(pid)) => {
+                    bound!(
+                        sqlx::query_scalar(&sql.find_by_provider_id.sql),
+                        sql.find_by_provider_id,
+                        [pid, r.provider]
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                (None, None) => None,
+            };
+            let result = match id {
+                None => ReceiptResult::Unmatched,
+                Some(id) => {
+                    let inserted = bound!(
+                        sqlx::query(&sql.insert_event.sql),
+                        sql.insert_event,
+                        [
+                            id,
+                            r.provider,
+                            &r.event,
+                            r.delivery_status.map(|(s, _)| s),
+                            r.occurred_at.map(format_ts),
+                            format_ts(now),
+                            &r.dedupe_key,
+                            r.detail.to_string(),
+                        ]
+                    )
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        ReceiptResult::Duplicate(id)
+                    } else {
+                        if let Some((status, rank)) = r.delivery_status {
+                            bound!(
+                                sqlx::query(&sql.apply_delivery.sql),
+                                sql.apply_delivery,
+                                [
+                                    id,
+                                    status,
+                                    rank,
+                                    format_ts(r.occurred_at.unwrap_or(now)),
+                                    r.error_code.as_deref(),
+                                ]
+                            )
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        ReceiptResult::Applied(id)
+                    }
+                }
+            };
+            tx.commit().await?;
+            result
+        });
+        Ok(result)
+    }
+
+    /// Every receipt for a message, oldest first.
+    pub async fn events(&self, id: i64) -> Result<Vec<Event>> {
+        let s = &self.sql.events;
+        let rows = with_pool!(self, |pool| bound!(sqlx::query(&s.sql), s, [id])
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.event())
+            .collect::<std::result::Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+}

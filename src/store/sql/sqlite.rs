@@ -1,0 +1,167 @@
+//! SQLite: timestamps are TEXT in Herald's fixed-width UTC form, so they sort
+//! and compare as text; `send_at` may hold other programs' forms and is
+//! compared through `julianday()`. JSON parameters are read with `json_each`.
+
+use super::{channel_list, numbered, ClaimKind, Dialect, Statement, Table};
+
+pub(crate) struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn ts(&self, p: &str) -> String {
+        p.to_owned()
+    }
+
+    fn text(&self, p: &str) -> String {
+        p.to_owned()
+    }
+
+    fn int(&self, p: &str) -> String {
+        p.to_owned()
+    }
+
+    fn ts_text(&self, expr: &str) -> String {
+        expr.to_owned()
+    }
+
+    fn statement(&self, sql: &str) -> Statement {
+        numbered(sql, "?")
+    }
+
+    fn json_array(&self, p: &str) -> String {
+        format!("json_each({p})")
+    }
+
+    fn insert_many(&self, t: &Table) -> String {
+        let cols = t.cols(&[
+            "channel",
+            "recipient",
+            "subject",
+            "body",
+            "html_body",
+            "send_at",
+            "metadata",
+            "created_at",
+            "updated_at",
+            "content_sid",
+            "content_variables",
+            "template",
+            "template_version",
+            "locale",
+        ]);
+        format!(
+            "INSERT INTO notification_messages ({cols})
+             SELECT value ->> '$.channel', value ->> '$.recipient', value ->> '$.subject', value ->> '$.body',
+                    value ->> '$.html_body', value ->> '$.send_at', value ->> '$.metadata', $2, $2,
+                    value ->> '$.content_sid', value ->> '$.content_variables',
+                    value ->> '$.template', value ->> '$.template_version', value ->> '$.locale'
+               FROM json_each($1) ORDER BY key
+          RETURNING {}",
+            t.select("")
+        )
+    }
+
+    fn claim(&self, t: &Table, kind: ClaimKind) -> String {
+        let (open, status, channel) = (t.open(), t.col("status"), t.col("channel"));
+        let filter = match kind {
+            ClaimKind::Any => String::new(),
+            ClaimKind::Channel => format!("AND {channel} = $6"),
+            ClaimKind::UnknownChannel => format!("AND {channel} NOT IN ({})", channel_list()),
+        };
+        format!(
+            "UPDATE notification_messages
+                SET {status} = 'processing', lease_owner = $1, lease_expires_at = $3,
+                    attempts = attempts + 1, updated_at = $2
+              WHERE id IN (
+                    SELECT id FROM notification_messages
+                     WHERE {open} AND id > $5 {filter}
+                       AND (({status} = 'pending'
+                             AND (send_at IS NULL OR julianday(send_at) IS NULL OR julianday(send_at) <= julianday($2))
+                             AND (next_attempt_at IS NULL OR next_attempt_at <= $2))
+                         OR ({status} = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2)))
+                     ORDER BY id LIMIT $4)
+          RETURNING {}",
+            t.select("")
+        )
+    }
+
+    fn complete(&self, t: &Table) -> String {
+        let c = |n: &str| t.col(n);
+        format!(
+            "UPDATE notification_messages AS m
+                SET {status} = u.status,
+                    {error} = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce(u.error, m.{error}) END,
+                    provider = coalesce(u.provider, m.provider),
+                    provider_message_id = coalesce(u.pmid, m.provider_message_id),
+                    {sent_at} = coalesce(u.sent_at, m.{sent_at}),
+                    next_attempt_at = u.next_at,
+                    attempts = m.attempts + u.ad,
+                    retry_base = m.retry_base + u.bd,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2,
+                    {subject} = coalesce(u.r_subject, m.{subject}), {body} = coalesce(u.r_body, m.{body}),
+                    {html_body} = coalesce(u.r_html, m.{html_body}), content_sid = coalesce(u.r_sid, m.content_sid),
+                    content_variables = coalesce(u.r_vars, m.content_variables),
+                    template_version = coalesce(u.r_version, m.template_version),
+                    locale = coalesce(u.r_locale, m.locale)
+               FROM (SELECT value ->> '$.r_subject' AS r_subject, value ->> '$.r_body' AS r_body,
+                            value ->> '$.r_html' AS r_html, value ->> '$.r_sid' AS r_sid, value ->> '$.r_vars' AS r_vars,
+                            value ->> '$.r_version' AS r_version, value ->> '$.r_locale' AS r_locale,
+                            value ->> '$.id' AS id, value ->> '$.status' AS status, value ->> '$.error' AS error,
+                            value ->> '$.provider' AS provider, value ->> '$.pmid' AS pmid,
+                            value ->> '$.sent_at' AS sent_at, value ->> '$.next_at' AS next_at,
+                            value ->> '$.ad' AS ad, value ->> '$.bd' AS bd
+                       FROM json_each($1)) AS u
+              WHERE m.id = u.id AND m.lease_owner = $3 AND m.{status} = 'processing'
+          RETURNING id",
+            status = c("status"),
+            error = c("error"),
+            sent_at = c("sent_at"),
+            subject = c("subject"),
+            body = c("body"),
+            html_body = c("html_body"),
+        )
+    }
+
+    fn insert_attempts(&self) -> String {
+        "INSERT INTO notification_attempts
+                (message_id, attempt, started_at, finished_at, provider, outcome, error, provider_message_id, worker)
+         SELECT value ->> '$.message_id', value ->> '$.attempt', value ->> '$.started_at', value ->> '$.finished_at',
+                value ->> '$.provider', value ->> '$.outcome', value ->> '$.error', value ->> '$.pmid', $2
+           FROM json_each($1)"
+            .to_owned()
+    }
+
+    fn next_due(&self, t: &Table) -> String {
+        let (status, created_at) = (t.col("status"), t.col("created_at"));
+        format!(
+            "SELECT min(CASE WHEN {status} = 'pending'
+                             THEN max(coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', send_at), {created_at}),
+                                      coalesce(next_attempt_at, {created_at}))
+                             ELSE coalesce(lease_expires_at, {created_at}) END)
+               FROM notification_messages WHERE {}",
+            t.open()
+        )
+    }
+
+    fn oldest_due(&self, t: &Table) -> String {
+        let (status, created_at) = (t.col("status"), t.col("created_at"));
+        format!(
+            "SELECT min({created_at}) FROM notification_messages
+              WHERE {} AND {status} = 'pending'
+                AND (send_at IS NULL OR julianday(send_at) <= julianday($1))
+                AND (next_attempt_at IS NULL OR next_attempt_at <= $1)",
+            t.open()
+        )
+    }
+
+    fn lock_name(&self, _p: &str) -> Option<String> {
+        None
+    }
+
+    fn scheduled_after(&self, _t: &Table, p: &str) -> String {
+        format!("(send_at IS NOT NULL AND julianday(send_at) > julianday({p}))")
+    }
+}
