@@ -11,7 +11,7 @@ use herald::store::StoreError;
 use super::{cli_field_error, parse_json, parse_time};
 
 #[derive(clap::Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// sms, whatsapp or email
     #[arg(long)]
     channel: String,
@@ -86,7 +86,7 @@ impl TryFrom<SendArgs> for SendRequest {
     }
 }
 
-pub async fn send(config: Config, args: SendArgs) -> anyhow::Result<()> {
+pub(super) async fn send(config: Config, args: SendArgs) -> anyhow::Result<()> {
     // Parse everything before touching the database: nothing bad is stored.
     let req = SendRequest::try_from(args)?;
     let store = app::open_store(&config).await?;
@@ -107,7 +107,7 @@ pub async fn send(config: Config, args: SendArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
-pub struct RetryArgs {
+pub(crate) struct RetryArgs {
     /// Message ids
     #[arg(required_unless_present = "failed", conflicts_with = "failed")]
     ids: Vec<i64>,
@@ -116,7 +116,7 @@ pub struct RetryArgs {
     failed: bool,
 }
 
-pub async fn retry(config: Config, args: RetryArgs) -> anyhow::Result<()> {
+pub(super) async fn retry(config: Config, args: RetryArgs) -> anyhow::Result<()> {
     let store = app::open_store(&config).await?;
     let now = SystemClock.now();
     if args.failed {
@@ -136,12 +136,12 @@ pub async fn retry(config: Config, args: RetryArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
-pub struct CancelArgs {
+pub(crate) struct CancelArgs {
     #[arg(required = true)]
     ids: Vec<i64>,
 }
 
-pub async fn cancel(config: Config, args: CancelArgs) -> anyhow::Result<()> {
+pub(super) async fn cancel(config: Config, args: CancelArgs) -> anyhow::Result<()> {
     let store = app::open_store(&config).await?;
     each(args.ids, |id| {
         let store = store.clone();

@@ -22,13 +22,13 @@ use herald::processor::Shutdown;
     version,
     about = "Notification delivery (SMS, WhatsApp, email) from a notification_messages table"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the HTTP API (and the processor, unless ENABLE_MESSAGE_PROCESSOR=false) until SIGINT/SIGTERM.
     Serve,
     /// Send every message that is due, then exit (for cron). With --watch, run until stopped.
@@ -51,7 +51,7 @@ pub enum Command {
     Templates(templates::TemplatesCommand),
 }
 
-pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let (handle, shutdown) = Shutdown::new();
@@ -81,7 +81,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 /// The error and its causes on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
 

@@ -7,13 +7,13 @@ use herald::config::Config;
 use herald::processor::{Mode, Shutdown};
 
 #[derive(clap::Args)]
-pub struct ProcessArgs {
+pub(crate) struct ProcessArgs {
     /// Keep running, picking up new messages as they arrive, until SIGINT/SIGTERM.
     #[arg(long)]
     watch: bool,
 }
 
-pub async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
+pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     app::announce_providers(&config);
     let store = app::open_store(&config).await?;
     let processor = app::build_processor(&config, store, &app::Overrides::default())?;

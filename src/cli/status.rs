@@ -10,7 +10,7 @@ use herald::store::{ListFilter, Message};
 use super::cli_field_error;
 
 #[derive(clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Only messages with this status (pending, processing, sent, failed, cancelled)
     #[arg(long)]
     status: Option<String>,
@@ -22,7 +22,7 @@ pub struct StatusArgs {
     limit: u32,
 }
 
-pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
+pub(super) async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
     let status = args
         .status
         .map(|s| MessageStatus::parse(&s).map_err(cli_field_error))

@@ -10,7 +10,7 @@ use herald::domain::{parse_channel_and_recipient, Channel};
 use super::cli_field_error;
 
 #[derive(clap::Subcommand)]
-pub enum SuppressionsCommand {
+pub(crate) enum SuppressionsCommand {
     /// List suppressed recipients, newest first.
     List {
         #[arg(long)]
@@ -36,7 +36,7 @@ pub enum SuppressionsCommand {
     },
 }
 
-pub async fn run(config: Config, cmd: SuppressionsCommand) -> anyhow::Result<()> {
+pub(super) async fn run(config: Config, cmd: SuppressionsCommand) -> anyhow::Result<()> {
     let entry = |channel: &str, to: &str| parse_channel_and_recipient(Some(channel), Some(to)).map_err(cli_field_error);
     match cmd {
         SuppressionsCommand::List { channel, limit } => {

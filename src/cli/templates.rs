@@ -13,7 +13,7 @@ use herald::templates::{check, find, render};
 use super::{cli_field_error, parse_json};
 
 #[derive(clap::Subcommand)]
-pub enum TemplatesCommand {
+pub(crate) enum TemplatesCommand {
     /// Create a template or save a new version of it.
     Put {
         name: String,
@@ -76,7 +76,7 @@ fn print(t: &TemplateVersion) {
     }
 }
 
-pub async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result<()> {
+pub(super) async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result<()> {
     match cmd {
         TemplatesCommand::Put {
             name,

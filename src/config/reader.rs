@@ -16,7 +16,7 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(vars: &'a HashMap<String, String>) -> Reader<'a> {
+    pub(super) fn new(vars: &'a HashMap<String, String>) -> Reader<'a> {
         Reader {
             vars,
             errors: Vec::new(),
@@ -24,15 +24,15 @@ impl<'a> Reader<'a> {
     }
 
     /// A set, non-blank value.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
-    pub fn string(&self, name: &str, default: &str) -> String {
+    pub(super) fn string(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or(default).to_owned()
     }
 
-    pub fn number<T>(&mut self, name: &str, default: T, min: T, max: T, unit: &str) -> T
+    pub(super) fn number<T>(&mut self, name: &str, default: T, min: T, max: T, unit: &str) -> T
     where
         T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
     {
@@ -48,7 +48,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn boolean(&mut self, name: &str, default: bool) -> bool {
+    pub(super) fn boolean(&mut self, name: &str, default: bool) -> bool {
         let Some(raw) = self.get(name) else { return default };
         match raw.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => true,
@@ -60,7 +60,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn float(&mut self, name: &str, default: f64, max: f64, what: &str) -> f64 {
+    pub(super) fn float(&mut self, name: &str, default: f64, max: f64, what: &str) -> f64 {
         let Some(raw) = self.get(name) else { return default };
         match raw.parse::<f64>() {
             Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => v,
@@ -74,7 +74,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A required variable, named together with the reason it is needed.
-    pub fn required(&mut self, name: &str, because: &str) -> Option<String> {
+    pub(super) fn required(&mut self, name: &str, because: &str) -> Option<String> {
         match self.get(name) {
             Some(v) => Some(v.to_owned()),
             None => {
@@ -85,17 +85,21 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn secret(&mut self, name: &str, because: &str) -> Option<SecretString> {
+    pub(super) fn secret(&mut self, name: &str, because: &str) -> Option<SecretString> {
         self.required(name, because).map(SecretString::from)
     }
 
     /// An optional secret.
-    pub fn optional_secret(&self, name: &str) -> Option<SecretString> {
+    pub(super) fn optional_secret(&self, name: &str) -> Option<SecretString> {
         self.get(name).map(|t| SecretString::from(t.to_owned()))
     }
 
     /// An optional value parsed by `parse`; a bad value is reported.
-    pub fn parsed<T, E: fmt::Display>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
+    pub(super) fn parsed<T, E: fmt::Display>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
         let raw = self.get(name)?.to_owned();
         match parse(&raw) {
             Ok(v) => Some(v),
@@ -107,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An http(s) URL without a trailing slash.
-    pub fn url(&mut self, name: &str, default: Option<&str>) -> Option<String> {
+    pub(super) fn url(&mut self, name: &str, default: Option<&str>) -> Option<String> {
         let raw = self.get(name).or(default)?.to_owned();
         match reqwest::Url::parse(&raw) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
@@ -122,7 +126,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `XX` + 32 hex digits: Twilio's SID shape.
-    pub fn sid(&mut self, name: &str, prefix: &str, value: &str) -> bool {
+    pub(super) fn sid(&mut self, name: &str, prefix: &str, value: &str) -> bool {
         let ok = value.len() == 34 && value.starts_with(prefix) && value[2..].chars().all(|c| c.is_ascii_hexdigit());
         if !ok {
             self.errors.push(format!(
@@ -132,7 +136,7 @@ impl<'a> Reader<'a> {
         ok
     }
 
-    pub fn provider(&mut self, name: &str, channel: Channel) -> ProviderChoice {
+    pub(super) fn provider(&mut self, name: &str, channel: Channel) -> ProviderChoice {
         let Some(raw) = self.get(name) else {
             return ProviderChoice::Log;
         };

@@ -2,21 +2,25 @@
 //! provider has been through one of these parsers.
 
 mod channel;
+mod content;
 mod email;
 mod failure;
 mod message;
 mod outcome;
 mod phone;
 pub mod provider_name;
+mod status;
 mod template;
 
 pub use channel::{Channel, ChannelError};
+pub use content::{Content, ContentInput, ProviderTemplate, MAX_TEXT_CHARS};
 pub use email::{EmailAddress, EmailError};
 pub use failure::FailureClass;
 pub use message::{
-    parse_channel_and_recipient, parse_metadata, parse_metadata_text, Content, ContentInput, MessageStatus, NewMessage,
-    OutgoingMessage, ProviderTemplate, RawMessage, Recipient, TemplateRef, ValidationError, MAX_TEXT_CHARS,
+    parse_channel_and_recipient, parse_metadata, parse_metadata_text, NewMessage, OutgoingMessage, RawMessage,
+    Recipient, TemplateRef, ValidationError,
 };
 pub use outcome::{AttemptOutcome, ErrorColumn};
 pub use phone::{PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};
+pub use status::MessageStatus;
 pub use template::{Locale, TemplateDraft, TemplateName, TemplateParts};

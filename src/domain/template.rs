@@ -1,5 +1,5 @@
 //! Templates as the domain knows them: a name, a locale, and the parts as
-//! written. Rendering lives in `crate::templates`; storage in the store.
+//! written. Rendering lives in the `templates` module; storage in the store.
 
 use std::fmt;
 
@@ -105,7 +105,7 @@ impl fmt::Display for Locale {
 }
 
 /// A template version to save, checked the same way from the API and the CLI
-/// (compiling the parts is the renderer's job: `crate::templates::check`).
+/// (compiling the parts is the renderer's job: `templates::check`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateDraft {
     pub name: TemplateName,

@@ -26,7 +26,7 @@ pub enum EnqueueError {
 }
 
 #[derive(Clone)]
-pub struct Enqueuer {
+pub(super) struct Enqueuer {
     tx: mpsc::Sender<Job>,
 }
 
@@ -35,7 +35,7 @@ const MAX_GROUP: usize = 500;
 
 impl Enqueuer {
     /// `wake` is notified after each insert (the in-process processor).
-    pub fn start(store: Store, clock: Arc<dyn Clock>, wake: Option<Arc<Notify>>) -> Enqueuer {
+    pub(super) fn start(store: Store, clock: Arc<dyn Clock>, wake: Option<Arc<Notify>>) -> Enqueuer {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_GROUP);
         tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(MAX_GROUP);
@@ -67,7 +67,7 @@ impl Enqueuer {
         Enqueuer { tx }
     }
 
-    pub async fn enqueue(&self, msg: NewMessage) -> Result<Message, EnqueueError> {
+    pub(super) async fn enqueue(&self, msg: NewMessage) -> Result<Message, EnqueueError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send((msg, reply)).await.map_err(|_| EnqueueError::Closed)?;
         Ok(rx.await.map_err(|_| EnqueueError::Closed)??)

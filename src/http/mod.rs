@@ -14,6 +14,7 @@ mod error;
 mod messages;
 mod openapi;
 mod ops;
+mod queueing;
 mod state;
 mod suppressions;
 mod templates;
@@ -57,7 +58,7 @@ async fn not_found() -> ApiError {
 /// The API routes and their OpenAPI description, from one list.
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(messages::create, messages::list))
+        .routes(routes!(queueing::create, messages::list))
         .routes(routes!(messages::get))
         .routes(routes!(messages::retry))
         .routes(routes!(messages::cancel))
@@ -77,12 +78,13 @@ fn webhook_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (also served at `/api/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = api_routes().routes(routes!(messages::create_batch)).split_for_parts();
+    let (_, api) = api_routes().routes(routes!(queueing::create_batch)).split_for_parts();
     let (_, ops) = ops_routes().split_for_parts();
     let (_, hooks) = webhook_routes().split_for_parts();
     let mut doc = api;
     doc.merge(ops);
     doc.merge(hooks);
+    openapi::document_common_errors(&mut doc);
     doc
 }
 
@@ -96,7 +98,7 @@ fn ops_routes() -> OpenApiRouter<AppState> {
 /// The whole application: `main` and the tests build it the same way.
 pub fn router(state: AppState) -> Router {
     let (batch, _) = OpenApiRouter::new()
-        .routes(routes!(messages::create_batch))
+        .routes(routes!(queueing::create_batch))
         .split_for_parts();
     let (api, _) = api_routes().split_for_parts();
     let (ops, _) = ops_routes().split_for_parts();

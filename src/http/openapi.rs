@@ -43,3 +43,60 @@ static OPENAPI: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceL
 pub(super) async fn openapi_json() -> Response {
     Json(OPENAPI.get_or_init(super::openapi)).into_response()
 }
+
+/// Add the error answers an operation can give by how it is served (API key,
+/// JSON body, path and query parsing, the request timeout), so the document
+/// lists every status the server really answers with.
+pub(super) fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let api = path.starts_with("/api/");
+        let has_path_params = path.contains('{');
+        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete]
+            .into_iter()
+            .flatten()
+        {
+            let json_body = api && op.request_body.is_some();
+            let has_query = op.parameters.as_ref().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+            });
+            let responses = &mut op.responses.responses;
+            let mut add = |code: &str, description: &str| {
+                responses.entry(code.to_owned()).or_insert_with(|| error(description));
+            };
+            if api {
+                add("401", "Missing or wrong API key");
+            }
+            if json_body {
+                add("400", "The body is not valid JSON");
+                add("413", "The body is larger than the route allows");
+                add("415", "The body is not sent as Content-Type: application/json");
+                add(
+                    "422",
+                    "A field is missing, of the wrong type or invalid (`field` names it)",
+                );
+            }
+            if has_path_params || has_query {
+                add("400", "A path or query parameter is malformed (`field` names it)");
+            }
+            add(
+                "503",
+                "The request took longer than the server allows, or the server is shutting down",
+            );
+        }
+    }
+}

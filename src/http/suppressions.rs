@@ -15,7 +15,7 @@ use crate::store::Suppression;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SuppressionRequest {
+pub(super) struct SuppressionRequest {
     pub channel: Option<String>,
     pub recipient: Option<String>,
     /// Why (shown in the `error` of messages it stops).
@@ -23,14 +23,14 @@ pub struct SuppressionRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SuppressionList {
+pub(super) struct SuppressionList {
     pub suppressions: Vec<Suppression>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct SuppressionQuery {
+pub(super) struct SuppressionQuery {
     /// Only this channel
     pub channel: Option<String>,
     /// At most this many (1 to 1000, default 100)
@@ -41,7 +41,7 @@ pub struct SuppressionQuery {
 #[utoipa::path(get, path = "/api/suppressions", tag = "suppressions", params(SuppressionQuery),
     responses((status = 200, body = SuppressionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<SuppressionQuery>, QueryRejection>,
 ) -> Result<Json<SuppressionList>, ApiError> {
@@ -67,7 +67,7 @@ pub async fn list(
     responses((status = 201, description = "Added"), (status = 200, description = "Already there"),
               (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn add(
+pub(super) async fn add(
     State(state): State<AppState>,
     body: Result<Json<SuppressionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -98,7 +98,7 @@ pub async fn add(
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn remove(
+pub(super) async fn remove(
     State(state): State<AppState>,
     Path((channel, recipient)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

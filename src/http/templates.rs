@@ -17,7 +17,7 @@ use crate::templates::{check, find, render};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TemplateRequest {
+pub(super) struct TemplateRequest {
     /// sms, whatsapp or email; omit for every channel.
     pub channel: Option<String>,
     /// e.g. `pt-BR`, `pt`, `en` (default `en`).
@@ -35,20 +35,20 @@ pub struct TemplateRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TemplateList {
+pub(super) struct TemplateList {
     pub templates: Vec<TemplateVersion>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
+pub(super) struct PreviewRequest {
     pub locale: Option<String>,
     #[schema(value_type = Object)]
     pub data: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Preview {
+pub(super) struct Preview {
     pub version: i32,
     pub locale: String,
     pub subject: Option<String>,
@@ -66,7 +66,7 @@ pub struct Preview {
               (status = 422, description = "Invalid, or a part does not compile (`message` gives line and reason)", body = ErrorBody),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn put(
+pub(super) async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<TemplateRequest>, JsonRejection>,
@@ -94,7 +94,7 @@ pub async fn put(
 /// Every template: the latest version of each locale.
 #[utoipa::path(get, path = "/api/templates", tag = "templates",
     responses((status = 200, body = TemplateList), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
     Ok(Json(TemplateList {
         templates: state.store.templates(None).await?,
     }))
@@ -104,7 +104,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, A
 #[utoipa::path(get, path = "/api/templates/{name}", tag = "templates", params(("name" = String, Path)),
     responses((status = 200, body = TemplateList), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TemplateList>, ApiError> {
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TemplateList>, ApiError> {
     let templates = state.store.templates(Some(&name)).await?;
     if templates.is_empty() {
         return Err(ApiError::not_found(format!("no template named {name:?}")));
@@ -116,7 +119,7 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
 #[utoipa::path(delete, path = "/api/templates/{name}", tag = "templates", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     if state.store.delete_template(&name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -130,7 +133,7 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
     responses((status = 200, body = Preview), (status = 404, body = ErrorBody),
               (status = 422, description = "A variable is missing from data", body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn preview(
+pub(super) async fn preview(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<PreviewRequest>, JsonRejection>,

@@ -107,7 +107,7 @@ fn disabled(what: &str) -> ApiError {
         (status = 404, description = "Not enabled: needs TWILIO_AUTH_TOKEN and PUBLIC_URL", body = ErrorBody),
     )
 )]
-pub async fn twilio_status(
+pub(super) async fn twilio_status(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
@@ -185,7 +185,7 @@ pub async fn twilio_status(
         (status = 404, description = "Not enabled: needs SENDGRID_WEBHOOK_PUBLIC_KEY", body = ErrorBody),
     )
 )]
-pub async fn sendgrid_events(
+pub(super) async fn sendgrid_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,

@@ -26,12 +26,12 @@ impl Outcome {
         }
     }
 
-    pub fn with_rendered(mut self, rendered: Option<RenderedFields>) -> Outcome {
+    pub(super) fn with_rendered(mut self, rendered: Option<RenderedFields>) -> Outcome {
         self.completion = self.completion.with_rendered(rendered);
         self
     }
 
-    pub fn with_attempt_outcome(mut self, outcome: AttemptOutcome) -> Outcome {
+    pub(super) fn with_attempt_outcome(mut self, outcome: AttemptOutcome) -> Outcome {
         if let Some(a) = self.attempt.as_mut() {
             a.outcome = outcome;
         }

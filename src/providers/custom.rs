@@ -67,7 +67,12 @@ impl Custom {
     }
 }
 
-pub fn classify(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8], now: DateTime<Utc>) -> SendError {
+pub(super) fn classify(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> SendError {
     let message = format!("HTTP {status}: {}", http::snippet(body));
     http::classify_status(
         status,

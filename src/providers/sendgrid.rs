@@ -79,7 +79,7 @@ fn rate_limit_reset(headers: &HeaderMap) -> Option<DateTime<Utc>> {
 }
 
 /// Classify a SendGrid error answer.
-pub fn classify(status: u16, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> SendError {
+pub(super) fn classify(status: u16, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> SendError {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| {

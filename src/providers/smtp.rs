@@ -103,7 +103,7 @@ impl Smtp {
 
 /// Reply classes decide: 4xx transient, 5xx permanent (535: bad
 /// credentials, an operator must act). No reply at all: transient.
-pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+pub(super) fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let text = super::error_chain(e);
     match e.status() {
         Some(code) => {

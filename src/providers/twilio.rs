@@ -98,7 +98,7 @@ impl Twilio {
 }
 
 /// Classify a Twilio error answer.
-pub fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, now: DateTime<Utc>) -> SendError {
+pub(super) fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Utc>>, now: DateTime<Utc>) -> SendError {
     #[derive(serde::Deserialize)]
     struct TwilioError {
         code: Option<i64>,

@@ -16,6 +16,7 @@
 
 #[macro_use]
 mod backend;
+mod completion;
 mod listen;
 mod operator;
 mod queue;
@@ -27,10 +28,9 @@ mod templates;
 
 use std::sync::Arc;
 
+pub use completion::{AttemptRecord, Completion, RenderedFields};
 pub use operator::ListFilter;
-pub use queue::{
-    AttemptOutcome, AttemptRecord, ClaimFilter, Completion, Idempotent, RenderedFields, IDEMPOTENCY_KEY_HOURS,
-};
+pub use queue::{ClaimFilter, Idempotent, IDEMPOTENCY_KEY_HOURS};
 pub use receipts::{ReceiptResult, ReceiptUpdate};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};
 

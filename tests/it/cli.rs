@@ -199,11 +199,7 @@ both_backends! {
             .unwrap();
         let client = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "serve did not start");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        wait_until("serve to start", || async { client.get(format!("{base}/healthz")).send().await.is_ok() }).await;
         let r = client
             .post(format!("{base}/api/messages"))
             .bearer_auth("serve-test-key-0123456789")
@@ -214,21 +210,9 @@ both_backends! {
         assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
         let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap();
         // The built-in processor (log provider) sends it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while db.get(id).await.status != "sent" {
-            assert!(std::time::Instant::now() < deadline, "not processed by serve");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(std::time::Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        wait_until("serve to send the message", || async { db.get(id).await.status == "sent" }).await;
+        sigterm(&child);
+        let status = wait_exit(&mut child, std::time::Duration::from_secs(20));
         assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
     }
 }

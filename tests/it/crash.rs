@@ -3,8 +3,8 @@
 //! once, except those whose send was in flight at the kill.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -28,28 +28,6 @@ fn lines_in(path: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-fn sigterm(child: &Child) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("herald did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 async fn open_count(db: &TestDb) -> i64 {
     db.count_status("pending").await + db.count_status("processing").await
 }
@@ -68,12 +46,10 @@ both_backends! {
         };
         let mut first = watch("2").spawn().unwrap();
         // Kill it once it is well into the queue.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines_in(&outbox) < N / 4 {
-            assert!(Instant::now() < deadline, "the first worker made no progress");
+        wait_until_blocking("the first worker to get well into the queue", Duration::from_secs(60), || {
             assert!(first.try_wait().unwrap().is_none(), "the first worker exited early");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+            lines_in(&outbox) >= N / 4
+        });
         first.kill().unwrap(); // SIGKILL
         first.wait().unwrap();
 
@@ -91,11 +67,7 @@ both_backends! {
 
         // Restart; the dead worker's leases expire and its messages are sent.
         let mut second = watch("30").spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while open_count(&db).await > 0 {
-            assert!(Instant::now() < deadline, "queue not drained after restart: {} open", open_count(&db).await);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_within("the queue to drain after the restart", Duration::from_secs(120), || async { open_count(&db).await == 0 }).await;
         sigterm(&second);
         let status = wait_exit(&mut second, Duration::from_secs(30));
         assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
@@ -128,19 +100,11 @@ both_backends! {
         // Give it a moment to start listening.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let id = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while db.get(id).await.status != "sent" {
-            assert!(Instant::now() < deadline, "direct insert not picked up");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until("the direct insert to be sent", || async { db.get(id).await.status == "sent" }).await;
         // A manual retry wakes it too.
         db.store.execute_raw(&format!("UPDATE notification_messages SET status = 'failed' WHERE id = {id}")).await.unwrap();
         db.store.execute_raw(&format!("UPDATE notification_messages SET status = 'pending' WHERE id = {id}")).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while db.get(id).await.status != "sent" {
-            assert!(Instant::now() < deadline, "manual retry not picked up");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until("the manual retry to be sent", || async { db.get(id).await.status == "sent" }).await;
         assert_eq!(outbox_counts(&outbox)[&id], 2);
         sigterm(&child);
         assert!(wait_exit(&mut child, Duration::from_secs(20)).success());

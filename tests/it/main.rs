@@ -12,5 +12,6 @@ mod providers;
 mod queue;
 mod ratelimits;
 mod receipts;
+mod router;
 mod smtp;
 mod templates;

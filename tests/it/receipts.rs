@@ -3,8 +3,6 @@
 //! Herald's verifiers), out-of-order and duplicate receipts, and the
 //! suppression list.
 
-use std::time::{Duration, Instant};
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Signer;
@@ -235,11 +233,7 @@ both_backends! {
 
         // The hard bounce suppressed the address: the next email fails without reaching the provider.
         let next = db.insert_sql_with("email", "gone@example.com", Some("again"), "b").await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while app.message(next).await["status"] != "failed" {
-            assert!(Instant::now() < deadline, "not failed as suppressed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until("the message to fail as suppressed", || async { app.message(next).await["status"] == "failed" }).await;
         let m = app.message(next).await;
         assert_eq!(m["error"]["code"], "suppressed");
         assert!(m["error"]["message"].as_str().unwrap().contains("hard bounce"));
@@ -248,11 +242,7 @@ both_backends! {
         let r = app.http.delete(format!("{}/api/suppressions/email/gone%40example.com", app.url)).bearer_auth(KEY).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         let again = db.insert_sql_with("email", "gone@example.com", Some("welcome back"), "b").await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while app.message(again).await["status"] != "sent" {
-            assert!(Instant::now() < deadline, "not sent after removing the suppression");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until("the message to be sent once unsuppressed", || async { app.message(again).await["status"] == "sent" }).await;
     }
 
     async fn sendgrid_rejects_bad_signatures_and_stale_timestamps(db: TestDb) {
@@ -297,11 +287,7 @@ both_backends! {
         let r = add(json!({"channel": "sms", "recipient": "nope"})).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let id = db.insert_sql("sms", "+15550001111", "promo").await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while app.message(id).await["status"] != "failed" {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until("the message to fail", || async { app.message(id).await["status"] == "failed" }).await;
         assert_eq!(app.message(id).await["error"]["code"], "suppressed");
         let r = app.http.delete(format!("{}/api/suppressions/sms/%2B15550001111", app.url)).bearer_auth(KEY).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);

@@ -1,7 +1,7 @@
 //! Templates and scheduling, on both backends.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -169,11 +169,7 @@ both_backends! {
         // `process --watch` (PostgreSQL's poll interval is 1 s; the worker sleeps until the message is due).
         let mut child = herald(&db, dir).env("LOG_OUTBOX", &outbox).args(["process", "--watch"])
             .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while db.get(id).await.status != "sent" {
-            assert!(Instant::now() < deadline, "never sent");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until("the scheduled message to be sent", || async { db.get(id).await.status == "sent" }).await;
         let sent_at = db.get(id).await.sent_at.unwrap();
         let _ = child.kill();
         let _ = child.wait();

@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use super::{wait_until, ScriptedProvider, TestDb};
 
-pub const KEY: &str = "test-key-0123456789abcdef";
+pub(crate) const KEY: &str = "test-key-0123456789abcdef";
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     pub provider: ScriptedProvider,
@@ -23,13 +23,13 @@ pub struct TestApp {
 }
 
 /// The app with these API keys.
-pub async fn spawn_app(db: &TestDb, api_keys: &[&str]) -> TestApp {
+pub(crate) async fn spawn_app(db: &TestDb, api_keys: &[&str]) -> TestApp {
     spawn_app_with(db, api_keys, &[]).await
 }
 
 /// [`spawn_app`] with more configuration, as environment variables
 /// (e.g. `PUBLIC_URL` and `TWILIO_AUTH_TOKEN` for the webhooks).
-pub async fn spawn_app_with(db: &TestDb, api_keys: &[&str], vars: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn spawn_app_with(db: &TestDb, api_keys: &[&str], vars: &[(&str, &str)]) -> TestApp {
     herald::telemetry::init(herald::config::LogFormat::Text, "error");
     let keys = api_keys.join(",");
     let mut env: HashMap<String, String> = [
@@ -72,20 +72,20 @@ pub async fn spawn_app_with(db: &TestDb, api_keys: &[&str], vars: &[(&str, &str)
 }
 
 impl TestApp {
-    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.url)).bearer_auth(KEY)
     }
 
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(format!("{}{path}", self.url)).bearer_auth(KEY)
     }
 
-    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn put(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.put(format!("{}{path}", self.url)).bearer_auth(KEY)
     }
 
     /// `GET /api/messages/{id}`.
-    pub async fn message(&self, id: i64) -> Value {
+    pub(crate) async fn message(&self, id: i64) -> Value {
         self.get(&format!("/api/messages/{id}"))
             .send()
             .await
@@ -96,7 +96,7 @@ impl TestApp {
     }
 
     /// Wait until message `id` has `status`; returns it.
-    pub async fn wait_status(&self, id: i64, status: &str) -> Value {
+    pub(crate) async fn wait_status(&self, id: i64, status: &str) -> Value {
         wait_until(&format!("message {id} to become {status}"), || async {
             self.message(id).await["status"] == status
         })
@@ -106,7 +106,7 @@ impl TestApp {
 }
 
 /// A response's status and JSON body (null when it has none).
-pub async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
+pub(crate) async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
 }

@@ -7,19 +7,19 @@ use herald::config::DatabaseUrl;
 use herald::store::{Message, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// The server tests create their databases on. CI provides it; a missing
 /// server fails the tests (it does not skip them).
-pub fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("HERALD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// A store on `url`.
-pub async fn connect(url: &str, max_connections: u32) -> herald::store::Result<Store> {
+pub(crate) async fn connect(url: &str, max_connections: u32) -> herald::store::Result<Store> {
     Store::connect(&DatabaseUrl::parse(url).expect("a database URL"), max_connections).await
 }
 
@@ -31,7 +31,7 @@ fn pg_url_for(db: &str) -> String {
 
 /// A database of its own for one test; dropped (PostgreSQL) or deleted
 /// (SQLite) afterwards.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub backend: Backend,
     pub url: String,
     pub store: Store,
@@ -42,7 +42,7 @@ pub struct TestDb {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
+    pub(crate) async fn new(backend: Backend) -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, pg_name) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("herald.db").display()), None),
@@ -81,16 +81,22 @@ impl TestDb {
 
     /// Another, independent connection pool on the same database (as a second
     /// process would have).
-    pub async fn second_store(&self) -> Store {
+    pub(crate) async fn second_store(&self) -> Store {
         connect(&self.url, 4).await.expect("second store")
     }
 
     /// Insert a row with plain SQL, as a POS would.
-    pub async fn insert_sql(&self, channel: &str, recipient: &str, body: &str) -> i64 {
+    pub(crate) async fn insert_sql(&self, channel: &str, recipient: &str, body: &str) -> i64 {
         self.insert_sql_with(channel, recipient, None, body).await
     }
 
-    pub async fn insert_sql_with(&self, channel: &str, recipient: &str, subject: Option<&str>, body: &str) -> i64 {
+    pub(crate) async fn insert_sql_with(
+        &self,
+        channel: &str,
+        recipient: &str,
+        subject: Option<&str>,
+        body: &str,
+    ) -> i64 {
         let q = |s: &str| s.replace('\'', "''");
         let subject = subject
             .map(|s| format!("'{}'", q(s)))
@@ -107,7 +113,7 @@ impl TestDb {
         self.max_id().await
     }
 
-    pub async fn max_id(&self) -> i64 {
+    pub(crate) async fn max_id(&self) -> i64 {
         let rows = self
             .store
             .list(&herald::store::ListFilter {
@@ -119,12 +125,12 @@ impl TestDb {
         rows.first().map(|m| m.id).unwrap_or(0)
     }
 
-    pub async fn get(&self, id: i64) -> Message {
+    pub(crate) async fn get(&self, id: i64) -> Message {
         self.store.get(id).await.expect("get message")
     }
 
     /// Insert `n` SMS rows in one statement.
-    pub async fn insert_many(&self, n: usize) {
+    pub(crate) async fn insert_many(&self, n: usize) {
         for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
             let values: Vec<String> = chunk
                 .iter()
@@ -142,7 +148,7 @@ impl TestDb {
 
     /// Run a query as the POS would (its own SQL) and return each row as a
     /// JSON object of column → value (timestamps as text).
-    pub async fn query(&self, sql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    pub(crate) async fn query(&self, sql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
         use sqlx::{Column, Row};
         match self.backend {
             Backend::Postgres => {
@@ -182,7 +188,7 @@ impl TestDb {
         }
     }
 
-    pub async fn count_status(&self, status: &str) -> i64 {
+    pub(crate) async fn count_status(&self, status: &str) -> i64 {
         self.store
             .counts()
             .await

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use super::fakes::FakeTwilio;
 
 /// A text message on `channel`, as the processor hands it to a provider.
-pub fn out(id: i64, channel: Channel, to: &str, body: &str) -> OutgoingMessage {
+pub(crate) fn out(id: i64, channel: Channel, to: &str, body: &str) -> OutgoingMessage {
     let input = ContentInput {
         body: Some(body),
         ..Default::default()
@@ -22,7 +22,7 @@ pub fn out(id: i64, channel: Channel, to: &str, body: &str) -> OutgoingMessage {
 }
 
 /// An email, as the processor hands it to a provider.
-pub fn email(id: i64, to: &str, subject: &str, text: Option<&str>, html: Option<&str>) -> OutgoingMessage {
+pub(crate) fn email(id: i64, to: &str, subject: &str, text: Option<&str>, html: Option<&str>) -> OutgoingMessage {
     let input = ContentInput {
         subject: Some(subject),
         body: text,
@@ -39,7 +39,7 @@ pub fn email(id: i64, to: &str, subject: &str, text: Option<&str>, html: Option<
 }
 
 /// Settings pointing at a loopback Twilio.
-pub fn twilio_settings(fake: &FakeTwilio) -> TwilioSettings {
+pub(crate) fn twilio_settings(fake: &FakeTwilio) -> TwilioSettings {
     TwilioSettings {
         api_url: fake.url.clone(),
         account_sid: fake.account_sid.clone(),

@@ -17,47 +17,58 @@ type Script = dyn Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Se
 /// A provider whose answer is decided by a closure of (message, call number
 /// for that message, from 1); it records every call.
 #[derive(Clone)]
-pub struct ScriptedProvider {
+pub(crate) struct ScriptedProvider {
     name: &'static str,
     script: Arc<Script>,
     calls: Arc<Mutex<Vec<(i64, u32)>>>,
+    /// The recipient of each call, as the provider received it.
+    recipients: Arc<Mutex<Vec<(i64, String)>>>,
     delay: Duration,
 }
 
 impl ScriptedProvider {
-    pub fn new(script: impl Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(
+        script: impl Fn(&OutgoingMessage, usize) -> Result<Receipt, SendError> + Send + Sync + 'static,
+    ) -> Self {
         ScriptedProvider {
             name: "test",
             script: Arc::new(script),
             calls: Arc::default(),
+            recipients: Arc::default(),
             delay: Duration::ZERO,
         }
     }
 
-    pub fn ok() -> Self {
+    pub(crate) fn ok() -> Self {
         ScriptedProvider::new(|m, _| Ok(Receipt::new(format!("T-{}", m.id))))
     }
 
-    pub fn named(mut self, name: &'static str) -> Self {
+    pub(crate) fn named(mut self, name: &'static str) -> Self {
         self.name = name;
         self
     }
 
-    pub fn with_delay(mut self, delay: Duration) -> Self {
+    pub(crate) fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
 
-    pub fn calls(&self) -> Vec<(i64, u32)> {
+    pub(crate) fn calls(&self) -> Vec<(i64, u32)> {
         self.calls.lock().unwrap().clone()
     }
 
-    pub fn calls_for(&self, id: i64) -> usize {
+    /// The recipient message `id` was sent to (the last time).
+    pub(crate) fn recipient_of(&self, id: i64) -> Option<String> {
+        let r = self.recipients.lock().unwrap();
+        r.iter().rev().find(|(m, _)| *m == id).map(|(_, to)| to.clone())
+    }
+
+    pub(crate) fn calls_for(&self, id: i64) -> usize {
         self.calls.lock().unwrap().iter().filter(|(m, _)| *m == id).count()
     }
 
     /// How many times each message was sent.
-    pub fn per_message(&self) -> HashMap<i64, usize> {
+    pub(crate) fn per_message(&self) -> HashMap<i64, usize> {
         let mut m = HashMap::new();
         for (id, _) in self.calls() {
             *m.entry(id).or_default() += 1;
@@ -76,6 +87,10 @@ impl Provider for ScriptedProvider {
             let n = {
                 let mut calls = self.calls.lock().unwrap();
                 calls.push((msg.id, msg.attempt));
+                self.recipients
+                    .lock()
+                    .unwrap()
+                    .push((msg.id, msg.recipient.to_string()));
                 calls.iter().filter(|(m, _)| *m == msg.id).count()
             };
             if !self.delay.is_zero() {
@@ -86,11 +101,11 @@ impl Provider for ScriptedProvider {
     }
 }
 
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
 }
 
-pub fn test_config(worker: &str) -> ProcessorConfig {
+pub(crate) fn test_config(worker: &str) -> ProcessorConfig {
     ProcessorConfig {
         worker_id: worker.to_owned(),
         batch_size: 50,
@@ -108,11 +123,16 @@ pub fn test_config(worker: &str) -> ProcessorConfig {
 }
 
 /// Randomness fixed at 0: backoff is exactly half the nominal delay.
-pub fn zero_random() -> Random {
+pub(crate) fn zero_random() -> Random {
     Arc::new(|| 0.0)
 }
 
-pub fn processor(store: &Store, provider: &ScriptedProvider, clock: &ManualClock, worker: &str) -> Arc<Processor> {
+pub(crate) fn processor(
+    store: &Store,
+    provider: &ScriptedProvider,
+    clock: &ManualClock,
+    worker: &str,
+) -> Arc<Processor> {
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
     Arc::new(Processor::new(
         store.clone(),
@@ -124,6 +144,6 @@ pub fn processor(store: &Store, provider: &ScriptedProvider, clock: &ManualClock
 }
 
 /// `herald process` once, in-process.
-pub async fn run_once(p: &Arc<Processor>) -> RunSummary {
+pub(crate) async fn run_once(p: &Arc<Processor>) -> RunSummary {
     p.run(Mode::Once, Shutdown::never()).await.expect("processor run")
 }

@@ -11,14 +11,14 @@ use herald::config::SmtpSettings;
 use secrecy::SecretString;
 use serde_json::Value;
 
-pub struct SmtpServer {
+pub(crate) struct SmtpServer {
     pub port: u16,
     child: Child,
     received: Arc<Mutex<Vec<Value>>>,
 }
 
 impl SmtpServer {
-    pub fn start() -> SmtpServer {
+    pub(crate) fn start() -> SmtpServer {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -51,12 +51,12 @@ impl SmtpServer {
         SmtpServer { port, child, received }
     }
 
-    pub fn received(&self) -> Vec<Value> {
+    pub(crate) fn received(&self) -> Vec<Value> {
         self.received.lock().unwrap().clone()
     }
 
     /// Wait (up to 10 s) until `n` messages have arrived; returns them all.
-    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Value> {
         super::wait_until("messages to reach the SMTP server", || async {
             self.received().len() >= n
         })
@@ -64,7 +64,7 @@ impl SmtpServer {
         self.received()
     }
 
-    pub fn settings(&self, user: Option<(&str, &str)>) -> SmtpSettings {
+    pub(crate) fn settings(&self, user: Option<(&str, &str)>) -> SmtpSettings {
         SmtpSettings {
             host: "127.0.0.1".into(),
             port: self.port,

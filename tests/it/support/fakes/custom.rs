@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 
 use super::*;
 
-pub const CUSTOM_SECRET: &str = "custom-provider-secret-0123";
+pub(crate) const CUSTOM_SECRET: &str = "custom-provider-secret-0123";
 
-pub struct FakeCustom {
+pub(crate) struct FakeCustom {
     pub url: String,
     pub state: Arc<Recorded>,
 }
@@ -64,7 +64,7 @@ async fn custom_hook(State(rec): State<Arc<Recorded>>, headers: HeaderMap, body:
 }
 
 impl FakeCustom {
-    pub async fn start() -> FakeCustom {
+    pub(crate) async fn start() -> FakeCustom {
         let rec = Recorded::new();
         let router = Router::new().route("/hook", post(custom_hook)).with_state(rec.clone());
         FakeCustom {

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 /// A scripted answer for one request to one recipient.
 #[derive(Clone, Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// The provider's own error shape, with this status and code.
     Error { status: u16, code: i64, message: String },
     /// Any status, body and headers.
@@ -34,7 +34,7 @@ pub enum Reply {
     Hang(Duration),
 }
 
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub requests: Mutex<Vec<Value>>,
     /// Twilio: messages created (as the list API returns them).
     pub created: Mutex<Vec<Value>>,
@@ -55,7 +55,7 @@ impl Recorded {
     }
 
     /// Answer the next request for `recipient` with `reply` (queued in order).
-    pub fn script(&self, recipient: &str, reply: Reply) {
+    pub(crate) fn script(&self, recipient: &str, reply: Reply) {
         self.script
             .lock()
             .unwrap()
@@ -76,11 +76,11 @@ impl Recorded {
         self.violations.lock().unwrap().push(v);
     }
 
-    pub fn violations(&self) -> Vec<String> {
+    pub(crate) fn violations(&self) -> Vec<String> {
         self.violations.lock().unwrap().clone()
     }
 
-    pub fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
     }
 
@@ -154,6 +154,6 @@ mod custom;
 mod sendgrid;
 mod twilio;
 
-pub use custom::*;
-pub use sendgrid::*;
-pub use twilio::*;
+pub(crate) use custom::*;
+pub(crate) use sendgrid::*;
+pub(crate) use twilio::*;

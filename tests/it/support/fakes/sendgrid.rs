@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 
 use super::*;
 
-pub const SENDGRID_KEY: &str = "SG.test-key.0123456789";
+pub(crate) const SENDGRID_KEY: &str = "SG.test-key.0123456789";
 
-pub struct FakeSendgrid {
+pub(crate) struct FakeSendgrid {
     pub url: String,
     pub state: Arc<Recorded>,
 }
@@ -162,7 +162,7 @@ async fn sendgrid_send(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap, 
 }
 
 impl FakeSendgrid {
-    pub async fn start() -> FakeSendgrid {
+    pub(crate) async fn start() -> FakeSendgrid {
         let rec = Recorded::new();
         let ctx = Arc::new(SendgridCtx {
             rec: rec.clone(),

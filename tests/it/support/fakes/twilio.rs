@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-pub struct FakeTwilio {
+pub(crate) struct FakeTwilio {
     pub url: String,
     pub state: Arc<Recorded>,
     pub account_sid: String,
@@ -32,8 +32,8 @@ struct TwilioCtx {
     required: Vec<String>,
 }
 
-pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
-pub const TWILIO_TOKEN: &str = "fedcba9876543210fedcba9876543210";
+pub(crate) const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TWILIO_TOKEN: &str = "fedcba9876543210fedcba9876543210";
 
 fn e164(s: &str) -> bool {
     s.strip_prefix('+')
@@ -251,7 +251,7 @@ async fn twilio_list(
 }
 
 impl FakeTwilio {
-    pub async fn start() -> FakeTwilio {
+    pub(crate) async fn start() -> FakeTwilio {
         let spec = load_spec("twilio_api_v2010_messages.json");
         let schema = &spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["post"]["requestBody"]
             ["content"]["application/x-www-form-urlencoded"]["schema"];
