@@ -57,6 +57,17 @@ impl Bucket {
         self.tokens = (self.tokens + 1.0).min(self.burst);
     }
 
+    /// When [`Self::available_within`] will next be at least 1.
+    pub fn next_available(&mut self, now: DateTime<Utc>, horizon: Duration) -> DateTime<Utc> {
+        self.refill(now);
+        let missing = 1.0 - self.tokens - horizon.as_secs_f64() * self.rate;
+        if missing <= 0.0 {
+            now
+        } else {
+            now + chrono::Duration::microseconds((missing / self.rate * 1e6).ceil() as i64)
+        }
+    }
+
     /// How many reservations would be usable within `horizon` from `now`.
     pub fn available_within(&mut self, now: DateTime<Utc>, horizon: Duration) -> u32 {
         self.refill(now);
@@ -159,6 +170,22 @@ impl RateLimiter {
             return Some(0);
         }
         self.with_bucket(channel, provider, sender, now, |b| b.available_within(now, horizon))
+    }
+
+    /// When a sender whose [`Self::budget`] is 0 may start a message again
+    /// (`None` when unlimited or paused: a pause ends at its own time).
+    pub fn next_budget_at(
+        &self,
+        channel: Channel,
+        provider: &str,
+        sender: &str,
+        now: DateTime<Utc>,
+        horizon: Duration,
+    ) -> Option<DateTime<Utc>> {
+        if self.paused_until(provider, now).is_some() {
+            return None;
+        }
+        self.with_bucket(channel, provider, sender, now, |b| b.next_available(now, horizon))
     }
 
     /// The provider said "too many requests": send nothing through it until `until`.
@@ -319,5 +346,20 @@ mod tests {
         assert!(l.any_paused(t0()));
         assert_eq!(l.paused_until("sendgrid", until), None, "the pause ends on time");
         assert!(!l.any_paused(until));
+    }
+
+    #[test]
+    fn a_sender_out_of_tokens_knows_when_it_can_start_again() {
+        let mut b = Bucket::new(1.0, 1, t0());
+        let horizon = Duration::from_secs(2);
+        assert_eq!(b.next_available(t0(), horizon), t0());
+        for _ in 0..3 {
+            b.reserve(t0());
+        }
+        // Three reserved at t0 (-2 tokens); one can start within 2 s from t0 + 1 s.
+        assert_eq!(b.available_within(t0(), horizon), 0);
+        let at = b.next_available(t0(), horizon);
+        assert_eq!(at, t0() + chrono::Duration::seconds(1));
+        assert_eq!(b.available_within(at, horizon), 1);
     }
 }

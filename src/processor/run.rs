@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::claimed::{suppression_key, Verdict};
@@ -88,7 +89,11 @@ impl Processor {
             if cursor == 0 {
                 last_wrap = std::time::Instant::now();
             }
-            let (claimed, want) = match self.claim_round(want, cursor).await {
+            // Whether anything was in flight *before* this claim: if not, and
+            // the claim finds nothing, nothing can make more messages due
+            // (checking afterwards would race with sends finishing meanwhile).
+            let idle_before = in_flight.available_permits() == max_in_flight;
+            let (claimed, want, throttled) = match self.claim_round(want, cursor).await {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -117,18 +122,26 @@ impl Processor {
             if got == want as usize || swept_from > 0 {
                 continue; // there may be more due right now (or below the cursor)
             }
-            match mode {
-                Mode::Once => {
-                    if in_flight.available_permits() == max_in_flight {
-                        return Ok(()); // nothing due, nothing in flight
+            match (mode, throttled) {
+                // A sender is out of tokens while messages may wait for it:
+                // its next token is the next thing that can happen.
+                (_, Some(at)) if got == 0 => {
+                    tokio::select! {
+                        _ = self.clock.sleep_until(at) => {}
+                        _ = recorded.notified() => {}
+                        _ = self.wake.notified(), if mode == Mode::Watch => {}
+                        _ = shutdown.wait() => {}
                     }
+                }
+                (Mode::Once, _) if idle_before && got == 0 => return Ok(()), // nothing due, nothing in flight
+                (Mode::Once, _) => {
                     // Outcomes may make more messages due (or release some).
                     tokio::select! {
                         _ = recorded.notified() => {}
                         _ = shutdown.wait() => {}
                     }
                 }
-                Mode::Watch => {
+                (Mode::Watch, _) => {
                     let sleep = self.idle_sleep().await;
                     tokio::select! {
                         _ = tokio::time::sleep(sleep) => {}
@@ -187,9 +200,14 @@ impl Processor {
 
     /// One claim, or one per channel when rate limits or a provider pause
     /// are in force (so that a throttled channel is only claimed as fast as
-    /// it can send, and never crowds out the others). Returns the messages
-    /// and how many were asked for (a full answer means "there may be more").
-    async fn claim_round(&self, want: u32, cursor: i64) -> Result<(Vec<Message>, u32), StoreError> {
+    /// it can send, and never crowds out the others). Returns the messages,
+    /// how many were asked for (a full answer means "there may be more"), and
+    /// when the soonest sender that had no tokens for this round gets one.
+    async fn claim_round(
+        &self,
+        want: u32,
+        cursor: i64,
+    ) -> Result<(Vec<Message>, u32, Option<DateTime<Utc>>), StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono_duration(self.config.lease);
         let worker = &self.config.worker_id;
@@ -198,17 +216,24 @@ impl Processor {
                 .store
                 .claim(ClaimFilter::Any, worker, now, lease_until, want, cursor)
                 .await?;
-            return Ok((got, want));
+            return Ok((got, want, None));
         }
         let mut budgets = Vec::new();
+        let mut throttled: Option<DateTime<Utc>> = None;
         for channel in Channel::ALL {
             let provider = self.providers.get(channel);
+            let sender = provider.sender(channel);
             let budget = self
                 .limiter
-                .budget(channel, provider.name(), &provider.sender(channel), now, RATE_HORIZON)
+                .budget(channel, provider.name(), &sender, now, RATE_HORIZON)
                 .unwrap_or(u32::MAX);
             if budget > 0 {
                 budgets.push((channel, budget));
+            } else if let Some(at) = self
+                .limiter
+                .next_budget_at(channel, provider.name(), &sender, now, RATE_HORIZON)
+            {
+                throttled = Some(throttled.map_or(at, |t| t.min(at)));
             }
         }
         // Share the batch between the channels that can send.
@@ -238,7 +263,7 @@ impl Processor {
             );
         }
         // Full if every channel that could take more got all it asked for.
-        Ok((all, asked.max(1)))
+        Ok((all, asked.max(1), throttled))
     }
 
     /// How long to sleep when nothing is due: until the next scheduled

@@ -190,7 +190,20 @@ both_backends! {
         assert!(String::from_utf8_lossy(&o.stderr).contains("--data"), "{}", String::from_utf8_lossy(&o.stderr));
         let o = herald(&db, dir).args(["templates", "put", "bad", "--body", "{% if %}"]).output().unwrap();
         assert!(!o.status.success());
-        assert!(ok(herald(&db, dir).args(["templates", "list"]).output().unwrap()).contains("ready v1"));
+        // The CLI refuses exactly what PUT /api/templates/{name} refuses.
+        for (args, says) in [
+            (vec!["templates", "put", "has space", "--body", "x"], "name"),
+            (vec!["templates", "put", "t", "--locale", "pt BR", "--body", "x"], "--locale"),
+            (vec!["templates", "put", "t", "--content-sid", "HX123"], "--content-sid"),
+            (vec!["templates", "put", "t", "--channel", "email", "--content-sid", "HX0123456789abcdef0123456789abcdef"], "--content-sid"),
+            (vec!["templates", "put", "t", "--channel", "fax", "--body", "x"], "--channel"),
+        ] {
+            let o = herald(&db, dir).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success() && err.contains(says), "{args:?}: {err}");
+        }
+        let listed = ok(herald(&db, dir).args(["templates", "list"]).output().unwrap());
+        assert!(listed.contains("ready v1") && !listed.contains("has space") && !listed.contains("t v"), "{listed}");
         ok(herald(&db, dir).args(["templates", "delete", "ready"]).output().unwrap());
         assert_eq!(db.get(id).await.body.as_deref(), Some("Order 9 is ready"), "queued messages keep their text");
     }
