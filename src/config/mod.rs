@@ -7,6 +7,7 @@
 //! - `database.rs`: `DATABASE_URL`
 
 mod database;
+pub mod dotenv;
 mod providers;
 mod reader;
 
@@ -66,6 +67,10 @@ pub struct Config {
     pub log_outbox: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Whether `DATABASE_URL` was given (else the quick start's `./herald.db`).
+    pub database_url_given: bool,
+    /// Things worth a warning at start-up (e.g. `.env` lines that were skipped).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -214,19 +219,32 @@ fn log_format(r: &mut Reader<'_>) -> LogFormat {
 }
 
 impl Config {
-    /// Read `.env` (if present) into the environment, then read the environment.
+    /// Read `.env` in the working directory (if present, the way Node's
+    /// dotenv reads it) and the environment; the environment wins.
     pub fn load() -> Result<Config, ConfigError> {
-        match dotenvy::dotenv() {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(ConfigError(vec![format!(".env could not be read: {e}")])),
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let mut warnings = Vec::new();
+        let path = std::path::Path::new(".env");
+        match dotenv::load(path) {
+            Ok(Some(file)) => {
+                vars.extend(file.vars);
+                for (line, why) in file.skipped {
+                    warnings.push(format!(".env line {line} was skipped: {why}"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ConfigError(vec![e.to_string()])),
         }
-        Config::from_vars(&std::env::vars().collect())
+        vars.extend(std::env::vars());
+        let mut config = Config::from_vars(&vars)?;
+        config.warnings.extend(warnings);
+        Ok(config)
     }
 
     /// Read and check every setting; the error lists every problem found.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let mut r = Reader::new(vars);
+        let database_url_given = r.is_set("DATABASE_URL");
         let database_url = match DatabaseUrl::parse(&r.string("DATABASE_URL", "sqlite://herald.db")) {
             Ok(u) => Some(u),
             Err(e) => {
@@ -274,6 +292,8 @@ impl Config {
                 log_outbox,
                 log_format,
                 log_level,
+                database_url_given,
+                warnings: Vec::new(),
             }),
             _ => Err(ConfigError(r.errors)),
         }

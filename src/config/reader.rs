@@ -23,9 +23,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A set, non-blank value.
+    /// A set, non-blank value. `HERALD_<NAME>` wins over `<NAME>`, so Herald
+    /// can share a `.env` whose `PORT` or `HOST` belongs to another program.
     pub(super) fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        let value = |n: &str| self.vars.get(n).map(|v| v.trim()).filter(|v| !v.is_empty());
+        value(&format!("HERALD_{name}")).or_else(|| value(name))
+    }
+
+    /// Whether the variable was given at all (either spelling).
+    pub(super) fn is_set(&self, name: &str) -> bool {
+        self.get(name).is_some()
     }
 
     pub(super) fn string(&self, name: &str, default: &str) -> String {

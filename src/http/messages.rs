@@ -162,9 +162,9 @@ pub(super) async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> R
     security(("bearer" = []))
 )]
 pub(super) async fn retry(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Message>, ApiError> {
-    state.store.retry_one(id, state.clock.now()).await?;
-    // Read it back before waking the processor: the answer shows the retry itself.
-    let message = state.store.get(id).await?;
+    // The answer shows the row as the retry left it (a processor may take it
+    // the moment after).
+    let message = state.store.retry_one(id, state.clock.now()).await?;
     state.wake();
     Ok(Json(message))
 }

@@ -99,12 +99,25 @@ impl Store {
         Ok(done)
     }
 
-    /// Put one failed message back in the queue; explains why not otherwise.
-    pub async fn retry_one(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        if self.retry(&[id], now).await?.contains(&id) {
-            Ok(())
-        } else {
-            Err(self.wrong_status(id, "failed", "retried").await)
+    /// Put one failed message back in the queue; returns it as it was put
+    /// back (a processor may pick it up at once), or explains why not.
+    pub async fn retry_one(&self, id: i64, now: DateTime<Utc>) -> Result<Message> {
+        let s = &self.sql.retry_one;
+        let retried = {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                match bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
+                    .fetch_optional(pool)
+                    .await?
+                {
+                    Some(row) => Some(row.message()?),
+                    None => None,
+                }
+            })
+        };
+        match retried {
+            Some(m) => Ok(m),
+            None => Err(self.wrong_status(id, "failed", "retried").await),
         }
     }
 

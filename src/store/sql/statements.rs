@@ -44,6 +44,8 @@ pub(crate) struct Statements {
     pub attempts: Statement,
     /// Failed messages among the JSON array of ids `$1` back to pending at `$2`.
     pub retry_ids: Statement,
+    /// Failed message `$1` back to pending at `$2`, as it is then.
+    pub retry_one: Statement,
     /// Every failed message back to pending at `$1`.
     pub retry_failed: Statement,
     /// Cancel message `$1` at `$2` if it is pending.
@@ -189,6 +191,11 @@ impl Statements {
                 d.ts("$2"),
                 d.int("value"),
                 d.json_array("$1")
+            )),
+            retry_one: st(&format!(
+                "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
+                  WHERE id = $1 AND {status} = 'failed' RETURNING {cols}",
+                d.ts("$2")
             )),
             retry_failed: st(&format!(
                 "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
