@@ -18,7 +18,7 @@ use crate::store::Store;
 
 /// Connect to the configured database and apply migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database_url, config.database_max_connections)
+    let mut store = Store::connect(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| format!("could not open database {}", config.database_url.redacted()))?;
     store.migrate().await.context("could not apply database migrations")?;

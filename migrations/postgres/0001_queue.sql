@@ -3,23 +3,23 @@
 -- needs is added.
 CREATE TABLE IF NOT EXISTS notification_messages (
     id BIGSERIAL PRIMARY KEY,
-    channel TEXT NOT NULL,
-    recipient TEXT NOT NULL
+    {{channel}} TEXT NOT NULL,
+    {{recipient}} TEXT NOT NULL
 );
 
 ALTER TABLE notification_messages
-    ADD COLUMN IF NOT EXISTS subject TEXT,
-    ADD COLUMN IF NOT EXISTS body TEXT,
-    ADD COLUMN IF NOT EXISTS html_body TEXT,
+    ADD COLUMN IF NOT EXISTS {{subject}} TEXT,
+    ADD COLUMN IF NOT EXISTS {{body}} TEXT,
+    ADD COLUMN IF NOT EXISTS {{html_body}} TEXT,
     ADD COLUMN IF NOT EXISTS status TEXT NOT NULL DEFAULT 'pending',
     ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS error TEXT,
+    ADD COLUMN IF NOT EXISTS {{error}} TEXT,
     ADD COLUMN IF NOT EXISTS provider TEXT,
     ADD COLUMN IF NOT EXISTS provider_message_id TEXT,
     ADD COLUMN IF NOT EXISTS send_at TIMESTAMPTZ,
-    ADD COLUMN IF NOT EXISTS sent_at TIMESTAMPTZ,
-    ADD COLUMN IF NOT EXISTS created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    ADD COLUMN IF NOT EXISTS updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ADD COLUMN IF NOT EXISTS {{sent_at}} TIMESTAMPTZ,
+    ADD COLUMN IF NOT EXISTS {{created_at}} TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ADD COLUMN IF NOT EXISTS {{updated_at}} TIMESTAMPTZ NOT NULL DEFAULT now(),
     ADD COLUMN IF NOT EXISTS metadata TEXT,
     -- Herald's bookkeeping: when a retry is due, who holds the lease and
     -- until when, and how many attempts came before the current round
@@ -31,14 +31,14 @@ ALTER TABLE notification_messages
 
 ALTER TABLE notification_messages DROP CONSTRAINT IF EXISTS notification_messages_status_check;
 ALTER TABLE notification_messages ADD CONSTRAINT notification_messages_status_check
-    CHECK (status IN ('pending', 'processing', 'sent', 'failed', 'cancelled'));
+    CHECK (status IN ('pending', 'processing', 'sent', 'failed', 'cancelled'{{extra_statuses}}));
 
 -- Claiming only ever looks at unfinished rows: this index stays small
 -- however many millions of sent rows the table holds.
 CREATE INDEX IF NOT EXISTS notification_messages_open
     ON notification_messages (id) WHERE status IN ('pending', 'processing');
 -- The guide's monitoring query: ORDER BY created_at DESC LIMIT 50.
-CREATE INDEX IF NOT EXISTS notification_messages_created_at ON notification_messages (created_at);
+CREATE INDEX IF NOT EXISTS notification_messages_created_at ON notification_messages ({{created_at}});
 CREATE INDEX IF NOT EXISTS notification_messages_failed
     ON notification_messages (id) WHERE status = 'failed';
 
@@ -78,7 +78,7 @@ BEGIN
     NEW.next_attempt_at := NULL;
     NEW.lease_owner := NULL;
     NEW.lease_expires_at := NULL;
-    NEW.updated_at := now();
+    NEW.{{updated_at}} := now();
     PERFORM pg_notify('herald_messages', '');
     RETURN NEW;
 END;

@@ -3,21 +3,21 @@
 -- programs in other forms; Herald compares it through julianday().
 CREATE TABLE IF NOT EXISTS notification_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    channel TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    subject TEXT,
-    body TEXT,
-    html_body TEXT,
+    {{channel}} TEXT NOT NULL,
+    {{recipient}} TEXT NOT NULL,
+    {{subject}} TEXT,
+    {{body}} TEXT,
+    {{html_body}} TEXT,
     status TEXT NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'processing', 'sent', 'failed', 'cancelled')),
+        CHECK (status IN ('pending', 'processing', 'sent', 'failed', 'cancelled'{{extra_statuses}})),
     attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
+    {{error}} TEXT,
     provider TEXT,
     provider_message_id TEXT,
     send_at TEXT,
-    sent_at TEXT,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    {{sent_at}} TEXT,
+    {{created_at}} TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    {{updated_at}} TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     metadata TEXT,
     -- Herald's bookkeeping: when a retry is due, who holds the lease and
     -- until when, and how many attempts came before the current round
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS notification_messages (
 -- however many millions of sent rows the table holds.
 CREATE INDEX IF NOT EXISTS notification_messages_open
     ON notification_messages (id) WHERE status IN ('pending', 'processing');
-CREATE INDEX IF NOT EXISTS notification_messages_created_at ON notification_messages (created_at);
+CREATE INDEX IF NOT EXISTS notification_messages_created_at ON notification_messages ({{created_at}});
 CREATE INDEX IF NOT EXISTS notification_messages_failed
     ON notification_messages (id) WHERE status = 'failed';
 
@@ -61,6 +61,6 @@ BEGIN
            next_attempt_at = NULL,
            lease_owner = NULL,
            lease_expires_at = NULL,
-           updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+           {{updated_at}} = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
      WHERE id = NEW.id;
 END;

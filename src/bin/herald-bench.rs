@@ -96,7 +96,7 @@ async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
 
 async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(url).map_err(anyhow::Error::msg)?;
-    let store = Store::connect(&url, 16).await?;
+    let mut store = Store::connect(&url, 16).await?;
     store.migrate().await?;
     let t = Instant::now();
     fill(&store, args.messages).await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::{Dialect, Postgres, Sqlite, Statements, Table};
+use super::sql::{Statements, Table};
 use super::{Result, Store};
 use crate::config::DatabaseUrl;
 
@@ -109,29 +109,46 @@ impl From<Option<i32>> for Arg {
     }
 }
 
-fn migrator(backend: &Backend) -> sqlx::migrate::Migrator {
+/// Herald's migrations for a backend: (version, name, SQL template).
+pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str, &'static str)] {
+    #[rustfmt::skip]
+    const POSTGRES: &[(i64, &str, &str)] = &[
+        (1, "queue", include_str!("../../migrations/postgres/0001_queue.sql")),
+        (2, "providers", include_str!("../../migrations/postgres/0002_providers.sql")),
+        (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
+        (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
+        (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
+    ];
+    #[rustfmt::skip]
+    const SQLITE: &[(i64, &str, &str)] = &[
+        (1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql")),
+        (2, "providers", include_str!("../../migrations/sqlite/0002_providers.sql")),
+        (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
+        (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
+        (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
+    ];
+    match backend {
+        Backend::Postgres { .. } => POSTGRES,
+        Backend::Sqlite { .. } => SQLITE,
+    }
+}
+
+/// The migrations, rendered for the table's layout (Herald's own layout
+/// renders them exactly as they always were, so checksums hold).
+pub(super) fn migrator(backend: &Backend, table: &Table) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType};
     use std::borrow::Cow;
-    #[rustfmt::skip]
-    let files: &[(i64, &str, &str)] = match backend {
-        Backend::Postgres { .. } => &[
-            (1, "queue", include_str!("../../migrations/postgres/0001_queue.sql")),
-            (2, "providers", include_str!("../../migrations/postgres/0002_providers.sql")),
-            (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
-            (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
-            (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
-        ],
-        Backend::Sqlite { .. } => &[
-            (1, "queue", include_str!("../../migrations/sqlite/0001_queue.sql")),
-            (2, "providers", include_str!("../../migrations/sqlite/0002_providers.sql")),
-            (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
-            (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
-            (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
-        ],
-    };
-    let migrations = files
+    let migrations = migration_files(backend)
         .iter()
-        .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(d), MigrationType::Simple, Cow::Borrowed(sql), false))
+        .map(|(v, d, sql)| {
+            Migration::new(
+                *v,
+                Cow::Borrowed(d),
+                MigrationType::Simple,
+                Cow::Owned(table.render_migration(sql)),
+                false,
+            )
+        })
         .collect::<Vec<_>>();
     // The fields are what `sqlx::migrate!` fills in; building the migrator
     // here embeds the SQL without compiling sqlx's proc-macros.
@@ -174,12 +191,15 @@ impl Store {
                 }
             }
         };
-        let dialect: &dyn Dialect = match backend {
-            Backend::Sqlite { .. } => &Sqlite,
-            Backend::Postgres { .. } => &Postgres,
-        };
+        let dialect = super::schema::dialect_of(&backend);
         let sql = Arc::new(Statements::build(dialect, &Table::herald()));
-        Ok(Store { backend, sql })
+        let mut store = Store {
+            backend,
+            sql,
+            layout: Default::default(),
+        };
+        store.reload().await?;
+        Ok(store)
     }
 
     /// `sqlite` or `postgres`.
@@ -195,20 +215,10 @@ impl Store {
         }
     }
 
-    /// Apply every migration not yet applied.
-    pub async fn migrate(&self) -> Result<()> {
-        let _turn = self.write_turn().await;
-        with_pool!(self, |pool| migrator(&self.backend).run(pool).await?);
-        Ok(())
-    }
-
     /// Whether every migration Herald knows is applied (for readiness checks).
     pub async fn migrations_applied(&self) -> Result<bool> {
-        let expected = migrator(&self.backend).migrations.len() as i64;
-        let s = &self.sql.migrations_applied;
-        let applied: std::result::Result<i64, sqlx::Error> =
-            with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_one(pool).await);
-        Ok(applied.map(|n| n >= expected).unwrap_or(false))
+        let ins = self.inspect().await?;
+        Ok(ins.migrations_applied >= ins.migrations_known)
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -22,6 +22,7 @@ mod operator;
 mod queue;
 mod receipts;
 mod rows;
+mod schema;
 mod sql;
 mod suppressions;
 mod templates;
@@ -33,12 +34,16 @@ pub use operator::ListFilter;
 pub use queue::{ClaimFilter, Idempotent, IDEMPOTENCY_KEY_HOURS};
 pub use receipts::{ReceiptResult, ReceiptUpdate};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};
+pub use schema::{Column, Inspection, Plan, Step};
+pub use sql::{Layout, MAPPABLE};
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: backend::Backend,
     sql: Arc<sql::Statements>,
+    /// How the message table is read (its column names, as adopted).
+    layout: Layout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("message {0} not found")]
     NotFound(i64),
+    #[error(
+        "notification_messages exists but Herald has not adopted it yet: run `herald migrate --dry-run` to see what would change, then `herald migrate`"
+    )]
+    NotAdopted,
     #[error("message {id} is {status}; only {allowed} messages can be {action}")]
     WrongStatus {
         id: i64,

@@ -17,7 +17,7 @@ use crate::support::*;
 const KEY: &str = "oneshot-key-0123456789abcdef";
 
 async fn app() -> Router {
-    let store = connect("sqlite::memory:", 1).await.unwrap();
+    let mut store = connect("sqlite::memory:", 1).await.unwrap();
     store.migrate().await.unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = vec![SecretString::from(KEY.to_owned())];

@@ -13,110 +13,15 @@
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 mod statements;
+mod table;
 
 pub(crate) use postgres::Postgres;
 pub(crate) use sqlite::Sqlite;
 pub(crate) use statements::Statements;
+pub(crate) use table::{ColumnKind, Table, COLUMNS};
+pub use table::{Layout, MAPPABLE};
 
 use crate::domain::Channel;
-
-/// Herald's columns of `notification_messages`, as every statement reads
-/// them (the names the row decoders expect).
-pub(crate) const COLUMNS: [&str; 29] = [
-    "id",
-    "channel",
-    "recipient",
-    "subject",
-    "body",
-    "html_body",
-    "status",
-    "attempts",
-    "error",
-    "provider",
-    "provider_message_id",
-    "send_at",
-    "sent_at",
-    "created_at",
-    "updated_at",
-    "metadata",
-    "content_sid",
-    "content_variables",
-    "template",
-    "template_version",
-    "locale",
-    "template_data",
-    "delivery_status",
-    "delivered_at",
-    "delivery_error_code",
-    "next_attempt_at",
-    "lease_owner",
-    "lease_expires_at",
-    "retry_base",
-];
-
-/// The message table as this database has it.
-#[derive(Debug, Clone)]
-pub(crate) struct Table {
-    /// `(Herald's name, the column's name in the table)` for columns whose
-    /// names differ; every other column has Herald's name.
-    renamed: Vec<(&'static str, String)>,
-}
-
-impl Table {
-    /// Herald's own layout: every column under its own name.
-    pub(crate) fn herald() -> Table {
-        Table { renamed: Vec::new() }
-    }
-
-    /// The table's name for Herald's column `col`, quoted where needed.
-    pub(crate) fn col(&self, col: &str) -> String {
-        match self.renamed.iter().find(|(h, _)| *h == col) {
-            Some((_, name)) => quote_ident(name),
-            None => col.to_owned(),
-        }
-    }
-
-    /// The select list: every Herald column, under Herald's name.
-    /// `prefix` qualifies the columns (`m.`), or is empty.
-    pub(crate) fn select(&self, prefix: &str) -> String {
-        COLUMNS
-            .iter()
-            .map(|c| {
-                let name = self.col(c);
-                if name == *c {
-                    format!("{prefix}{c}")
-                } else {
-                    format!("{prefix}{name} AS {c}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The open-row predicate. It matches the partial index
-    /// `notification_messages_open` word for word, so planners use it.
-    pub(crate) fn open(&self) -> String {
-        format!("{} IN ('pending', 'processing')", self.col("status"))
-    }
-
-    /// A column list for INSERT.
-    pub(crate) fn cols(&self, cols: &[&str]) -> String {
-        cols.iter().map(|c| self.col(c)).collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// `"name"` when the name is not a plain lower-case identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
 
 /// Which rows a claim may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +39,10 @@ pub(crate) enum ClaimKind {
 pub(crate) trait Dialect: Send + Sync {
     /// `postgres`, `sqlite`.
     fn name(&self) -> &'static str;
+    /// The character that quotes identifiers.
+    fn quote(&self) -> char {
+        '"'
+    }
     /// `$n` as the type of a timestamp column (Herald binds timestamps as
     /// text in [`crate::clock::format_ts`]'s form).
     fn ts(&self, p: &str) -> String;
@@ -161,6 +70,51 @@ pub(crate) trait Dialect: Send + Sync {
     fn next_due(&self, t: &Table) -> String;
     /// The oldest due pending row's `created_at` at `$1` (Herald's text form).
     fn oldest_due(&self, t: &Table) -> String;
+    // --- inspecting and adopting an existing table (`herald migrate`) ---
+    /// How many tables named `$1` the connection can see.
+    fn table_exists(&self) -> String;
+    /// The columns of `notification_messages`: rows of (name, declared
+    /// type, 1 if an ENUM type, 1 if NOT NULL, default expression).
+    fn columns(&self) -> String;
+    /// Its CHECK constraints: rows of (name, definition). SQLite, which has
+    /// no catalog of them, answers one row: ('', the CREATE TABLE statement).
+    fn checks(&self) -> String;
+    /// Its triggers: rows of (name).
+    fn triggers(&self) -> String;
+    /// The labels of ENUM type `$1`, in order (rows of (label)).
+    fn enum_labels(&self) -> Option<String>;
+    /// Add `value` to ENUM type `ty`.
+    fn add_enum_value(&self, ty: &str, value: &str) -> Option<String>;
+    /// Drop CHECK constraint `name`.
+    fn drop_check(&self, name: &str) -> Option<String>;
+    /// Let column `col` (quoted) hold NULL.
+    fn drop_not_null(&self, col: &str) -> Option<String>;
+    /// Change column `col` (quoted) to type `to`.
+    fn change_type(&self, col: &str, to: &str) -> Option<String>;
+    /// Replace the table's CREATE statement with `sql` (SQLite: constraint
+    /// changes that leave the stored rows as they are).
+    fn rewrite_create(&self, sql: &str) -> Option<Vec<String>>;
+
+    /// Each status word in the table and how many rows have it.
+    fn statuses_in_use(&self) -> String {
+        "SELECT CAST(status AS TEXT), count(*) FROM notification_messages GROUP BY 1".to_owned()
+    }
+    /// Herald's record of how it adopted the table (`herald_layout`).
+    fn layout_create(&self) -> String {
+        "CREATE TABLE IF NOT EXISTS herald_layout (id INTEGER PRIMARY KEY, layout TEXT NOT NULL)".to_owned()
+    }
+    fn layout_read(&self) -> String {
+        "SELECT layout FROM herald_layout WHERE id = 1".to_owned()
+    }
+    fn layout_write(&self) -> String {
+        "INSERT INTO herald_layout (id, layout) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET layout = excluded.layout"
+            .to_owned()
+    }
+    /// How many of Herald's migrations have been applied.
+    fn migrations_applied(&self) -> String {
+        "SELECT count(*) FROM _sqlx_migrations WHERE success".to_owned()
+    }
+
     /// A statement that holds a transaction-scoped lock on the name `$p`,
     /// or `None` where transactions already serialize writers (SQLite).
     fn lock_name(&self, p: &str) -> Option<String>;
@@ -240,16 +194,5 @@ mod tests {
         let (sql, seen) = rewrite_placeholders("SELECT $1, '$.a', $12, \"$3\" WHERE x = $2", |n| format!("?{n}"));
         assert_eq!(sql, "SELECT ?1, '$.a', ?12, \"$3\" WHERE x = ?2");
         assert_eq!(seen, [1, 12, 2]);
-    }
-
-    #[test]
-    fn renamed_columns_are_read_under_heralds_names() {
-        let t = Table {
-            renamed: vec![("body", "message".to_owned()), ("channel", "Type".to_owned())],
-        };
-        let sel = t.select("m.");
-        assert!(sel.contains("m.message AS body"), "{sel}");
-        assert!(sel.contains("m.\"Type\" AS channel"), "{sel}");
-        assert_eq!(t.col("recipient"), "recipient");
     }
 }

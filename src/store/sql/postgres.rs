@@ -58,7 +58,7 @@ impl Dialect for Postgres {
         ]);
         format!(
             "INSERT INTO notification_messages ({cols})
-             SELECT r.channel, r.recipient, r.subject, r.body, r.html_body, r.send_at, r.metadata,
+             SELECT {}, {}, {}, {}, {}, r.send_at, {},
                     $2::timestamptz, $2::timestamptz, r.content_sid, r.content_variables,
                     r.template, r.template_version, r.locale
                FROM ROWS FROM (jsonb_to_recordset($1::jsonb)
@@ -69,12 +69,18 @@ impl Dialect for Postgres {
                       template, template_version, locale, n)
               ORDER BY r.n
           RETURNING {}",
+            t.write("channel", "r.channel"),
+            t.write("recipient", "r.recipient"),
+            t.write("subject", "r.subject"),
+            t.write("body", "r.body"),
+            t.write("html_body", "r.html_body"),
+            t.write("metadata", "r.metadata"),
             t.select("")
         )
     }
 
     fn claim(&self, t: &Table, kind: ClaimKind) -> String {
-        let (open, status, channel) = (t.open(), t.col("status"), t.col("channel"));
+        let (open, status, channel) = (t.open(), t.col("status"), t.text_of("channel", ""));
         let filter = match kind {
             ClaimKind::Any => String::new(),
             ClaimKind::Channel => format!("AND {channel} = $6"),
@@ -119,8 +125,8 @@ impl Dialect for Postgres {
                      WHERE o.id = u.id AND o.lease_owner = $3 AND o.{status} = 'processing'
                     OFFSET 0 FOR UPDATE) AS held)
              UPDATE notification_messages AS m
-                SET {status} = u.status,
-                    {error} = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce(u.error, m.{error}) END,
+                SET {status} = {new_status},
+                    {error} = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce({new_error}, m.{error}) END,
                     provider = coalesce(u.provider, m.provider),
                     provider_message_id = coalesce(u.pmid, m.provider_message_id),
                     {sent_at} = coalesce(u.sent_at, m.{sent_at}),
@@ -135,7 +141,10 @@ impl Dialect for Postgres {
                     locale = coalesce(u.r_locale, m.locale)
                FROM owned AS u
               WHERE m.id = u.id
-          RETURNING m.id",
+          RETURNING {id}",
+            new_status = t.write("status", "u.status"),
+            new_error = t.write("error", "u.error"),
+            id = t.id("m."),
             status = c("status"),
             error = c("error"),
             sent_at = c("sent_at"),
@@ -156,7 +165,7 @@ impl Dialect for Postgres {
     }
 
     fn next_due(&self, t: &Table) -> String {
-        let (status, created_at) = (t.col("status"), t.col("created_at"));
+        let (status, created_at) = (t.col("status"), t.read("created_at", ""));
         format!(
             "SELECT {} FROM notification_messages WHERE {}",
             self.ts_text(&format!(
@@ -169,7 +178,7 @@ impl Dialect for Postgres {
     }
 
     fn oldest_due(&self, t: &Table) -> String {
-        let (status, created_at) = (t.col("status"), t.col("created_at"));
+        let (status, created_at) = (t.col("status"), t.read("created_at", ""));
         format!(
             "SELECT {} FROM notification_messages
               WHERE {} AND {status} = 'pending'
@@ -178,6 +187,73 @@ impl Dialect for Postgres {
             self.ts_text(&format!("min({created_at})")),
             t.open()
         )
+    }
+
+    fn table_exists(&self) -> String {
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false))"
+            .to_owned()
+    }
+
+    fn columns(&self) -> String {
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                CASE WHEN t.typtype = 'e' THEN 1 ELSE 0 END, CASE WHEN a.attnotnull THEN 1 ELSE 0 END,
+                pg_get_expr(d.adbin, d.adrelid)
+           FROM pg_attribute a
+           JOIN pg_type t ON t.oid = a.atttypid
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+          WHERE a.attrelid = 'notification_messages'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum"
+            .to_owned()
+    }
+
+    fn checks(&self) -> String {
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid = 'notification_messages'::regclass AND contype = 'c' ORDER BY conname"
+            .to_owned()
+    }
+
+    fn triggers(&self) -> String {
+        "SELECT tgname::text FROM pg_trigger
+          WHERE tgrelid = 'notification_messages'::regclass AND NOT tgisinternal ORDER BY tgname"
+            .to_owned()
+    }
+
+    fn enum_labels(&self) -> Option<String> {
+        Some(
+            "SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = $1::regtype ORDER BY e.enumsortorder"
+                .to_owned(),
+        )
+    }
+
+    fn add_enum_value(&self, ty: &str, value: &str) -> Option<String> {
+        Some(format!(
+            "ALTER TYPE {ty} ADD VALUE IF NOT EXISTS '{}'",
+            value.replace('\'', "''")
+        ))
+    }
+
+    fn drop_check(&self, name: &str) -> Option<String> {
+        Some(format!(
+            "ALTER TABLE notification_messages DROP CONSTRAINT \"{}\"",
+            name.replace('"', "\"\"")
+        ))
+    }
+
+    fn drop_not_null(&self, col: &str) -> Option<String> {
+        Some(format!(
+            "ALTER TABLE notification_messages ALTER COLUMN {col} DROP NOT NULL"
+        ))
+    }
+
+    fn change_type(&self, col: &str, to: &str) -> Option<String> {
+        Some(format!(
+            "ALTER TABLE notification_messages ALTER COLUMN {col} TYPE {to}"
+        ))
+    }
+
+    fn rewrite_create(&self, _sql: &str) -> Option<Vec<String>> {
+        None
     }
 
     fn lock_name(&self, p: &str) -> Option<String> {

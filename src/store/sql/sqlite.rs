@@ -157,6 +157,62 @@ impl Dialect for Sqlite {
         )
     }
 
+    fn table_exists(&self) -> String {
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1".to_owned()
+    }
+
+    fn columns(&self) -> String {
+        "SELECT name, type, 0, \"notnull\", dflt_value FROM pragma_table_xinfo('notification_messages')
+          ORDER BY cid"
+            .to_owned()
+    }
+
+    fn checks(&self) -> String {
+        "SELECT '', sql FROM sqlite_master WHERE type = 'table' AND name = 'notification_messages'".to_owned()
+    }
+
+    fn triggers(&self) -> String {
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'notification_messages'
+          ORDER BY name"
+            .to_owned()
+    }
+
+    fn enum_labels(&self) -> Option<String> {
+        None
+    }
+
+    fn add_enum_value(&self, _ty: &str, _value: &str) -> Option<String> {
+        None
+    }
+
+    fn drop_check(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn drop_not_null(&self, _col: &str) -> Option<String> {
+        None
+    }
+
+    fn change_type(&self, _col: &str, _to: &str) -> Option<String> {
+        None
+    }
+
+    // SQLite's documented procedure for constraint changes that do not
+    // touch the stored rows (https://www.sqlite.org/lang_altertable.html,
+    // "Making Other Kinds Of Table Schema Changes"); `{version}` is the
+    // schema version read just before, plus one.
+    fn rewrite_create(&self, sql: &str) -> Option<Vec<String>> {
+        Some(vec![
+            "PRAGMA writable_schema = ON".to_owned(),
+            format!(
+                "UPDATE sqlite_master SET sql = '{}' WHERE type = 'table' AND name = 'notification_messages'",
+                sql.replace('\'', "''")
+            ),
+            "PRAGMA schema_version = {version}".to_owned(),
+            "PRAGMA writable_schema = OFF".to_owned(),
+        ])
+    }
+
     fn lock_name(&self, _p: &str) -> Option<String> {
         None
     }

@@ -96,46 +96,40 @@ pub(crate) struct Statements {
     pub templates: Statement,
     /// Delete template `$1`.
     pub template_delete: Statement,
-    // --- schema ----------------------------------------------------------
-    /// How many migrations have been applied.
-    pub migrations_applied: Statement,
 }
 
 impl Statements {
     pub(crate) fn build(d: &dyn Dialect, t: &Table) -> Statements {
         let cols = t.select("");
         let st = |sql: &str| d.statement(sql);
-        let (status, channel, recipient, created_at) = (
-            t.col("status"),
-            t.col("channel"),
-            t.col("recipient"),
-            t.col("created_at"),
-        );
-        let insert_cols = t.cols(&[
-            "channel",
-            "recipient",
-            "subject",
-            "body",
-            "html_body",
-            "send_at",
-            "metadata",
-            "created_at",
-            "updated_at",
-            "content_sid",
-            "content_variables",
-            "template",
-            "template_version",
-            "locale",
-        ]);
+        let (status, recipient, created_at) = (t.col("status"), t.col("recipient"), t.col("created_at"));
+        let id = t.id("");
+        let inserted = [
+            ("channel", "$1".to_owned()),
+            ("recipient", "$2".to_owned()),
+            ("subject", "$3".to_owned()),
+            ("body", "$4".to_owned()),
+            ("html_body", "$5".to_owned()),
+            ("send_at", d.ts("$6")),
+            ("metadata", "$7".to_owned()),
+            ("created_at", d.ts("$8")),
+            ("updated_at", d.ts("$8")),
+            ("content_sid", "$9".to_owned()),
+            ("content_variables", "$10".to_owned()),
+            ("template", "$11".to_owned()),
+            ("template_version", "$12".to_owned()),
+            ("locale", "$13".to_owned()),
+        ];
+        let insert_cols = t.cols(&inserted.iter().map(|(c, _)| *c).collect::<Vec<_>>());
+        let insert_values = inserted
+            .iter()
+            .map(|(c, v)| t.write(c, v))
+            .collect::<Vec<_>>()
+            .join(", ");
         Statements {
             dialect: d.name(),
             insert: st(&format!(
-                "INSERT INTO notification_messages ({insert_cols})
-                 VALUES ($1, $2, $3, $4, $5, {}, $7, {}, {}, $9, $10, $11, $12, $13)
-                 RETURNING {cols}",
-                d.ts("$6"),
-                d.ts("$8"),
-                d.ts("$8"),
+                "INSERT INTO notification_messages ({insert_cols}) VALUES ({insert_values}) RETURNING {cols}"
             )),
             insert_many: st(&d.insert_many(t)),
             get_many: st(&format!(
@@ -163,7 +157,7 @@ impl Statements {
             get: st(&format!("SELECT {cols} FROM notification_messages WHERE id = $1")),
             list: st(&format!(
                 "SELECT {cols} FROM notification_messages
-                  WHERE ({} IS NULL OR {status} = $1) AND ({} IS NULL OR {channel} = $2)
+                  WHERE ({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2)
                     AND ({} IS NULL OR {recipient} = $3)
                     AND ({} IS NULL OR {created_at} >= {})
                     AND ({} IS NULL OR {created_at} < {})
@@ -171,7 +165,9 @@ impl Statements {
                     AND ({} IS NULL OR {})
                   ORDER BY id DESC LIMIT $7",
                 d.text("$1"),
+                t.text_of("status", ""),
                 d.text("$2"),
+                t.text_of("channel", ""),
                 d.text("$3"),
                 d.ts("$4"),
                 d.ts("$4"),
@@ -187,7 +183,7 @@ impl Statements {
             retry_ids: st(&format!(
                 "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
                   WHERE id IN (SELECT {} FROM {}) AND {status} = 'failed'
-              RETURNING id",
+              RETURNING {id}",
                 d.ts("$2"),
                 d.int("value"),
                 d.json_array("$1")
@@ -199,7 +195,7 @@ impl Statements {
             )),
             retry_failed: st(&format!(
                 "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
-                  WHERE {status} = 'failed' RETURNING id",
+                  WHERE {status} = 'failed' RETURNING {id}",
                 d.ts("$1")
             )),
             cancel: st(&format!(
@@ -207,16 +203,23 @@ impl Statements {
                   WHERE id = $1 AND {status} = 'pending' RETURNING {cols}",
                 d.ts("$2")
             )),
-            status_of: st(&format!("SELECT {status} FROM notification_messages WHERE id = $1")),
+            status_of: st(&format!(
+                "SELECT {} FROM notification_messages WHERE id = $1",
+                t.read("status", "")
+            )),
             counts: st(&format!(
-                "SELECT {status}, {channel}, count(*) FROM notification_messages GROUP BY {status}, {channel}"
+                "SELECT {}, {}, count(*) FROM notification_messages GROUP BY {status}, {}",
+                t.read("status", ""),
+                t.read("channel", ""),
+                t.col("channel")
             )),
             oldest_due: st(&d.oldest_due(t)),
-            id_exists: st("SELECT id FROM notification_messages WHERE id = $1"),
-            find_by_provider_id: st("SELECT id FROM notification_messages
-                                      WHERE provider_message_id = $1 AND provider_message_id IS NOT NULL
-                                        AND provider = $2
-                                      ORDER BY id DESC LIMIT 1"),
+            id_exists: st(&format!("SELECT {id} FROM notification_messages WHERE id = $1")),
+            find_by_provider_id: st(&format!(
+                "SELECT {id} FROM notification_messages
+                  WHERE provider_message_id = $1 AND provider_message_id IS NOT NULL AND provider = $2
+                  ORDER BY id DESC LIMIT 1"
+            )),
             insert_event: st(&format!(
                 "INSERT INTO notification_events
                         (message_id, provider, event, delivery_status, occurred_at, received_at, dedupe_key, detail)
@@ -275,7 +278,6 @@ impl Statements {
                 d.text("$1")
             )),
             template_delete: st("DELETE FROM notification_templates WHERE name = $1"),
-            migrations_applied: st("SELECT count(*) FROM _sqlx_migrations WHERE success"),
         }
     }
 }

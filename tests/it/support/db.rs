@@ -68,7 +68,7 @@ impl TestDb {
                 (pg_url_for(&name), Some(name))
             }
         };
-        let store = connect(&url, 8).await.expect("connect test database");
+        let mut store = connect(&url, 8).await.expect("connect test database");
         store.migrate().await.expect("migrate");
         TestDb {
             backend,
