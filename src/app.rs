@@ -16,13 +16,55 @@ use crate::processor::{default_worker_id, Mode, Processor, ProcessorConfig, Shut
 use crate::providers::{Custom, LogProvider, Provider, Providers, Sendgrid, Smtp, Twilio};
 use crate::store::Store;
 
-/// Connect to the configured database and apply migrations.
+/// Connect to the configured database, and make it ready: Herald's tables
+/// are created in an empty database and upgraded when Herald made them; a
+/// table a POS created is refused until `herald migrate` adopts it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let mut store = Store::connect(&config.database_url, config.database_max_connections)
-        .await
-        .with_context(|| format!("could not open database {}", config.database_url.redacted()))?;
-    store.migrate().await.context("could not apply database migrations")?;
+    let mut store = connect(config).await?;
+    let applied = store.prepare().await.map_err(|e| match e {
+        e @ crate::store::StoreError::NotAdopted => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context("could not create or upgrade Herald's tables"),
+    })?;
+    if let (Some(first), Some(last)) = (applied.first(), applied.last()) {
+        tracing::info!(
+            "applied Herald's migrations {} to {} to {}",
+            first.0,
+            last.0,
+            config.database_url.redacted()
+        );
+    }
     Ok(store)
+}
+
+/// Connect to the configured database as it is.
+pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+    Store::connect_with(
+        &config.database_url,
+        config.database_max_connections,
+        config.database_timezone.as_deref(),
+    )
+    .await
+    .with_context(|| format!("could not open database {}", config.database_url.redacted()))
+}
+
+/// Say at start-up which database Herald uses and anything in the
+/// configuration worth a warning.
+pub fn announce_configuration(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let uses_real_provider = Channel::ALL
+        .into_iter()
+        .any(|c| config.provider_for(c) != ProviderChoice::Log);
+    if !config.database_url_given && uses_real_provider {
+        tracing::warn!(
+            "DATABASE_URL is not set: using the SQLite file ./herald.db in {}; set DATABASE_URL to your POS's database",
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    tracing::info!(database = %config.database_url.redacted(), "database");
 }
 
 /// One provider per channel, as configured. The configuration has already
@@ -78,6 +120,7 @@ pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
 
 /// Say at start-up which provider serves each channel, and its limits.
 pub fn announce_providers(config: &Config) {
+    announce_configuration(config);
     for channel in Channel::ALL {
         let limits = config.limits.get(&channel).copied();
         let rate = limits.map(|l| {

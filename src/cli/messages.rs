@@ -102,7 +102,7 @@ pub(super) async fn send(config: Config, args: SendArgs) -> anyhow::Result<()> {
         None => NewMessage::parse(&req.raw).map_err(cli_field_error)?,
     };
     let stored = store.enqueue(&msg, SystemClock.now()).await?;
-    println!("{}", stored.id);
+    say!("{}", stored.id);
     Ok(())
 }
 
@@ -121,14 +121,14 @@ pub(super) async fn retry(config: Config, args: RetryArgs) -> anyhow::Result<()>
     let now = SystemClock.now();
     if args.failed {
         let done = store.retry_all_failed(now).await?;
-        println!("{} failed message(s) queued again", done.len());
+        say!("{} failed message(s) queued again", done.len());
         return Ok(());
     }
     each(args.ids, |id| {
         let store = store.clone();
         async move {
             store.retry_one(id, now).await?;
-            println!("{id}: queued again");
+            say!("{id}: queued again");
             Ok(())
         }
     })
@@ -147,7 +147,7 @@ pub(super) async fn cancel(config: Config, args: CancelArgs) -> anyhow::Result<(
         let store = store.clone();
         async move {
             store.cancel(id, SystemClock.now()).await?;
-            println!("{id}: cancelled");
+            say!("{id}: cancelled");
             Ok(())
         }
     })

@@ -1,7 +1,22 @@
 //! The command line: one file per command family. Arguments are parsed into
 //! the same domain types the HTTP API uses, before anything is stored.
 
+/// `println!` that ends the program quietly when stdout is closed
+/// (`herald status | head`), instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod messages;
+mod migrate;
 mod process;
 mod status;
 mod suppressions;
@@ -41,8 +56,8 @@ pub(crate) enum Command {
     Retry(messages::RetryArgs),
     /// Cancel pending (or scheduled) messages.
     Cancel(messages::CancelArgs),
-    /// Create or upgrade the database schema.
-    Migrate,
+    /// Create or upgrade the database schema, or adopt an existing notification_messages table (prints every change first).
+    Migrate(migrate::MigrateArgs),
     /// The suppression list: recipients who must not be messaged.
     #[command(subcommand)]
     Suppressions(suppressions::SuppressionsCommand),
@@ -70,19 +85,23 @@ pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> 
         Command::Status(args) => status::run(config, args).await,
         Command::Retry(args) => messages::retry(config, args).await,
         Command::Cancel(args) => messages::cancel(config, args).await,
-        Command::Migrate => {
-            let store = app::open_store(&config).await?;
-            println!("database schema is up to date ({})", store.backend_name());
-            Ok(())
-        }
+        Command::Migrate(args) => migrate::run(config, args).await,
         Command::Suppressions(cmd) => suppressions::run(config, cmd).await,
         Command::Templates(cmd) => templates::run(config, cmd).await,
     }
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line, each said once (a cause whose
+/// text its parent already includes is left out).
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 pub(crate) async fn wait_for_signal() {

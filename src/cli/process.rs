@@ -34,9 +34,11 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         "processor stopped"
     );
     if !args.watch {
-        println!(
+        say!(
             "sent {}, failed {}, retrying later {}",
-            summary.sent, summary.failed, summary.retried
+            summary.sent,
+            summary.failed,
+            summary.retried
         );
     }
     Ok(())

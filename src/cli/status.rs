@@ -41,7 +41,7 @@ pub(super) async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> 
     let mut rows = store.list(&filter).await?;
     // The guide's monitoring order.
     rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    print!("{}", table(&rows));
+    say!("{}", table(&rows).trim_end());
     let mut totals: Vec<(String, i64)> = Vec::new();
     for c in store.counts().await? {
         match totals.iter_mut().find(|(s, _)| *s == c.status) {
@@ -50,7 +50,7 @@ pub(super) async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> 
         }
     }
     let summary: Vec<String> = totals.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-    println!(
+    say!(
         "\n{}",
         if summary.is_empty() {
             "no messages".to_owned()

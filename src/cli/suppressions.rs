@@ -46,16 +46,20 @@ pub(super) async fn run(config: Config, cmd: SuppressionsCommand) -> anyhow::Res
             let store = app::open_store(&config).await?;
             let rows = store.suppressions(channel, limit).await?;
             if rows.is_empty() {
-                println!("no suppressed recipients");
+                say!("no suppressed recipients");
             }
             for r in rows {
                 let at = r
                     .created_at
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_default();
-                println!(
+                say!(
                     "{:<9} {:<32} {:<20} {:<9} {}",
-                    r.channel, r.recipient, at, r.source, r.reason
+                    r.channel,
+                    r.recipient,
+                    at,
+                    r.source,
+                    r.reason
                 );
             }
             Ok(())
@@ -64,7 +68,7 @@ pub(super) async fn run(config: Config, cmd: SuppressionsCommand) -> anyhow::Res
             let recipient = entry(&channel, &to)?;
             let store = app::open_store(&config).await?;
             let added = store.suppress(&recipient, &reason, "cli", SystemClock.now()).await?;
-            println!(
+            say!(
                 "{recipient} {} on {}",
                 if added { "suppressed" } else { "was already suppressed" },
                 recipient.channel()
@@ -75,7 +79,7 @@ pub(super) async fn run(config: Config, cmd: SuppressionsCommand) -> anyhow::Res
             let recipient = entry(&channel, &to)?;
             let store = app::open_store(&config).await?;
             if store.unsuppress(&recipient).await? {
-                println!("{recipient} removed from the {} suppression list", recipient.channel());
+                say!("{recipient} removed from the {} suppression list", recipient.channel());
                 Ok(())
             } else {
                 Err(anyhow!("{recipient} is not suppressed on {}", recipient.channel()))

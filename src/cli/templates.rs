@@ -56,7 +56,7 @@ pub(crate) enum TemplatesCommand {
 }
 
 fn print(t: &TemplateVersion) {
-    println!(
+    say!(
         "{} v{} [{}{}] channel: {}",
         t.name,
         t.version,
@@ -71,7 +71,7 @@ fn print(t: &TemplateVersion) {
         ("content_sid", &t.parts.content_sid),
     ] {
         if let Some(p) = part {
-            println!("  {label}: {p}");
+            say!("  {label}: {p}");
         }
     }
 }
@@ -113,7 +113,7 @@ pub(super) async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result
             let store = app::open_store(&config).await?;
             let all = store.templates(None).await?;
             if all.is_empty() {
-                println!("no templates");
+                say!("no templates");
             }
             for t in all {
                 print(&t);
@@ -134,7 +134,7 @@ pub(super) async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result
             if !store.delete_template(&name).await? {
                 return Err(anyhow!("no template named {name:?}"));
             }
-            println!("template {name} deleted");
+            say!("template {name} deleted");
         }
         TemplatesCommand::Preview { name, locale, data } => {
             let data: serde_json::Value = parse_json("--data", &data)?;
@@ -143,7 +143,7 @@ pub(super) async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result
                 .await?
                 .ok_or_else(|| anyhow!("no template named {name:?}"))?;
             let r = render(&t.parts, &data).map_err(cli_field_error)?;
-            println!("{} v{} [{}]", t.name, t.version, t.locale);
+            say!("{} v{} [{}]", t.name, t.version, t.locale);
             for (label, part) in [
                 ("subject", r.subject),
                 ("body", r.body),
@@ -151,11 +151,11 @@ pub(super) async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result
                 ("content_sid", r.content_sid),
             ] {
                 if let Some(p) = part {
-                    println!("{label}: {p}");
+                    say!("{label}: {p}");
                 }
             }
             if let Some(v) = r.content_variables {
-                println!("content_variables: {v}");
+                say!("content_variables: {v}");
             }
         }
     }

@@ -40,6 +40,12 @@ pub enum LogFormat {
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
+    /// `DATABASE_TIMEZONE`: the zone of a POS table's `timestamp` columns
+    /// without a time zone (PostgreSQL; default UTC).
+    pub database_timezone: Option<String>,
+    /// `COLUMN_MAP`: Herald's column → the name a POS's table gives it
+    /// (`body:message,channel:type`), for `herald migrate`.
+    pub column_map: std::collections::BTreeMap<String, String>,
     pub host: String,
     pub port: u16,
     /// Bearer keys accepted by the HTTP API (`API_KEYS`, comma-separated).
@@ -90,6 +96,26 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `COLUMN_MAP=body:message,channel:type` (or `=` instead of `:`).
+fn column_map(r: &mut Reader<'_>) -> std::collections::BTreeMap<String, String> {
+    let mut map = std::collections::BTreeMap::new();
+    let Some(raw) = r.get("COLUMN_MAP").map(str::to_owned) else {
+        return map;
+    };
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let pair = entry.split_once(':').or_else(|| entry.split_once('='));
+        match pair {
+            Some((herald, theirs)) if !herald.trim().is_empty() && !theirs.trim().is_empty() => {
+                map.insert(herald.trim().to_owned(), theirs.trim().to_owned());
+            }
+            _ => r.errors.push(format!(
+                "COLUMN_MAP: {entry:?} is not herald_column:your_column (e.g. COLUMN_MAP=body:message,channel:type)"
+            )),
+        }
+    }
+    map
+}
 
 /// Where the server listens and who may call it.
 struct Server {
@@ -253,6 +279,8 @@ impl Config {
             }
         };
         let database_max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10u32, 1, 1000, "connections");
+        let column_map = column_map(&mut r);
+        let database_timezone = r.get("DATABASE_TIMEZONE").map(str::to_owned);
         let server = server(&mut r);
         let providers = Choices::read(&mut r);
         let twilio = providers::twilio(&mut r, &providers);
@@ -270,6 +298,8 @@ impl Config {
             Some(database_url) if r.errors.is_empty() => Ok(Config {
                 database_url,
                 database_max_connections,
+                column_map,
+                database_timezone,
                 host: server.host,
                 port: server.port,
                 api_keys: server.api_keys,

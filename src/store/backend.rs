@@ -163,9 +163,24 @@ pub(super) fn migrator(backend: &Backend, table: &Table) -> sqlx::migrate::Migra
 impl Store {
     /// Open the database: SQLite (the file is created if missing) or PostgreSQL.
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Store> {
+        Store::connect_with(url, max_connections, None).await
+    }
+
+    /// [`Store::connect`]; on PostgreSQL, `timezone` is the zone in which
+    /// `timestamp` columns without a time zone (a POS's) are read and
+    /// written (default UTC).
+    pub async fn connect_with(url: &DatabaseUrl, max_connections: u32, timezone: Option<&str>) -> Result<Store> {
         let backend = match url {
             DatabaseUrl::Postgres(url) => {
-                let opts = PgConnectOptions::from_str(url)?.application_name("herald");
+                let opts = PgConnectOptions::from_str(url)?
+                    .application_name("herald")
+                    .options([("TimeZone", timezone.unwrap_or("UTC"))]);
+                // One connection first: a refused or misconfigured server is
+                // reported as such, not as a pool timeout.
+                {
+                    use sqlx::Connection;
+                    sqlx::PgConnection::connect_with(&opts).await?.close().await?;
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(10))

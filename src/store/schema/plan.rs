@@ -224,6 +224,7 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
     // migration adds Herald's, allowing the POS's words too); SQLite rewrites
     // its CREATE statement.
     let mut create_rewrite: Option<String> = None;
+    let mut rewrite_says: Vec<String> = Vec::new();
     let nullable: Vec<String> = ["subject", "body", "html_body"]
         .iter()
         .filter_map(|h| col(h))
@@ -247,8 +248,7 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
                     create_rewrite = create_sql::rewrite(&create, "status", &all, &nullable);
                 }
                 if !allows_all {
-                    plan.notes
-                        .push(format!("the status CHECK will allow {}", all.join(", ")));
+                    rewrite_says.push(format!("the status CHECK allows {}", all.join(", ")));
                 }
             }
         }
@@ -274,18 +274,17 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
                 vec![sql],
             ));
         } else if create_rewrite.is_some() {
-            plan.notes.push(format!(
-                "{c} may be empty (NOT NULL dropped): template and Content-SID messages have no text in it"
+            rewrite_says.push(format!(
+                "{c} may be empty (template and Content-SID messages have no text in it)"
             ));
         }
     }
-    if let (Some(new), Some(sqls)) = (
-        &create_rewrite,
-        create_rewrite.as_deref().and_then(|s| dialect.rewrite_create(s)),
-    ) {
-        let _ = new;
+    if let Some(sqls) = create_rewrite.as_deref().and_then(|s| dialect.rewrite_create(s)) {
         plan.steps.push(Step::new(
-            "rewrite the table's constraints (rows untouched)".into(),
+            format!(
+                "rewrite the table's constraints, rows untouched: {}",
+                rewrite_says.join("; ")
+            ),
             sqls,
         ));
     }

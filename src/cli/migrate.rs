@@ -1,0 +1,83 @@
+//! `herald migrate [--dry-run]`: create or upgrade Herald's tables, and
+//! adopt a `notification_messages` table that a POS created, printing every
+//! change first. Nothing is changed when the plan has a problem.
+
+use anyhow::anyhow;
+
+use herald::config::Config;
+use herald::store::Plan;
+
+#[derive(clap::Args)]
+pub(crate) struct MigrateArgs {
+    /// Print what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The plan, one line per change.
+fn describe(plan: &Plan, backend: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if plan.adopting {
+        out.push("notification_messages exists and was created by another program (your POS): adopting it.".to_owned());
+        for step in &plan.steps {
+            out.push(format!("  change: {}", step.says));
+        }
+        for note in &plan.notes {
+            out.push(format!("  {note}"));
+        }
+    }
+    match plan.migrations.as_slice() {
+        [] => {}
+        [one] => out.push(format!("  apply Herald's migration {} ({})", one.0, one.1)),
+        many => out.push(format!(
+            "  apply Herald's migrations {} to {} ({}) on {backend}",
+            many[0].0,
+            many[many.len() - 1].0,
+            many.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+    out
+}
+
+pub(crate) async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<()> {
+    let mut store = herald::app::connect(&config).await?;
+    let plan = store.plan_migration(&config.column_map).await?;
+    let backend = store.backend_name();
+    let where_ = config.database_url.redacted();
+    if !plan.problems.is_empty() {
+        for line in describe(&plan, backend) {
+            say!("{line}");
+        }
+        for p in &plan.problems {
+            eprintln!("error: {p}");
+        }
+        return Err(anyhow!(
+            "notification_messages cannot be adopted as it is ({} problem(s) above); nothing was changed",
+            plan.problems.len()
+        ));
+    }
+    if plan.is_empty() && !plan.adopting {
+        say!("database schema is up to date ({backend}, {where_})");
+        return Ok(());
+    }
+    let fresh = plan.migrations.first().is_some_and(|(v, _)| *v == 1) && !plan.adopting;
+    if fresh {
+        say!("creating Herald's tables in {where_} ({backend}):");
+    } else if !plan.adopting {
+        say!("upgrading Herald's tables in {where_} ({backend}):");
+    }
+    for line in describe(&plan, backend) {
+        say!("{line}");
+    }
+    if args.dry_run {
+        say!("dry run: nothing was changed (run `herald migrate` to apply)");
+        return Ok(());
+    }
+    store.apply_migration(&plan).await?;
+    say!(
+        "done: {} change(s) and {} migration(s) applied; database schema is up to date ({backend})",
+        plan.steps.len(),
+        plan.migrations.len()
+    );
+    Ok(())
+}
