@@ -148,13 +148,13 @@ pub fn announce_providers(config: &Config) {
 
 pub fn processor_config(config: &Config) -> ProcessorConfig {
     ProcessorConfig {
-        worker_id: default_worker_id(),
         batch_size: config.batch_size,
         limits: config.limits.clone(),
         lease: config.lease,
         send_timeout: config.provider_timeout,
         poll_interval: config.poll_interval,
         retry: config.retry,
+        ..ProcessorConfig::new(default_worker_id())
     }
 }
 

@@ -103,10 +103,16 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let (ops, _) = ops_routes().split_for_parts();
     let (hooks, _) = webhook_routes().split_for_parts();
-    let hooks = hooks.layer(DefaultBodyLimit::max(MAX_BATCH_BODY));
+    let hooks = hooks
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BODY))
+        .layer(middleware::from_fn_with_state(MAX_BATCH_BODY, reject_oversized));
+    let batch = batch
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BODY))
+        .layer(middleware::from_fn_with_state(MAX_BATCH_BODY, reject_oversized));
     let api = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .merge(batch.layer(DefaultBodyLimit::max(MAX_BATCH_BODY)))
+        .layer(middleware::from_fn_with_state(MAX_BODY, reject_oversized))
+        .merge(batch)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
     Router::new()
         .merge(api)
@@ -115,6 +121,35 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(timeout))
         .with_state(state)
+}
+
+/// Refuse a request whose declared `Content-Length` is over `max` before
+/// reading any of it, and close the connection after the answer (bodies
+/// sent without a length are cut off at `max` as they are read).
+async fn reject_oversized(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        let mut r = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is larger than this route accepts ({max} bytes)"),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return r;
+    }
+    next.run(req).await
 }
 
 /// Whether `host` is reachable only from this machine.

@@ -5,12 +5,15 @@
 
 use super::Processor;
 use crate::domain::{parse_metadata_text, Channel, Content, ContentInput, OutgoingMessage, Recipient, ValidationError};
-use crate::store::{Message, RenderedFields};
+use crate::store::{AcceptedAttempt, Message, RenderedFields};
 
 /// Whether a claimed message may go to its provider.
 pub(super) enum Verdict {
     Send,
     Suppressed(String),
+    /// An earlier claim sent it; only its outcome is missing.
+    AlreadyAccepted(AcceptedAttempt),
+    /// The suppression list or the attempt history could not be read.
     HandBack,
 }
 

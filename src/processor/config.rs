@@ -24,6 +24,8 @@ pub struct ProcessorConfig {
     /// Watch mode: how often to look for due messages when nothing wakes us.
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
+    /// On shutdown, how long a failing outcome write is still retried.
+    pub record_grace: Duration,
 }
 
 impl ProcessorConfig {
@@ -36,6 +38,7 @@ impl ProcessorConfig {
             send_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
             retry: RetryPolicy::default(),
+            record_grace: Duration::from_secs(5),
         }
     }
 

@@ -62,6 +62,8 @@ pub struct Processor {
     /// Provider calls in flight, per channel: a slow provider fills only its own.
     slots: HashMap<Channel, Arc<Semaphore>>,
     metrics: Arc<SendMetrics>,
+    /// Outcomes cannot be written right now: claim nothing.
+    recording_blocked: std::sync::atomic::AtomicBool,
 }
 
 impl Processor {
@@ -96,6 +98,7 @@ impl Processor {
             limiter,
             slots,
             metrics: Arc::new(SendMetrics::default()),
+            recording_blocked: Default::default(),
         }
     }
 

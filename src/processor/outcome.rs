@@ -9,7 +9,7 @@ use crate::clock::format_ts;
 use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, ValidationError};
 use crate::providers::{Receipt, SendError};
 use crate::retry::Decision;
-use crate::store::{AttemptRecord, Completion, Message, RenderedFields};
+use crate::store::{AcceptedAttempt, AttemptRecord, Completion, Message, RenderedFields};
 
 /// The outcome of handling one claimed message.
 pub(super) struct Outcome {
@@ -157,6 +157,26 @@ impl Processor {
         );
         let error = ErrorColumn::unsent("suppressed", message, msg.attempts - 1, self.clock.now());
         self.fail_unsent(msg, error)
+    }
+
+    /// The attempt history says an earlier claim's provider call was
+    /// accepted, but its outcome never reached the row (the worker died, or
+    /// the table refused the write): record it now; do not send again.
+    pub(super) fn already_accepted(&self, msg: &Message, a: &AcceptedAttempt) -> Outcome {
+        tracing::info!(
+            message_id = msg.id,
+            attempt = a.attempt,
+            provider = %a.provider,
+            "sent by an earlier claim whose outcome was not recorded; recording it, not sending again"
+        );
+        let mut c = Completion::sent(
+            msg.id,
+            &a.provider,
+            a.provider_message_id.clone(),
+            a.finished_at.unwrap_or_else(|| self.clock.now()),
+        );
+        c.attempts_delta = -1;
+        Outcome::unsent(c)
     }
 
     /// `failed` without a provider call (the claim's attempt is undone).

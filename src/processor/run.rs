@@ -1,9 +1,11 @@
 //! The two loops of a run: claim (and hand each message to a send task),
 //! and record (write outcomes back in batches).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -30,11 +32,16 @@ impl Processor {
     /// messages not yet started, record everything, return.
     pub async fn run(self: &Arc<Self>, mode: Mode, shutdown: Shutdown) -> anyhow::Result<RunSummary> {
         let before = self.stats.summary();
+        // Nothing is sent unless its outcome can be recorded.
+        self.store
+            .self_check(&self.config.worker_id, self.clock.now())
+            .await
+            .context("the start-up check failed, so nothing was sent")?;
         let max_in_flight = self.config.max_in_flight();
         let in_flight = Arc::new(Semaphore::new(max_in_flight));
         let recorded = Arc::new(Notify::new());
         let (tx, rx) = mpsc::unbounded_channel::<Done>();
-        let recorder = tokio::spawn(self.clone().record_loop(rx, recorded.clone()));
+        let recorder = tokio::spawn(self.clone().record_loop(rx, recorded.clone(), shutdown.clone()));
         let listener = match mode {
             Mode::Watch => self.store.listen(self.wake.clone()),
             Mode::Once => None,
@@ -73,6 +80,16 @@ impl Processor {
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
+            }
+            if self.recording_blocked.load(Ordering::Relaxed) {
+                // Outcomes cannot be written: claim nothing more (each claim
+                // would be a message whose outcome is lost) until they can.
+                tokio::select! {
+                    _ = recorded.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
             }
             let available = in_flight.available_permits();
             if available == 0 {
@@ -153,8 +170,10 @@ impl Processor {
         }
     }
 
-    /// Start a send task for each claimed message (after one look-up of the
-    /// suppression list for the whole batch).
+    /// Start a send task for each claimed message, after one look-up of
+    /// the suppression list for the batch and one of the attempt history
+    /// for messages claimed before in this round (an earlier claim may have
+    /// sent them without recording it).
     async fn dispatch(
         self: &Arc<Self>,
         claimed: Vec<Message>,
@@ -171,10 +190,30 @@ impl Processor {
                 None
             }
         };
+        let reclaimed: Vec<i64> = claimed
+            .iter()
+            .filter(|m| m.round_attempts() > 1)
+            .map(|m| m.id)
+            .collect();
+        let accepted = match self.store.accepted_attempts(&reclaimed).await {
+            Ok(list) => Some(list),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the attempt history; handing re-claimed messages back");
+                None
+            }
+        };
         for (msg, key) in claimed.into_iter().zip(keys) {
-            let verdict = match &suppressed {
-                None => Verdict::HandBack,
-                Some(s) => match key.and_then(|r| s.get(&(r.channel(), r.to_string())).cloned()) {
+            let earlier = accepted.as_ref().and_then(|list| {
+                list.iter()
+                    .rev()
+                    .find(|a| a.message_id == msg.id && a.attempt > msg.retry_base)
+                    .cloned()
+            });
+            let verdict = match (&suppressed, &accepted) {
+                (None, _) => Verdict::HandBack,
+                (_, None) if reclaimed.contains(&msg.id) => Verdict::HandBack,
+                _ if earlier.is_some() => Verdict::AlreadyAccepted(earlier.expect("checked")),
+                (Some(s), _) => match key.and_then(|r| s.get(&(r.channel(), r.to_string())).cloned()) {
                     Some(reason) => Verdict::Suppressed(reason),
                     None => Verdict::Send,
                 },
@@ -190,7 +229,8 @@ impl Processor {
                 let outcome = match verdict {
                     Verdict::Send => this.handle(msg, shutdown).await,
                     Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
-                    Verdict::HandBack => this.release(&msg, "suppression_list_unavailable", None),
+                    Verdict::AlreadyAccepted(a) => this.already_accepted(&msg, &a),
+                    Verdict::HandBack => this.release(&msg, "history_unavailable", None),
                 };
                 // The receiver lives until every permit is back.
                 let _ = tx.send((outcome, permit));
@@ -284,20 +324,41 @@ impl Processor {
     }
 
     /// Write outcomes in batches as they arrive; give the in-flight permits
-    /// back only once their outcome is stored.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Done>, recorded: Arc<Notify>) {
+    /// back only once their outcome is stored. Provider calls go into the
+    /// attempt history first; then the message rows are updated. While a
+    /// write fails, claiming stops (see `claim_loop`) and the write is
+    /// retried; on shutdown it is given up after `record_grace`, and the
+    /// outcomes left are counted as unrecorded (the history keeps the
+    /// accepted sends, so they are recorded, not resent, on the next claim).
+    async fn record_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Done>,
+        recorded: Arc<Notify>,
+        shutdown: Shutdown,
+    ) {
         let mut batch = Vec::with_capacity(MAX_RECORD_BATCH);
+        let worker = &self.config.worker_id;
         while rx.recv_many(&mut batch, MAX_RECORD_BATCH).await > 0 {
             let completions: Vec<Completion> = batch.iter().map(|(o, _)| o.completion.clone()).collect();
             let attempts: Vec<AttemptRecord> = batch.iter().filter_map(|(o, _)| o.attempt.clone()).collect();
+            let mut history_written = attempts.is_empty();
             let mut failures = 0u32;
+            let mut gave_up_at: Option<std::time::Instant> = None;
             loop {
-                match self
-                    .store
-                    .complete(&self.config.worker_id, self.clock.now(), &completions, &attempts)
-                    .await
-                {
-                    Ok(applied) => {
+                let result = if history_written {
+                    self.store
+                        .complete(worker, self.clock.now(), &completions)
+                        .await
+                        .map(Some)
+                } else {
+                    self.store.record_attempts(worker, &attempts).await.map(|()| None)
+                };
+                match result {
+                    Ok(None) => {
+                        history_written = true;
+                        continue;
+                    }
+                    Ok(Some(applied)) => {
                         if applied.len() < completions.len() {
                             let lost = completions.len() - applied.len();
                             ProcessorStats::add(&self.stats.lease_lost, lost as u64);
@@ -306,19 +367,34 @@ impl Processor {
                                 "lease lost before recording; another worker owns these messages now"
                             );
                         }
+                        if failures > 0 {
+                            tracing::info!("recording outcomes works again; claiming resumes");
+                        }
+                        self.recording_blocked.store(false, Ordering::Relaxed);
                         break;
                     }
                     Err(e) => {
                         failures += 1;
-                        // Keep trying: dropping an outcome would resend a message
-                        // that was already sent. Give up only after ~5 minutes,
-                        // when the leases have long expired anyway.
-                        if failures > 60 {
-                            tracing::error!(error = %e, count = completions.len(), "giving up recording outcomes");
-                            break;
+                        self.recording_blocked.store(true, Ordering::Relaxed);
+                        if shutdown.is_triggered() {
+                            let since = *gave_up_at.get_or_insert_with(std::time::Instant::now);
+                            if since.elapsed() >= self.config.record_grace {
+                                ProcessorStats::add(&self.stats.unrecorded, completions.len() as u64);
+                                tracing::error!(
+                                    error = %e,
+                                    count = completions.len(),
+                                    history_written,
+                                    "shutting down with outcomes that could not be recorded"
+                                );
+                                break;
+                            }
                         }
-                        tracing::error!(error = %e, "recording outcomes failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500 * u64::from(failures.min(10)))).await;
+                        tracing::error!(error = %e, "recording outcomes failed; claiming stops until it works again");
+                        let wait = Duration::from_millis(250 * u64::from(failures.min(8)));
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.wait(), if !shutdown.is_triggered() => {}
+                        }
                     }
                 }
             }

@@ -12,6 +12,9 @@ pub struct ProcessorStats {
     pub retried: AtomicU64,
     pub released: AtomicU64,
     pub lease_lost: AtomicU64,
+    /// Outcomes that could not be written to the message table (they stay
+    /// in the attempt history and are recorded from it on the next claim).
+    pub unrecorded: AtomicU64,
 }
 
 /// A snapshot of [`ProcessorStats`].
@@ -23,6 +26,7 @@ pub struct RunSummary {
     pub retried: u64,
     pub released: u64,
     pub lease_lost: u64,
+    pub unrecorded: u64,
 }
 
 impl RunSummary {
@@ -35,11 +39,12 @@ impl RunSummary {
             retried: self.retried - before.retried,
             released: self.released - before.released,
             lease_lost: self.lease_lost - before.lease_lost,
+            unrecorded: self.unrecorded - before.unrecorded,
         }
     }
 
     /// `(label, value)` pairs, as `/metrics` shows them.
-    pub fn labelled(&self) -> [(&'static str, u64); 6] {
+    pub fn labelled(&self) -> [(&'static str, u64); 7] {
         [
             ("claimed", self.claimed),
             ("sent", self.sent),
@@ -47,6 +52,7 @@ impl RunSummary {
             ("retried", self.retried),
             ("released", self.released),
             ("lease_lost", self.lease_lost),
+            ("unrecorded", self.unrecorded),
         ]
     }
 }
@@ -60,6 +66,7 @@ impl ProcessorStats {
             retried: self.retried.load(Ordering::Relaxed),
             released: self.released.load(Ordering::Relaxed),
             lease_lost: self.lease_lost.load(Ordering::Relaxed),
+            unrecorded: self.unrecorded.load(Ordering::Relaxed),
         }
     }
 

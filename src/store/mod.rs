@@ -19,6 +19,7 @@ mod backend;
 mod completion;
 mod listen;
 mod operator;
+mod outcomes;
 mod queue;
 mod receipts;
 mod rows;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 
 pub use completion::{AttemptRecord, Completion, RenderedFields};
 pub use operator::ListFilter;
+pub use outcomes::AcceptedAttempt;
 pub use queue::{ClaimFilter, Idempotent, IDEMPOTENCY_KEY_HOURS};
 pub use receipts::{ReceiptResult, ReceiptUpdate};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};
@@ -58,6 +60,8 @@ pub enum StoreError {
         "notification_messages exists but Herald has not adopted it yet: run `herald migrate --dry-run` to see what would change, then `herald migrate`"
     )]
     NotAdopted,
+    #[error("outcomes cannot be recorded in notification_messages: {0}")]
+    CannotRecord(String),
     #[error("message {id} is {status}; only {allowed} messages can be {action}")]
     WrongStatus {
         id: i64,

@@ -1,7 +1,6 @@
 //! The queue: enqueue, claim with a lease, record outcomes guarded by the
 //! lease owner, and when the next message falls due.
 
-use super::completion::{AttemptRecord, Completion};
 use super::rows::{messages, Message, MessageRow};
 use super::{Result, Store};
 use crate::clock::{format_ts, parse_ts};
@@ -129,7 +128,7 @@ impl Store {
         let step = {
             let _turn = self.write_turn().await;
             with_pool!(self, |pool| {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(self.sql.begin_write).await?;
                 // Keys are kept for a day (as Stripe does): enough for any retry.
                 let expired = format_ts(now - chrono::Duration::hours(IDEMPOTENCY_KEY_HOURS));
                 bound!(sqlx::query(&sql.idem_expire.sql), sql.idem_expire, [expired])
@@ -234,47 +233,6 @@ impl Store {
         });
         claimed.sort_by_key(|m| m.id);
         Ok(claimed)
-    }
-
-    /// Record outcomes and attempts in one transaction. Only rows still
-    /// leased to `worker` change; their ids are returned. Attempt records are
-    /// kept either way: the provider call happened.
-    pub async fn complete(
-        &self,
-        worker: &str,
-        now: DateTime<Utc>,
-        completions: &[Completion],
-        attempts: &[AttemptRecord],
-    ) -> Result<Vec<i64>> {
-        if completions.is_empty() && attempts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let completions_json = serde_json::to_string(completions).expect("completions serialize");
-        let attempts_json = serde_json::to_string(attempts).expect("attempts serialize");
-        let (c, a) = (&self.sql.complete, &self.sql.insert_attempts);
-        let _turn = self.write_turn().await;
-        let ids = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let ids: Vec<i64> = if completions.is_empty() {
-                Vec::new()
-            } else {
-                bound!(
-                    sqlx::query_scalar(&c.sql),
-                    c,
-                    [completions_json, format_ts(now), worker]
-                )
-                .fetch_all(&mut *tx)
-                .await?
-            };
-            if !attempts.is_empty() {
-                bound!(sqlx::query(&a.sql), a, [attempts_json, worker])
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            ids
-        });
-        Ok(ids)
     }
 
     /// When the next open message becomes due (it may already be due).

@@ -43,7 +43,7 @@ impl Store {
         let sql = &self.sql;
         let _turn = self.write_turn().await;
         let result = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
             let id: Option<i64> = match (r.message_id, &r.provider_message_id) {
                 (Some(id), _) => {
                     bound!(sqlx::query_scalar(&sql.id_exists.sql), sql.id_exists, [id])

@@ -20,7 +20,7 @@ impl Store {
         let parts_json = serde_json::to_string(&draft.parts).expect("parts serialize");
         let _turn = self.write_turn().await;
         let (version, is_default) = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
             if let Some(lock) = &sql.template_lock {
                 bound!(sqlx::query(&lock.sql), lock, [name]).execute(&mut *tx).await?;
             }

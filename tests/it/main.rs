@@ -12,6 +12,7 @@ mod providers;
 mod queue;
 mod ratelimits;
 mod receipts;
+mod recording;
 mod router;
 mod smtp;
 mod templates;

@@ -312,20 +312,9 @@ both_backends! {
         assert_eq!(b[0].id, id);
         assert_eq!(b[0].attempts, 2);
         // The old owner's late outcome is refused: the lease guards the row.
-        let done = Completion {
-            id,
-            status: herald::domain::MessageStatus::Sent,
-            error: None,
-            provider: Some("test".into()),
-            provider_message_id: Some("late".into()),
-            sent_at: Some(later),
-            next_attempt_at: None,
-            attempts_delta: 0,
-            base_delta: 0,
-            rendered: None,
-        };
-        assert!(db.store.complete("dead-worker", later, std::slice::from_ref(&done), &[]).await.unwrap().is_empty());
-        assert_eq!(db.store.complete("w2", later, &[done], &[]).await.unwrap(), vec![id]);
+        let done = Completion::sent(id, "test", Some("late".into()), later);
+        assert!(db.store.complete("dead-worker", later, std::slice::from_ref(&done)).await.unwrap().is_empty());
+        assert_eq!(db.store.complete("w2", later, &[done]).await.unwrap(), vec![id]);
         assert_eq!(db.get(id).await.status, "sent");
 
         // Through the processor: a stale lease is picked up by the next run.

@@ -196,7 +196,7 @@ impl Store {
             if plan.adopting {
                 let layout = serde_json::to_string(&plan.layout).expect("layout serializes");
                 with_pool!(self, |pool| {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = pool.begin_with(self.sql.begin_write).await?;
                     sqlx::query(&d.layout_create()).execute(&mut *tx).await?;
                     sqlx::query(&d.statement(&d.layout_write()).sql)
                         .bind(layout)

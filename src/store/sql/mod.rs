@@ -43,6 +43,12 @@ pub(crate) trait Dialect: Send + Sync {
     fn quote(&self) -> char {
         '"'
     }
+    /// Begins a transaction that will write. (SQLite: `BEGIN IMMEDIATE`, so
+    /// a transaction that reads before it writes waits for the write lock
+    /// instead of failing with "database is locked" when it upgrades.)
+    fn begin_write(&self) -> &'static str {
+        "BEGIN"
+    }
     /// `$n` as the type of a timestamp column (Herald binds timestamps as
     /// text in [`crate::clock::format_ts`]'s form).
     fn ts(&self, p: &str) -> String;

@@ -11,6 +11,10 @@ impl Dialect for Sqlite {
         "sqlite"
     }
 
+    fn begin_write(&self) -> &'static str {
+        "BEGIN IMMEDIATE"
+    }
+
     fn ts(&self, p: &str) -> String {
         p.to_owned()
     }

@@ -6,6 +6,8 @@ use super::{ClaimKind, Dialect, Statement, Table};
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub dialect: &'static str,
+    /// Begins a transaction that writes (see [`Dialect::begin_write`]).
+    pub begin_write: &'static str,
     // --- queue -----------------------------------------------------------
     /// Insert one message: `$1` channel, `$2` recipient, `$3` subject, `$4` body,
     /// `$5` html_body, `$6` send_at, `$7` metadata, `$8` now, `$9` content_sid,
@@ -31,6 +33,13 @@ pub(crate) struct Statements {
     pub complete: Statement,
     /// See [`Dialect::insert_attempts`].
     pub insert_attempts: Statement,
+    /// Provider calls that were accepted, for the messages in the JSON array
+    /// of ids `$1`: (message id, attempt, provider, provider id, finished at).
+    pub accepted_attempts: Statement,
+    /// Lease message `$3` to worker `$1` until `$2` (the start-up self-check).
+    pub probe_lease: Statement,
+    /// The highest message id.
+    pub max_id: Statement,
     /// See [`Dialect::next_due`].
     pub next_due: Statement,
     // --- operator --------------------------------------------------------
@@ -128,6 +137,7 @@ impl Statements {
             .join(", ");
         Statements {
             dialect: d.name(),
+            begin_write: d.begin_write(),
             insert: st(&format!(
                 "INSERT INTO notification_messages ({insert_cols}) VALUES ({insert_values}) RETURNING {cols}"
             )),
@@ -153,6 +163,21 @@ impl Statements {
             claim_unknown: st(&d.claim(t, ClaimKind::UnknownChannel)),
             complete: st(&d.complete(t)),
             insert_attempts: st(&d.insert_attempts()),
+            accepted_attempts: st(&format!(
+                "SELECT message_id, attempt, provider, provider_message_id, {}
+                   FROM notification_attempts
+                  WHERE message_id IN (SELECT {} FROM {}) AND outcome IN ('sent', 'reconciled')
+                  ORDER BY id",
+                d.ts_text("finished_at"),
+                d.int("value"),
+                d.json_array("$1")
+            )),
+            probe_lease: st(&format!(
+                "UPDATE notification_messages SET {status} = 'processing', lease_owner = $1, lease_expires_at = {}
+                  WHERE id = $3",
+                d.ts("$2")
+            )),
+            max_id: st(&format!("SELECT max({id}) FROM notification_messages")),
             next_due: st(&d.next_due(t)),
             get: st(&format!("SELECT {cols} FROM notification_messages WHERE id = $1")),
             list: st(&format!(

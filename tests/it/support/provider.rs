@@ -119,6 +119,7 @@ pub(crate) fn test_config(worker: &str) -> ProcessorConfig {
             max_delay: Duration::from_secs(600),
             max_rate_limit_wait: Duration::from_secs(3600),
         },
+        record_grace: Duration::from_millis(300),
     }
 }
 

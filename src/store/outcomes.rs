@@ -1,0 +1,171 @@
+//! Recording what happened to claimed messages. Provider calls go into
+//! Herald's own `notification_attempts` first, in a transaction of their
+//! own; the message rows (the POS's table) are updated after. So if the
+//! POS's table refuses the update, the attempt history still says which
+//! messages were accepted, and a later claim records them instead of
+//! sending them again.
+
+use chrono::{DateTime, Utc};
+
+use super::completion::{AttemptRecord, Completion};
+use super::{Result, Store, StoreError};
+use crate::clock::{format_ts, parse_ts};
+use crate::domain::{AttemptOutcome, ErrorColumn};
+
+/// A provider call that was accepted, from the attempt history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedAttempt {
+    pub message_id: i64,
+    pub attempt: i32,
+    pub provider: String,
+    pub provider_message_id: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Add provider calls to the attempt history (one transaction).
+    pub async fn record_attempts(&self, worker: &str, attempts: &[AttemptRecord]) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let a = &self.sql.insert_attempts;
+        let json = serde_json::to_string(attempts).expect("attempts serialize");
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| {
+            bound!(sqlx::query(&a.sql), a, [json, worker]).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Record outcomes in one transaction. Only rows still leased to
+    /// `worker` change; their ids are returned.
+    pub async fn complete(&self, worker: &str, now: DateTime<Utc>, completions: &[Completion]) -> Result<Vec<i64>> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = &self.sql.complete;
+        let json = serde_json::to_string(completions).expect("completions serialize");
+        let _turn = self.write_turn().await;
+        let ids: Vec<i64> = with_pool!(self, |pool| bound!(
+            sqlx::query_scalar(&c.sql),
+            c,
+            [json, format_ts(now), worker]
+        )
+        .fetch_all(pool)
+        .await?);
+        Ok(ids)
+    }
+
+    /// The accepted provider calls of these messages, oldest first.
+    pub async fn accepted_attempts(&self, ids: &[i64]) -> Result<Vec<AcceptedAttempt>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = &self.sql.accepted_attempts;
+        let json = serde_json::to_string(ids).expect("ids serialize");
+        type Row = (i64, i32, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = with_pool!(self, |pool| bound!(sqlx::query_as(&s.sql), s, [json])
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(message_id, attempt, provider, provider_message_id, at)| AcceptedAttempt {
+                    message_id,
+                    attempt,
+                    provider,
+                    provider_message_id,
+                    finished_at: at.as_deref().and_then(parse_ts),
+                },
+            )
+            .collect())
+    }
+
+    /// Prove that outcomes can be written to this table before anything is
+    /// sent: in a transaction that is rolled back, lease a message (the
+    /// newest, or a probe row if the table is empty), record it as failed
+    /// with an `error` and as sent, and add an attempt. Whatever the POS's
+    /// table does (column types, constraints, triggers) is exercised.
+    pub async fn self_check(&self, worker: &str, now: DateTime<Utc>) -> Result<()> {
+        let sql = &self.sql;
+        let lease_until = format_ts(now + chrono::Duration::minutes(1));
+        let mut error = ErrorColumn::unsent("self_check", "Herald's start-up check (rolled back)", 0, now);
+        error.provider = Some("herald".into());
+        let failed = Completion::attempt_failed(0, "herald", Some("self-check".into()), error.to_json(), None, true);
+        let sent = Completion::sent(0, "herald", Some("self-check".into()), now);
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
+            let newest: Option<i64> = sqlx::query_scalar(&sql.max_id.sql).fetch_one(&mut *tx).await?;
+            let id = match newest {
+                Some(id) => id,
+                None => {
+                    let s = &sql.insert;
+                    let q = bound!(
+                        sqlx::query(&s.sql),
+                        s,
+                        [
+                            "sms",
+                            "+10000000000",
+                            None::<String>,
+                            Some("Herald's start-up check (rolled back)"),
+                            None::<String>,
+                            None::<String>,
+                            None::<String>,
+                            format_ts(now),
+                            None::<String>,
+                            None::<String>,
+                            None::<String>,
+                            None::<i32>,
+                            None::<String>,
+                        ]
+                    );
+                    use sqlx::Row;
+                    q.fetch_one(&mut *tx).await?.try_get::<i64, _>("id")?
+                }
+            };
+            for completion in [failed, sent] {
+                let lease = &sql.probe_lease;
+                bound!(sqlx::query(&lease.sql), lease, [worker, lease_until.as_str(), id])
+                    .execute(&mut *tx)
+                    .await?;
+                let mut c = completion;
+                c.id = id;
+                let json = serde_json::to_string(&[c]).expect("completion serializes");
+                let done: Vec<i64> = bound!(
+                    sqlx::query_scalar(&sql.complete.sql),
+                    sql.complete,
+                    [json, format_ts(now), worker]
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                if done != [id] {
+                    return Err(StoreError::CannotRecord(format!(
+                        "recording an outcome for message {id} changed {} rows instead of 1",
+                        done.len()
+                    )));
+                }
+            }
+            let attempt = AttemptRecord {
+                message_id: id,
+                attempt: 1,
+                started_at: now,
+                finished_at: now,
+                provider: "herald".into(),
+                outcome: AttemptOutcome::Sent,
+                error: None,
+                provider_message_id: Some("self-check".into()),
+            };
+            let a = &sql.insert_attempts;
+            bound!(
+                sqlx::query(&a.sql),
+                a,
+                [serde_json::to_string(&[attempt]).expect("attempt serializes"), worker]
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+        });
+        Ok(())
+    }
+}
