@@ -32,6 +32,10 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How long a provider that refused Herald's credentials is paused before
+/// a message tries it again.
+pub const CREDENTIALS_RECHECK: Duration = Duration::from_secs(60);
+
 /// The processor's next step for a message whose send failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -71,6 +75,10 @@ impl RetryPolicy {
                     }
                 }
             }
+            FailureClass::Unauthorized => Decision::RetryAt {
+                at: now + chrono_duration(CREDENTIALS_RECHECK),
+                counts_as_retry: false,
+            },
             FailureClass::RateLimited { until } => {
                 let earliest = now + chrono::Duration::seconds(1);
                 let latest = now + chrono_duration(self.max_rate_limit_wait);

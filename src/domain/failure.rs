@@ -13,6 +13,11 @@ pub enum FailureClass {
     /// The provider asked us to slow down: try again at (or after) `until`.
     /// Does not use up a retry.
     RateLimited { until: DateTime<Utc> },
+    /// The provider refused Herald's credentials or account (bad key,
+    /// suspended account, SMTP login refused): nothing can go through it
+    /// until an operator fixes that. The message keeps its retries and
+    /// waits; the provider is paused and tried again a minute later.
+    Unauthorized,
 }
 
 impl FailureClass {

@@ -23,16 +23,19 @@ pub enum AttemptOutcome {
     Unknown,
     /// An earlier attempt with an unknown outcome was found at the provider.
     Reconciled,
+    /// The provider refused Herald's credentials; the message waits.
+    Unauthorized,
 }
 
 impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 6] = [
+    pub const ALL: [AttemptOutcome; 7] = [
         AttemptOutcome::Sent,
         AttemptOutcome::Permanent,
         AttemptOutcome::Retryable,
         AttemptOutcome::RateLimited,
         AttemptOutcome::Unknown,
         AttemptOutcome::Reconciled,
+        AttemptOutcome::Unauthorized,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl AttemptOutcome {
             AttemptOutcome::RateLimited => "rate_limited",
             AttemptOutcome::Unknown => "unknown",
             AttemptOutcome::Reconciled => "reconciled",
+            AttemptOutcome::Unauthorized => "unauthorized",
         }
     }
 

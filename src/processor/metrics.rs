@@ -25,6 +25,7 @@ struct Inner {
     rate_limit_waits: BTreeMap<&'static str, u64>,
     rate_limit_wait_seconds: BTreeMap<&'static str, f64>,
     held_back: BTreeMap<&'static str, u64>,
+    credentials_failing: BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +54,24 @@ impl SendMetrics {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *m.rate_limit_waits.entry(channel).or_default() += 1;
         *m.rate_limit_wait_seconds.entry(channel).or_default() += waited.as_secs_f64();
+    }
+
+    /// Whether `provider` refuses Herald's credentials (an alert while true).
+    pub fn set_credentials_failing(&self, provider: &str, failing: bool) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if failing || m.credentials_failing.contains_key(provider) {
+            m.credentials_failing.insert(provider.to_owned(), failing);
+        }
+    }
+
+    /// Providers refusing Herald's credentials now.
+    pub fn credentials_failing(&self) -> Vec<String> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.credentials_failing
+            .iter()
+            .filter(|(_, f)| **f)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// A message went back to the queue unsent (rate limit, provider pause, shutdown).
@@ -121,6 +140,18 @@ impl SendMetrics {
         );
         for (reason, n) in &m.held_back {
             out.sample("herald_held_back_total", &[("reason", reason)], n);
+        }
+        out.family(
+            "herald_provider_credentials_failing",
+            Kind::Gauge,
+            "1 while a provider refuses Herald's credentials (an alert: fix them; its messages wait).",
+        );
+        for (provider, failing) in &m.credentials_failing {
+            out.sample(
+                "herald_provider_credentials_failing",
+                &[("provider", provider)],
+                u8::from(*failing),
+            );
         }
     }
 }

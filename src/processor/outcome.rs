@@ -46,6 +46,7 @@ fn failed_outcome(err: &SendError) -> AttemptOutcome {
         (FailureClass::Permanent, _) => AttemptOutcome::Permanent,
         (FailureClass::Retryable, _) => AttemptOutcome::Retryable,
         (FailureClass::RateLimited { .. }, _) => AttemptOutcome::RateLimited,
+        (FailureClass::Unauthorized, _) => AttemptOutcome::Unauthorized,
     }
 }
 

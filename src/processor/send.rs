@@ -10,6 +10,7 @@ use super::{Processor, Shutdown};
 use crate::clock::{chrono_duration, format_ts};
 use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage};
 use crate::providers::SendError;
+use crate::retry::CREDENTIALS_RECHECK;
 use crate::store::Message;
 
 impl Processor {
@@ -124,14 +125,35 @@ impl Processor {
                     tracing::error!(error = %e, "could not add the recipient to the suppression list");
                 }
             }
-            if let Err(SendError {
-                class: FailureClass::RateLimited { until },
-                ..
-            }) = &result
-            {
-                // Only this provider waits; the others carry on.
-                tracing::warn!(until = %format_ts(*until), "provider asked us to slow down; pausing it");
-                self.limiter.pause(provider.name(), *until);
+            match &result {
+                Err(SendError {
+                    class: FailureClass::RateLimited { until },
+                    ..
+                }) => {
+                    // Only this provider waits; the others carry on.
+                    tracing::warn!(until = %format_ts(*until), "provider asked us to slow down; pausing it");
+                    self.limiter.pause(provider.name(), *until);
+                }
+                Err(
+                    e @ SendError {
+                        class: FailureClass::Unauthorized,
+                        ..
+                    },
+                ) => {
+                    let until = self.clock.now() + chrono_duration(CREDENTIALS_RECHECK);
+                    tracing::error!(
+                        code = %e.code,
+                        error = %e.message,
+                        retry_at = %format_ts(until),
+                        "{} refused Herald's credentials: nothing is sent through it until they are fixed; \
+                         messages wait in the queue without using retries",
+                        provider.name()
+                    );
+                    self.metrics.set_credentials_failing(provider.name(), true);
+                    self.limiter.pause(provider.name(), until);
+                }
+                Ok(_) => self.metrics.set_credentials_failing(provider.name(), false),
+                Err(_) => {}
             }
             let finished = self.clock.now();
             self.classify(msg, provider.name(), started, finished, result)

@@ -185,6 +185,11 @@ impl SendError {
         SendError::new(FailureClass::Retryable, code, message)
     }
 
+    /// The provider refused Herald's credentials (operators are alerted).
+    pub fn unauthorized(code: impl Into<String>, message: impl Into<String>) -> Self {
+        SendError::new(FailureClass::Unauthorized, code, message).with_alert()
+    }
+
     pub fn rate_limited(until: DateTime<Utc>, code: impl Into<String>, message: impl Into<String>) -> Self {
         SendError::new(FailureClass::RateLimited { until }, code, message)
     }

@@ -152,7 +152,12 @@ mod tests {
         let body = br#"{"errors":[{"message":"The from email does not contain a valid address.","field":"from.email","help":null}]}"#;
         for s in [400u16, 401, 403, 404, 405, 413, 451] {
             let e = classify(s, &h, body, now());
-            assert_eq!(e.class, FailureClass::Permanent, "{s}");
+            let class = if s == 401 || s == 403 {
+                FailureClass::Unauthorized
+            } else {
+                FailureClass::Permanent
+            };
+            assert_eq!(e.class, class, "{s}");
             assert_eq!(
                 e.message,
                 "from.email: The from email does not contain a valid address."

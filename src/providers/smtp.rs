@@ -16,6 +16,8 @@ use crate::domain::{Channel, OutgoingMessage};
 
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// A fix to suggest with connection errors, from the settings.
+    hint: Option<&'static str>,
     from: Mailbox,
     from_domain: String,
 }
@@ -58,6 +60,7 @@ impl Smtp {
             .unwrap_or_default();
         Ok(Smtp {
             transport: builder.build(),
+            hint: settings_hint(settings),
             from: Mailbox::new(from.name.clone(), address),
             from_domain: domain,
         })
@@ -101,27 +104,46 @@ impl Smtp {
     }
 }
 
-/// Reply classes decide: 4xx transient, 5xx permanent (535: bad
-/// credentials, an operator must act). No reply at all: transient.
-pub(super) fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+/// Reply classes decide: 4xx transient, 5xx permanent; 535 and 530 (login
+/// refused or required) and a server that offers no way to log in mean the
+/// credentials or settings are wrong: the provider pauses and an operator
+/// is told. No reply at all: transient. `hint` (from the settings) is added
+/// to connection problems.
+pub(super) fn classify(e: &lettre::transport::smtp::Error, hint: Option<&str>) -> SendError {
     let text = super::error_chain(e);
+    let with_hint = |t: String| match hint {
+        Some(h) => format!("{t} ({h})"),
+        None => t,
+    };
     match e.status() {
         Some(code) => {
             let n: u16 = code.to_string().parse().unwrap_or(0);
-            let err = if e.is_permanent() {
+            let err = if n == 535 || n == 530 {
+                SendError::unauthorized(n.to_string(), text)
+            } else if e.is_permanent() {
                 SendError::permanent(n.to_string(), text)
             } else {
                 SendError::retryable(n.to_string(), text)
             };
-            let err = err.with_status(n);
-            if n == 535 || n == 530 {
-                err.with_alert()
-            } else {
-                err
-            }
+            err.with_status(n)
         }
-        None if e.is_timeout() => SendError::retryable("timeout", text).with_outcome_unknown(),
-        None => SendError::retryable("connection", text),
+        None if text.contains("No compatible authentication mechanism") => SendError::unauthorized(
+            "no_auth",
+            with_hint(
+                "the SMTP server offers no way to log in on this connection (it may need TLS first); check SMTP_PORT and SMTP_SECURE, or unset SMTP_USER if it needs no login".to_owned(),
+            ),
+        ),
+        None if e.is_timeout() => SendError::retryable("timeout", with_hint(text)).with_outcome_unknown(),
+        None => SendError::retryable("connection", with_hint(text)),
+    }
+}
+
+/// A one-line fix for the commonest SMTP setting mistakes.
+fn settings_hint(settings: &SmtpSettings) -> Option<&'static str> {
+    match (settings.port, settings.secure) {
+        (587 | 25, true) => Some("port 587 uses STARTTLS: set SMTP_SECURE=false"),
+        (465, false) => Some("port 465 uses implicit TLS: set SMTP_SECURE=true"),
+        _ => None,
     }
 }
 
@@ -139,8 +161,37 @@ impl Provider for Smtp {
             let (message, message_id) = self.build(msg)?;
             match self.transport.send(message).await {
                 Ok(_) => Ok(Receipt::new(message_id)),
-                Err(e) => Err(classify(&e)),
+                Err(e) => Err(classify(&e, self.hint)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(port: u16, secure: bool) -> SmtpSettings {
+        SmtpSettings {
+            host: "smtp.example.com".into(),
+            port,
+            user: None,
+            password: None,
+            secure,
+        }
+    }
+
+    #[test]
+    fn the_commonest_setting_mistakes_get_a_one_line_fix() {
+        assert_eq!(
+            settings_hint(&settings(587, true)),
+            Some("port 587 uses STARTTLS: set SMTP_SECURE=false")
+        );
+        assert_eq!(
+            settings_hint(&settings(465, false)),
+            Some("port 465 uses implicit TLS: set SMTP_SECURE=true")
+        );
+        assert_eq!(settings_hint(&settings(587, false)), None);
+        assert_eq!(settings_hint(&settings(465, true)), None);
     }
 }

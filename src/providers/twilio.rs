@@ -26,11 +26,13 @@ pub struct Twilio {
 /// 21610: the recipient replied STOP. 63016: WhatsApp free-form message
 /// outside the 24-hour window (only an approved template can go).
 const PERMANENT: &[i64] = &[
-    21211, 21614, 21612, 21408, 21606, 21608, 21635, 21602, 21603, 21604, 21610, 20003, 20404, 63016,
+    21211, 21614, 21612, 21408, 21606, 21608, 21635, 21602, 21603, 21604, 21610, 20404, 63016,
 ];
 
-/// Codes that mean the account, not the message, is wrong: tell an operator.
-const ALERT: &[i64] = &[20003];
+/// Codes that mean the account, not the message, is wrong: the provider
+/// pauses, messages wait, and an operator is told. 20003: authentication
+/// failed (bad SID/token, or a suspended account).
+const UNAUTHORIZED: &[i64] = &[20003];
 
 impl Twilio {
     pub fn new(
@@ -116,13 +118,12 @@ pub(super) fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Ut
     let err = if code == Some(21611) {
         // The sender's queue is full: not processed, safe to retry.
         SendError::retryable(code_text, message)
+    } else if code.is_some_and(|c| UNAUTHORIZED.contains(&c)) {
+        SendError::unauthorized(code_text, message)
     } else if let Some(c) = code.filter(|c| PERMANENT.contains(c)) {
-        let mut e = SendError::permanent(code_text, message);
+        let e = SendError::permanent(code_text, message);
         if c == 21610 {
-            e = e.with_suppression("replied STOP (Twilio 21610)");
-        }
-        if ALERT.contains(&c) {
-            e.with_alert()
+            e.with_suppression("replied STOP (Twilio 21610)")
         } else {
             e
         }

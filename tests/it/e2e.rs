@@ -28,7 +28,7 @@ both_backends! {
         let twilio = FakeTwilio::start().await;
         let sendgrid = FakeSendgrid::start().await;
         twilio.state.script("+15550000001", Reply::Error { status: 400, code: 21211, message: "The 'To' number +15550000001 is not a valid phone number.".into() });
-        sendgrid.state.script("blocked@example.com", Reply::Error { status: 403, code: 0, message: "The from address does not match a verified Sender Identity.".into() });
+        sendgrid.state.script("blocked@example.com", Reply::Error { status: 400, code: 0, message: "Does not contain a valid address.".into() });
         let sms_ok = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
         let sms_bad = db.insert_sql("sms", "+15550000001", "hi").await;
         let wa = db.insert_sql("whatsapp", "whatsapp:+15557654321", "Olá").await;
@@ -69,11 +69,48 @@ both_backends! {
         assert_eq!(m.provider_message_id.as_deref(), ok_req["__message_id"].as_str());
         let m = db.get(mail_bad).await;
         assert_eq!(m.status, "failed");
-        assert_eq!(m.error.unwrap()["code"], "403");
+        assert_eq!(m.error.unwrap()["code"], "400");
 
         assert!(twilio.state.violations().is_empty(), "{:?}", twilio.state.violations());
         assert!(sendgrid.state.violations().is_empty(), "{:?}", sendgrid.state.violations());
         assert_eq!(twilio.state.requests()[0]["StatusCallback"], "https://herald.example.com/webhooks/twilio/status");
+    }
+
+    async fn broken_credentials_pause_the_provider_and_keep_the_queue(db: TestDb) {
+        let twilio = FakeTwilio::start().await;
+        let ids = [
+            db.insert_sql("sms", "+15551234567", "one").await,
+            db.insert_sql("sms", "+15551234568", "two").await,
+            db.insert_sql("sms", "+15551234569", "three").await,
+        ];
+        let mut env = twilio_env(&twilio);
+        env.retain(|(k, _)| *k != "TWILIO_AUTH_TOKEN");
+        env.push(("TWILIO_AUTH_TOKEN", "0123456789abcdef0123456789abcdef".into()));
+        let out = run_herald(&db, &env, &["process"]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("refused Herald's credentials"), "{log}");
+        // One request found the credentials broken (the fake counts it as a
+        // violation); nothing failed, no retry was used, the rest waited.
+        assert_eq!(twilio.state.violations().len(), 1, "{:?}", twilio.state.violations());
+        for id in ids {
+            let m = db.get(id).await;
+            assert_eq!(m.status, "pending", "{m:?}");
+            assert_eq!(m.round_attempts(), 0, "{m:?}");
+        }
+        let tried = db.get(ids[0]).await;
+        assert_eq!(tried.error.as_ref().unwrap()["code"], "20003");
+        assert!(tried.next_attempt_at.is_some());
+        // Credentials fixed (and the minute's pause over, here by clearing the
+        // schedule as a restart after the fix would find it): all go out.
+        db.store.execute_raw("UPDATE notification_messages SET next_attempt_at = NULL").await.unwrap();
+        let out = run_herald(&db, &twilio_env(&twilio), &["process"]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for id in ids {
+            assert_eq!(db.get(id).await.status, "sent");
+        }
+        assert_eq!(twilio.state.requests().len(), 3);
+        assert_eq!(twilio.state.violations().len(), 1, "only the request with the wrong token");
     }
 
     async fn process_sends_email_over_smtp(db: TestDb) {

@@ -161,7 +161,7 @@ async fn twilio_bad_credentials_fail_with_an_alert_and_no_secret_in_the_error() 
     let e = err(p.send(&out(1, Channel::Sms, "+15551234567", "hi")).await);
     assert_eq!(
         (e.class, e.code.as_str(), e.alert),
-        (FailureClass::Permanent, "20003", true)
+        (FailureClass::Unauthorized, "20003", true)
     );
     assert!(!e.message.contains("0000000000"), "{e:?}");
     assert!(!format!("{e:?}").contains(TWILIO_TOKEN));
@@ -365,7 +365,12 @@ async fn sendgrid_errors_are_classified() {
             },
         );
         let e = err(p.send(&email(i as i64, &to, "s", Some("b"), None)).await);
-        assert_eq!(e.class, FailureClass::Permanent, "{status}");
+        let class = if status == 401 || status == 403 {
+            FailureClass::Unauthorized
+        } else {
+            FailureClass::Permanent
+        };
+        assert_eq!(e.class, class, "{status}");
         assert_eq!(
             (e.code.clone(), e.alert),
             (status.to_string(), status == 401 || status == 403)

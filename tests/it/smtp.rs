@@ -107,7 +107,7 @@ async fn credentials_are_used_and_bad_ones_fail_with_535() {
         .unwrap_err();
     assert_eq!(
         (e.class, e.code.as_str(), e.alert),
-        (FailureClass::Permanent, "535", true)
+        (FailureClass::Unauthorized, "535", true)
     );
     assert!(!e.message.contains("wrong-password"));
 }
