@@ -2,4 +2,4 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("HERALD_KEY") or "bench-key-0123456789abcdef")
-wrk.body = '{"channel":"sms","recipient":"+15551234567","body":"Your order #1234 is ready for pickup"}'
+wrk.body = '{"channel":"sms","recipient":"+14153234567","body":"Your order #1234 is ready for pickup"}'

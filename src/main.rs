@@ -21,6 +21,12 @@ async fn main() -> ExitCode {
         }
     };
     herald::telemetry::init(config.log_format, &config.log_level);
+    if let Some(country) = &config.default_country {
+        if let Err(e) = herald::domain::set_default_country(country) {
+            eprintln!("error: DEFAULT_COUNTRY: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match cli::run(args.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -81,13 +81,13 @@ async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
     let sql = if store.backend_name() == "postgres" {
         format!(
             "INSERT INTO notification_messages (channel, recipient, body)
-             SELECT 'sms', '+1555' || lpad(x::text, 7, '0'), 'bench ' || x FROM generate_series(1, {n}) AS x"
+             SELECT 'sms', '+1415' || (2000000 + x)::text, 'bench ' || x FROM generate_series(1, {n}) AS x"
         )
     } else {
         format!(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
              INSERT INTO notification_messages (channel, recipient, body)
-             SELECT 'sms', '+1555' || printf('%07d', x), 'bench ' || x FROM c"
+             SELECT 'sms', '+1415' || (2000000 + x), 'bench ' || x FROM c"
         )
     };
     store.execute_raw(&sql).await?;
@@ -151,7 +151,7 @@ async fn bench(name: &str, url: &str, args: &Args) -> anyhow::Result<()> {
             let t = Instant::now();
             store
                 .execute_raw(&format!(
-                    "INSERT INTO notification_messages (channel, recipient, body) VALUES ('sms', '+15550000000', 'latency {i}')"
+                    "INSERT INTO notification_messages (channel, recipient, body) VALUES ('sms', '+14152000000', 'latency {i}')"
                 ))
                 .await?;
             let id = store

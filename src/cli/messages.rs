@@ -15,7 +15,7 @@ pub(crate) struct SendArgs {
     /// sms, whatsapp or email
     #[arg(long)]
     channel: String,
-    /// E.164 phone number (+15551234567), whatsapp:+E164, or an email address
+    /// E.164 phone number (+14153234567), whatsapp:+E164, or an email address
     #[arg(long)]
     to: String,
     /// The text of the message

@@ -43,6 +43,9 @@ pub struct Config {
     /// `DATABASE_TIMEZONE`: the zone of a POS table's `timestamp` columns
     /// without a time zone (PostgreSQL; default UTC).
     pub database_timezone: Option<String>,
+    /// `DEFAULT_COUNTRY`: the country of phone numbers written without `+`
+    /// (ISO 3166 code, e.g. `BR`).
+    pub default_country: Option<String>,
     /// `COLUMN_MAP`: Herald's column → the name a POS's table gives it
     /// (`body:message,channel:type`), for `herald migrate`.
     pub column_map: std::collections::BTreeMap<String, String>,
@@ -281,6 +284,9 @@ impl Config {
         let database_max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10u32, 1, 1000, "connections");
         let column_map = column_map(&mut r);
         let database_timezone = r.get("DATABASE_TIMEZONE").map(str::to_owned);
+        let default_country = r
+            .parsed("DEFAULT_COUNTRY", crate::domain::parse_country)
+            .map(|_| r.get("DEFAULT_COUNTRY").unwrap_or_default().to_ascii_uppercase());
         let server = server(&mut r);
         let providers = Choices::read(&mut r);
         let twilio = providers::twilio(&mut r, &providers);
@@ -300,6 +306,7 @@ impl Config {
                 database_max_connections,
                 column_map,
                 database_timezone,
+                default_country,
                 host: server.host,
                 port: server.port,
                 api_keys: server.api_keys,

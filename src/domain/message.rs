@@ -226,8 +226,8 @@ mod tests {
 
     #[test]
     fn sms_needs_a_body_within_the_limit() {
-        assert!(NewMessage::parse(&raw("sms", "+15551234567")).is_ok());
-        let mut r = raw("sms", "+15551234567");
+        assert!(NewMessage::parse(&raw("sms", "+14153234567")).is_ok());
+        let mut r = raw("sms", "+14153234567");
         r.body = Some("  ".into());
         assert_eq!(NewMessage::parse(&r).unwrap_err().field, "body");
         r.body = Some("é".repeat(1600));
@@ -263,14 +263,14 @@ mod tests {
         assert_eq!(e.field, "recipient");
         let e = NewMessage::parse(&raw("pigeon", "x")).unwrap_err();
         assert_eq!(e.field, "channel");
-        let w = NewMessage::parse(&raw("whatsapp", "+15551234567")).unwrap();
-        assert_eq!(w.recipient.to_string(), "whatsapp:+15551234567");
+        let w = NewMessage::parse(&raw("whatsapp", "+14153234567")).unwrap();
+        assert_eq!(w.recipient.to_string(), "whatsapp:+14153234567");
     }
 
     #[test]
     fn provider_templates_replace_the_body() {
         let sid = format!("HX{}", "a1".repeat(16));
-        let mut r = raw("whatsapp", "+15551234567");
+        let mut r = raw("whatsapp", "+14153234567");
         r.body = None;
         r.content_sid = Some(sid.clone());
         r.content_variables = Some(serde_json::json!({"1": "Ana", "2": 42}));

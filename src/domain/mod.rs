@@ -21,6 +21,6 @@ pub use message::{
     Recipient, TemplateRef, ValidationError,
 };
 pub use outcome::{AttemptOutcome, ErrorColumn};
-pub use phone::{PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};
+pub use phone::{parse_country, set_default_country, PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};
 pub use status::MessageStatus;
 pub use template::{Locale, TemplateDraft, TemplateName, TemplateParts};

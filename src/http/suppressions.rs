@@ -94,7 +94,7 @@ pub(super) async fn add(
 
 /// Remove a recipient from a channel's suppression list (they opted back in).
 #[utoipa::path(delete, path = "/api/suppressions/{channel}/{recipient}", tag = "suppressions",
-    params(("channel" = String, Path), ("recipient" = String, Path, description = "URL-encoded, e.g. %2B15551234567")),
+    params(("channel" = String, Path), ("recipient" = String, Path, description = "URL-encoded, e.g. %2B14153234567")),
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -26,7 +26,7 @@ both_backends! {
     async fn queued_message_is_processed_and_visible_as_sent(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let (status, m) = json_of(app.post("/api/messages").json(&json!({
-            "channel": "sms", "recipient": "+1 555 123 4567", "body": "Your order is ready",
+            "channel": "sms", "recipient": "+1 415 323 4567", "body": "Your order is ready",
             "metadata": {"order_id": 42}
         })).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::ACCEPTED);
@@ -35,7 +35,7 @@ both_backends! {
                     "provider_message_id", "send_at", "sent_at", "created_at", "updated_at", "metadata"] {
             assert!(m.get(col).is_some(), "{col} missing from {m}");
         }
-        assert_eq!(m["recipient"], "+15551234567");
+        assert_eq!(m["recipient"], "+14153234567");
         assert_eq!(m["metadata"]["order_id"], 42);
         let id = m["id"].as_i64().unwrap();
         let sent = app.wait_status(id, "sent").await;
@@ -47,21 +47,21 @@ both_backends! {
     async fn every_validation_error_names_its_field_and_stores_nothing(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let cases = [
-            (json!({"recipient": "+15551234567", "body": "x"}), "channel"),
-            (json!({"channel": "fax", "recipient": "+15551234567", "body": "x"}), "channel"),
+            (json!({"recipient": "+14153234567", "body": "x"}), "channel"),
+            (json!({"channel": "fax", "recipient": "+14153234567", "body": "x"}), "channel"),
             (json!({"channel": "sms", "body": "x"}), "recipient"),
             (json!({"channel": "sms", "recipient": "5551234567", "body": "x"}), "recipient"),
             (json!({"channel": "whatsapp", "recipient": "whatsapp:123", "body": "x"}), "recipient"),
             (json!({"channel": "email", "recipient": "ana@", "subject": "s", "body": "x"}), "recipient"),
-            (json!({"channel": "sms", "recipient": "+15551234567"}), "body"),
-            (json!({"channel": "sms", "recipient": "+15551234567", "body": "x".repeat(1601)}), "body"),
-            (json!({"channel": "sms", "recipient": "+15551234567", "body": "x", "html_body": "<b>"}), "html_body"),
+            (json!({"channel": "sms", "recipient": "+14153234567"}), "body"),
+            (json!({"channel": "sms", "recipient": "+14153234567", "body": "x".repeat(1601)}), "body"),
+            (json!({"channel": "sms", "recipient": "+14153234567", "body": "x", "html_body": "<b>"}), "html_body"),
             (json!({"channel": "email", "recipient": "ana@example.com", "body": "x"}), "subject"),
-            (json!({"channel": "sms", "recipient": "+15551234567", "body": "x", "send_at": "tomorrow"}), "send_at"),
-            (json!({"channel": "sms", "recipient": "+15551234567", "body": "x", "metadata": [1]}), "metadata"),
-            (json!({"channel": "sms", "recipient": "+15551234567", "body": "x", "surprise": 1}), "surprise"),
-            (json!({"channel": 5, "recipient": "+15551234567", "body": "x"}), "channel"),
-            (json!({"channel": "whatsapp", "recipient": "+15551234567", "content_sid": "HX1"}), "content_sid"),
+            (json!({"channel": "sms", "recipient": "+14153234567", "body": "x", "send_at": "tomorrow"}), "send_at"),
+            (json!({"channel": "sms", "recipient": "+14153234567", "body": "x", "metadata": [1]}), "metadata"),
+            (json!({"channel": "sms", "recipient": "+14153234567", "body": "x", "surprise": 1}), "surprise"),
+            (json!({"channel": 5, "recipient": "+14153234567", "body": "x"}), "channel"),
+            (json!({"channel": "whatsapp", "recipient": "+14153234567", "content_sid": "HX1"}), "content_sid"),
         ];
         for (body, field) in cases {
             let (status, e) = json_of(app.post("/api/messages").json(&body).send().await.unwrap()).await;
@@ -88,12 +88,12 @@ both_backends! {
 
     async fn idempotency_keys_make_retries_safe(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
-        let body = json!({"channel": "sms", "recipient": "+15551234567", "body": "receipt #1"});
+        let body = json!({"channel": "sms", "recipient": "+14153234567", "body": "receipt #1"});
         let (s1, m1) = json_of(app.post("/api/messages").header("Idempotency-Key", "order-1").json(&body).send().await.unwrap()).await;
         let (s2, m2) = json_of(app.post("/api/messages").header("Idempotency-Key", "order-1").json(&body).send().await.unwrap()).await;
         assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::OK));
         assert_eq!(m1["id"], m2["id"]);
-        let other = json!({"channel": "sms", "recipient": "+15551234567", "body": "receipt #2"});
+        let other = json!({"channel": "sms", "recipient": "+14153234567", "body": "receipt #2"});
         let (s3, e) = json_of(app.post("/api/messages").header("Idempotency-Key", "order-1").json(&other).send().await.unwrap()).await;
         assert_eq!((s3, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("idempotency_key_reused")));
         assert_eq!(total(&db).await, 1);
@@ -127,7 +127,7 @@ both_backends! {
 
     async fn api_keys_are_required_when_set(db: TestDb) {
         let app = spawn_app(&db, &[KEY, "second-key-abcdefghijkl"]).await;
-        let body = json!({"channel": "sms", "recipient": "+15551234567", "body": "x"});
+        let body = json!({"channel": "sms", "recipient": "+14153234567", "body": "x"});
         let url = format!("{}/api/messages", app.url);
         let none = app.http.post(&url).json(&body).send().await.unwrap();
         assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
@@ -150,7 +150,7 @@ both_backends! {
 
     async fn pagination_is_stable_while_messages_arrive(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
-        let batch: Vec<Value> = (0..25).map(|i| json!({"channel": "sms", "recipient": "+15551234567", "body": format!("m{i}")})).collect();
+        let batch: Vec<Value> = (0..25).map(|i| json!({"channel": "sms", "recipient": "+14153234567", "body": format!("m{i}")})).collect();
         let (s, created) = json_of(app.post("/api/messages/batch").json(&json!({"messages": batch})).send().await.unwrap()).await;
         assert_eq!(s, StatusCode::ACCEPTED);
         let created_ids: Vec<i64> = created["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
@@ -165,7 +165,7 @@ both_backends! {
             pages += 1;
             seen.extend(page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()));
             // New messages arriving mid-listing do not shift later pages.
-            app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+15551234567", "body": "late"})).send().await.unwrap();
+            app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+14153234567", "body": "late"})).send().await.unwrap();
             match page["next_cursor"].as_str() { Some(c) => cursor = Some(c.to_owned()), None => break }
         }
         assert_eq!(pages, 3);
@@ -178,15 +178,15 @@ both_backends! {
         let (_, page) = json_of(app.get("/api/messages?channel=email").send().await.unwrap()).await;
         assert!(page["messages"].as_array().unwrap().is_empty());
         let (_, mail) = json_of(app.post("/api/messages").json(&json!({"channel": "email", "recipient": "ana@example.com", "subject": "s", "body": "b"})).send().await.unwrap()).await;
-        let (_, other) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+15557654321", "body": "x"})).send().await.unwrap()).await;
+        let (_, other) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+14157654321", "body": "x"})).send().await.unwrap()).await;
         let ids = |page: &Value| page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect::<Vec<_>>();
         let (_, page) = json_of(app.get("/api/messages?channel=email").send().await.unwrap()).await;
         assert_eq!(ids(&page), [mail["id"].as_i64().unwrap()]);
-        let (_, page) = json_of(app.get("/api/messages?recipient=%2B15557654321").send().await.unwrap()).await;
+        let (_, page) = json_of(app.get("/api/messages?recipient=%2B14157654321").send().await.unwrap()).await;
         assert_eq!(ids(&page), [other["id"].as_i64().unwrap()]);
-        let (_, page) = json_of(app.get("/api/messages?created_from=2000-01-01T00:00:00Z&recipient=%2B15551234567&limit=1000").send().await.unwrap()).await;
+        let (_, page) = json_of(app.get("/api/messages?created_from=2000-01-01T00:00:00Z&recipient=%2B14153234567&limit=1000").send().await.unwrap()).await;
         assert_eq!(ids(&page).len(), seen.len() + pages, "the 25 and the late ones, only to this recipient");
-        assert!(page["messages"].as_array().unwrap().iter().all(|m| m["recipient"] == "+15551234567"));
+        assert!(page["messages"].as_array().unwrap().iter().all(|m| m["recipient"] == "+14153234567"));
         let (_, page) = json_of(app.get("/api/messages?created_from=2099-01-01T00:00:00Z").send().await.unwrap()).await;
         assert!(ids(&page).is_empty(), "nothing was created in 2099");
         let (s, e) = json_of(app.get("/api/messages?status=lost").send().await.unwrap()).await;
@@ -197,7 +197,7 @@ both_backends! {
 
     async fn retry_and_cancel_follow_the_state_rules(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
-        let later = json!({"channel": "sms", "recipient": "+15551234567", "body": "later", "send_at": "2099-01-01T00:00:00Z"});
+        let later = json!({"channel": "sms", "recipient": "+14153234567", "body": "later", "send_at": "2099-01-01T00:00:00Z"});
         let (_, m) = json_of(app.post("/api/messages").json(&later).send().await.unwrap()).await;
         let id = m["id"].as_i64().unwrap();
         let (_, page) = json_of(app.get("/api/messages?status=pending&scheduled=true").send().await.unwrap()).await;
@@ -214,7 +214,7 @@ both_backends! {
         assert_eq!(s, StatusCode::NOT_FOUND);
         // A failed message: retry → pending → sent.
                 db.store
-            .execute_raw("INSERT INTO notification_messages (channel, recipient, body, status) VALUES ('sms', '+15551234567', 'x', 'failed')")
+            .execute_raw("INSERT INTO notification_messages (channel, recipient, body, status) VALUES ('sms', '+14153234567', 'x', 'failed')")
             .await
             .unwrap();
         let failed = db.max_id().await;
@@ -225,7 +225,7 @@ both_backends! {
 
     async fn batches_are_all_or_none(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
-        let ok = json!({"channel": "sms", "recipient": "+15551234567", "body": "x"});
+        let ok = json!({"channel": "sms", "recipient": "+14153234567", "body": "x"});
         let bad = json!({"channel": "sms", "recipient": "nope", "body": "x"});
         let (s, e) = json_of(app.post("/api/messages/batch").json(&json!({"messages": [ok, bad, ok, bad]})).send().await.unwrap()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -247,7 +247,7 @@ both_backends! {
         let metrics = || async { app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap() };
         let before = metrics().await;
         assert!(!before.contains("herald_sends_total{provider=\"test\",outcome=\"sent\"}"));
-        let (_, m) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+15551234567", "body": "x"})).send().await.unwrap()).await;
+        let (_, m) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+14153234567", "body": "x"})).send().await.unwrap()).await;
         app.wait_status(m["id"].as_i64().unwrap(), "sent").await;
         let after = metrics().await;
         assert!(after.contains("herald_sends_total{provider=\"test\",outcome=\"sent\"} 1"), "{after}");
@@ -301,7 +301,7 @@ async fn openapi_lists_every_route_the_router_serves() {
                 app.url,
                 path.replace("{id}", "1")
                     .replace("{channel}", "sms")
-                    .replace("{recipient}", "%2B15551234567")
+                    .replace("{recipient}", "%2B14153234567")
             );
             let r = app
                 .http

@@ -12,10 +12,10 @@ both_backends! {
     async fn send_process_status_retry_cancel(db: TestDb) {
         let dir = db.dir.path();
         let outbox = dir.join("outbox.jsonl");
-        let id: i64 = ok(run(herald(&db, dir).args(["send", "--channel", "sms", "--to", "+1 (555) 123-4567", "--body", "Your order is ready"])))
+        let id: i64 = ok(run(herald(&db, dir).args(["send", "--channel", "sms", "--to", "+1 (415) 323-4567", "--body", "Your order is ready"])))
             .trim().parse().expect("send prints the id");
         let m = db.get(id).await;
-        assert_eq!((m.channel.as_str(), m.recipient.as_str(), m.status.as_str()), ("sms", "+15551234567", "pending"));
+        assert_eq!((m.channel.as_str(), m.recipient.as_str(), m.status.as_str()), ("sms", "+14153234567", "pending"));
 
         let email: i64 = ok(run(herald(&db, dir).args([
             "send", "--channel", "email", "--to", "ana@example.com", "--subject", "Recibo nº 42",
@@ -25,12 +25,12 @@ both_backends! {
         assert_eq!(m.html_body.as_deref(), Some("<p>Obrigado!</p>"));
         assert_eq!(m.metadata, Some(serde_json::json!({"order_id": 42})));
 
-        let wa: i64 = ok(run(herald(&db, dir).args(["send", "--channel", "whatsapp", "--to", "+15557654321", "--body", "Olá"])))
+        let wa: i64 = ok(run(herald(&db, dir).args(["send", "--channel", "whatsapp", "--to", "+14157654321", "--body", "Olá"])))
             .trim().parse().unwrap();
-        assert_eq!(db.get(wa).await.recipient, "whatsapp:+15557654321");
+        assert_eq!(db.get(wa).await.recipient, "whatsapp:+14157654321");
 
         let later: i64 = ok(run(herald(&db, dir).args([
-            "send", "--channel", "sms", "--to", "+15551234567", "--body", "later", "--send-at", "2099-01-01T09:00:00+01:00",
+            "send", "--channel", "sms", "--to", "+14153234567", "--body", "later", "--send-at", "2099-01-01T09:00:00+01:00",
         ]))).trim().parse().unwrap();
         assert_eq!(db.get(later).await.send_at, Some(chrono::DateTime::parse_from_rfc3339("2099-01-01T08:00:00Z").unwrap().into()));
 
@@ -52,7 +52,7 @@ both_backends! {
         for col in ["ID", "CHANNEL", "RECIPIENT", "STATUS", "SENT_AT", "CREATED_AT", "ERROR"] {
             assert!(header.contains(col), "{header}");
         }
-        assert!(table.contains("+15551234567") && table.contains("ana@example.com"));
+        assert!(table.contains("+14153234567") && table.contains("ana@example.com"));
         assert!(table.contains("sent: 3") && table.contains("pending: 1"), "{table}");
         let sms_only = ok(run(herald(&db, dir).args(["status", "--status", "sent", "--channel", "sms", "--limit", "5"])));
         assert_eq!(sms_only.lines().filter(|l| l.contains(" sms ")).count(), 1, "{sms_only}");
@@ -77,23 +77,56 @@ both_backends! {
         assert_eq!(db.get(wa).await.status, "sent");
     }
 
+    async fn national_numbers_are_read_in_the_default_country(db: TestDb) {
+        let dir = db.dir.path();
+        // Through the CLI: stored in E.164.
+        for (country, national, e164) in [
+            ("BR", "(11) 91234-5678", "+5511912345678"),
+            ("US", "(415) 555-2671", "+14155552671"),
+            ("PT", "912 345 678", "+351912345678"),
+            ("DE", "030 1234567", "+49301234567"),
+        ] {
+            let out = ok(run(herald(&db, dir).env("DEFAULT_COUNTRY", country).args(["send", "--channel", "sms", "--to", national, "--body", "x"])));
+            let id: i64 = out.trim().parse().unwrap();
+            assert_eq!(db.get(id).await.recipient, e164, "{country} {national}");
+        }
+        // Not valid in the country (a US number without its area code): refused, naming why.
+        let o = run(herald(&db, dir).env("DEFAULT_COUNTRY", "US").args(["send", "--channel", "sms", "--to", "555-1234", "--body", "x"]));
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("not a valid number in US"), "{}", stderr(&o));
+        // Without DEFAULT_COUNTRY a national number is refused, and the error says how to fix it.
+        let o = run(herald(&db, dir).args(["send", "--channel", "sms", "--to", "(11) 91234-5678", "--body", "x"]));
+        assert!(stderr(&o).contains("DEFAULT_COUNTRY"), "{}", stderr(&o));
+        // A POS that stores local numbers: its rows are sent to the E.164 number.
+        let row = db.insert_sql("whatsapp", "(21) 98765-4321", "Olá").await;
+        let outbox = dir.join("outbox.jsonl");
+        ok(run(herald(&db, dir).env("DEFAULT_COUNTRY", "BR").env("LOG_OUTBOX", &outbox).arg("process")));
+        assert_eq!(db.get(row).await.status, "sent");
+        let line = std::fs::read_to_string(&outbox).unwrap();
+        assert!(line.contains("whatsapp:+5521987654321"), "{line}");
+        // A bad DEFAULT_COUNTRY is a configuration error.
+        let o = run(herald(&db, dir).env("DEFAULT_COUNTRY", "Brazil").arg("status"));
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains("DEFAULT_COUNTRY"), "{}", stderr(&o));
+    }
+
     async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
         let dir = db.dir.path();
         let cases: &[(&[&str], &str)] = &[
             (&["--channel", "sms", "--to", "5551234567", "--body", "x"], "--to"),
             (&["--channel", "sms", "--to", "+1555abc", "--body", "x"], "--to"),
-            (&["--channel", "pigeon", "--to", "+15551234567", "--body", "x"], "--channel"),
+            (&["--channel", "pigeon", "--to", "+14153234567", "--body", "x"], "--channel"),
             (&["--channel", "email", "--to", "ana@example", "--subject", "s", "--body", "x"], "--to"),
             (&["--channel", "email", "--to", "ana@example.com", "--body", "x"], "--subject"),
             (&["--channel", "email", "--to", "ana@example.com", "--subject", "s"], "--body"),
-            (&["--channel", "sms", "--to", "+15551234567"], "--body"),
-            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--html", "<b>x</b>"], "--html"),
-            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--send-at", "tomorrow"], "--send-at"),
-            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--metadata", "{oops"], "--metadata"),
-            (&["--channel", "sms", "--to", "+15551234567", "--body", "x", "--metadata", "[1,2]"], "--metadata"),
+            (&["--channel", "sms", "--to", "+14153234567"], "--body"),
+            (&["--channel", "sms", "--to", "+14153234567", "--body", "x", "--html", "<b>x</b>"], "--html"),
+            (&["--channel", "sms", "--to", "+14153234567", "--body", "x", "--send-at", "tomorrow"], "--send-at"),
+            (&["--channel", "sms", "--to", "+14153234567", "--body", "x", "--metadata", "{oops"], "--metadata"),
+            (&["--channel", "sms", "--to", "+14153234567", "--body", "x", "--metadata", "[1,2]"], "--metadata"),
         ];
         let long = "x".repeat(1601);
-        let long_case: [&str; 6] = ["--channel", "sms", "--to", "+15551234567", "--body", &long];
+        let long_case: [&str; 6] = ["--channel", "sms", "--to", "+14153234567", "--body", &long];
         for (args, flag) in cases.iter().copied().chain(std::iter::once((&long_case[..], "--body"))) {
             let o = run(herald(&db, dir).arg("send").args(args));
             assert!(!o.status.success(), "{args:?} was accepted");
@@ -146,7 +179,7 @@ fn zero_configuration_uses_herald_db_and_a_dotenv_file() {
             .output()
             .unwrap()
     };
-    let o = run_in(&["send", "--channel", "sms", "--to", "+15551234567", "--body", "hi"]);
+    let o = run_in(&["send", "--channel", "sms", "--to", "+14153234567", "--body", "hi"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.path().join("herald.db").exists(), "default database is ./herald.db");
     let o = run_in(&["process"]);
@@ -203,7 +236,7 @@ both_backends! {
         let r = client
             .post(format!("{base}/api/messages"))
             .bearer_auth("serve-test-key-0123456789")
-            .json(&serde_json::json!({"channel": "sms", "recipient": "+15551234567", "body": "hi"}))
+            .json(&serde_json::json!({"channel": "sms", "recipient": "+14153234567", "body": "hi"}))
             .send()
             .await
             .unwrap();

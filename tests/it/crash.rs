@@ -99,7 +99,7 @@ both_backends! {
             .unwrap();
         // Give it a moment to start listening.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let id = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
+        let id = db.insert_sql("sms", "+14153234567", "Your order is ready").await;
         wait_until("the direct insert to be sent", || async { db.get(id).await.status == "sent" }).await;
         // A manual retry wakes it too.
         db.store.execute_raw(&format!("UPDATE notification_messages SET status = 'failed' WHERE id = {id}")).await.unwrap();

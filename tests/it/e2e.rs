@@ -27,11 +27,11 @@ both_backends! {
     async fn process_delivers_a_mixed_queue_through_twilio_and_sendgrid(db: TestDb) {
         let twilio = FakeTwilio::start().await;
         let sendgrid = FakeSendgrid::start().await;
-        twilio.state.script("+15550000001", Reply::Error { status: 400, code: 21211, message: "The 'To' number +15550000001 is not a valid phone number.".into() });
+        twilio.state.script("+14152000001", Reply::Error { status: 400, code: 21211, message: "The 'To' number +14152000001 is not a valid phone number.".into() });
         sendgrid.state.script("blocked@example.com", Reply::Error { status: 400, code: 0, message: "Does not contain a valid address.".into() });
-        let sms_ok = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
-        let sms_bad = db.insert_sql("sms", "+15550000001", "hi").await;
-        let wa = db.insert_sql("whatsapp", "whatsapp:+15557654321", "Olá").await;
+        let sms_ok = db.insert_sql("sms", "+14153234567", "Your order is ready").await;
+        let sms_bad = db.insert_sql("sms", "+14152000001", "hi").await;
+        let wa = db.insert_sql("whatsapp", "whatsapp:+14157654321", "Olá").await;
         let mail = db.insert_sql_with("email", "ana@example.com", Some("Recibo"), "Obrigado").await;
         let mail_bad = db.insert_sql_with("email", "blocked@example.com", Some("Recibo"), "Obrigado").await;
 
@@ -51,10 +51,10 @@ both_backends! {
             .collect();
         let m = db.get(sms_ok).await;
         assert_eq!((m.status.as_str(), m.provider.as_deref()), ("sent", Some("twilio")));
-        assert_eq!(m.provider_message_id.as_ref(), sids.get("+15551234567"));
+        assert_eq!(m.provider_message_id.as_ref(), sids.get("+14153234567"));
         let m = db.get(wa).await;
         assert_eq!(m.status, "sent");
-        assert_eq!(m.provider_message_id.as_ref(), sids.get("whatsapp:+15557654321"));
+        assert_eq!(m.provider_message_id.as_ref(), sids.get("whatsapp:+14157654321"));
         let m = db.get(sms_bad).await;
         assert_eq!(m.status, "failed");
         let e = m.error.unwrap();
@@ -79,9 +79,9 @@ both_backends! {
     async fn broken_credentials_pause_the_provider_and_keep_the_queue(db: TestDb) {
         let twilio = FakeTwilio::start().await;
         let ids = [
-            db.insert_sql("sms", "+15551234567", "one").await,
-            db.insert_sql("sms", "+15551234568", "two").await,
-            db.insert_sql("sms", "+15551234569", "three").await,
+            db.insert_sql("sms", "+14153234567", "one").await,
+            db.insert_sql("sms", "+14153234568", "two").await,
+            db.insert_sql("sms", "+14153234569", "three").await,
         ];
         let mut env = twilio_env(&twilio);
         env.retain(|(k, _)| *k != "TWILIO_AUTH_TOKEN");
@@ -98,9 +98,16 @@ both_backends! {
             assert_eq!(m.status, "pending", "{m:?}");
             assert_eq!(m.round_attempts(), 0, "{m:?}");
         }
-        let tried = db.get(ids[0]).await;
-        assert_eq!(tried.error.as_ref().unwrap()["code"], "20003");
-        assert!(tried.next_attempt_at.is_some());
+        let mut tried = Vec::new();
+        for id in ids {
+            let m = db.get(id).await;
+            if m.error.is_some() {
+                tried.push(m);
+            }
+        }
+        assert_eq!(tried.len(), 1, "one message found out: {tried:?}");
+        assert_eq!(tried[0].error.as_ref().unwrap()["code"], "20003");
+        assert!(tried[0].next_attempt_at.is_some());
         // Credentials fixed (and the minute's pause over, here by clearing the
         // schedule as a restart after the fix would find it): all go out.
         db.store.execute_raw("UPDATE notification_messages SET next_attempt_at = NULL").await.unwrap();
@@ -239,8 +246,8 @@ both_backends! {
 
         let twilio = FakeTwilio::start().await;
         // Twilio creates the message but answers too late: the outcome is unknown.
-        twilio.state.script("+15551234567", Reply::Hang(std::time::Duration::from_secs(3)));
-        let lost = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
+        twilio.state.script("+14153234567", Reply::Hang(std::time::Duration::from_secs(3)));
+        let lost = db.insert_sql("sms", "+14153234567", "Your order is ready").await;
         // Another one that timed out before Twilio created anything is sent again.
         let clock = ManualClock::new(chrono::Utc::now());
         let provider = Twilio::new(
@@ -270,7 +277,7 @@ both_backends! {
         assert_eq!(outcomes, ["unknown", "reconciled"]);
 
         // Not found at Twilio (the request never arrived): sent again.
-        let other = db.insert_sql("sms", "+15557654321", "Second").await;
+        let other = db.insert_sql("sms", "+14157654321", "Second").await;
         db.store.execute_raw(&format!(
             "UPDATE notification_messages SET error = '{{\"code\":\"timeout\",\"outcome_unknown\":true,\"provider\":\"twilio\",\"at\":\"2026-01-01T00:00:00.000Z\"}}' WHERE id = {other}"
         )).await.unwrap();

@@ -44,13 +44,13 @@ async fn twilio_sms_is_sent_as_twilio_expects() {
     let fake = FakeTwilio::start().await;
     let p = twilio(&fake, Duration::from_secs(5));
     let receipt = p
-        .send(&out(7, Channel::Sms, "+15551234567", "Your order is ready"))
+        .send(&out(7, Channel::Sms, "+14153234567", "Your order is ready"))
         .await
         .unwrap();
     let sid = receipt.provider_message_id.unwrap();
     assert!(sid.starts_with("SM") && sid.len() == 34, "{sid}");
     let req = &fake.state.requests()[0];
-    assert_eq!(req["To"], "+15551234567");
+    assert_eq!(req["To"], "+14153234567");
     assert_eq!(req["From"], "+15005550006");
     assert_eq!(req["Body"], "Your order is ready");
     assert_eq!(
@@ -66,11 +66,11 @@ async fn twilio_sms_is_sent_as_twilio_expects() {
 async fn twilio_whatsapp_carries_the_prefix_on_both_ends() {
     let fake = FakeTwilio::start().await;
     let p = twilio(&fake, Duration::from_secs(5));
-    p.send(&out(8, Channel::Whatsapp, "+15551234567", "Olá!"))
+    p.send(&out(8, Channel::Whatsapp, "+14153234567", "Olá!"))
         .await
         .unwrap();
     let req = &fake.state.requests()[0];
-    assert_eq!(req["To"], "whatsapp:+15551234567");
+    assert_eq!(req["To"], "whatsapp:+14153234567");
     assert_eq!(req["From"], "whatsapp:+14155238886");
     assert_clean(&fake.state);
 }
@@ -81,7 +81,7 @@ async fn twilio_messaging_service_replaces_from() {
     let mut settings = twilio_settings(&fake);
     settings.messaging_service_sid = Some(format!("MG{}", "0a".repeat(16)));
     let p = Twilio::new(settings, None, Duration::from_secs(5), clock());
-    p.send(&out(9, Channel::Sms, "+15551234567", "hi")).await.unwrap();
+    p.send(&out(9, Channel::Sms, "+14153234567", "hi")).await.unwrap();
     let req = &fake.state.requests()[0];
     assert_eq!(req["MessagingServiceSid"], format!("MG{}", "0a".repeat(16)));
     assert!(req.get("From").is_none());
@@ -103,7 +103,7 @@ async fn twilio_whatsapp_template_sends_content_sid_and_variables_without_body()
     let msg = OutgoingMessage {
         id: 10,
         attempt: 1,
-        recipient: Recipient::parse(Channel::Whatsapp, "+15551234567").unwrap(),
+        recipient: Recipient::parse(Channel::Whatsapp, "+14153234567").unwrap(),
         content: Content::parse(Channel::Whatsapp, input).unwrap(),
         metadata: None,
     };
@@ -131,7 +131,7 @@ async fn twilio_permanent_codes_fail_with_twilios_code_and_message() {
     .into_iter()
     .enumerate()
     {
-        let to = format!("+1555000{:04}", i);
+        let to = format!("+1415200{:04}", i);
         let message = format!("Twilio says {code}");
         fake.state.script(
             &to,
@@ -158,7 +158,7 @@ async fn twilio_bad_credentials_fail_with_an_alert_and_no_secret_in_the_error() 
     let mut settings = twilio_settings(&fake);
     settings.auth_secret = SecretString::from("00000000000000000000000000000000".to_owned());
     let p = Twilio::new(settings, None, Duration::from_secs(5), clock());
-    let e = err(p.send(&out(1, Channel::Sms, "+15551234567", "hi")).await);
+    let e = err(p.send(&out(1, Channel::Sms, "+14153234567", "hi")).await);
     assert_eq!(
         (e.class, e.code.as_str(), e.alert),
         (FailureClass::Unauthorized, "20003", true)
@@ -172,14 +172,14 @@ async fn twilio_429_pauses_until_retry_after_or_a_default() {
     let fake = FakeTwilio::start().await;
     let p = twilio(&fake, Duration::from_secs(5));
     fake.state.script(
-        "+15551230001",
+        "+14153230001",
         Reply::Raw {
             status: 429,
             body: json!({"code": 20429, "message": "Too Many Requests", "status": 429}).to_string(),
             headers: vec![("retry-after".into(), "17".into())],
         },
     );
-    let e = err(p.send(&out(1, Channel::Sms, "+15551230001", "hi")).await);
+    let e = err(p.send(&out(1, Channel::Sms, "+14153230001", "hi")).await);
     assert_eq!(
         e.class,
         FailureClass::RateLimited {
@@ -188,14 +188,14 @@ async fn twilio_429_pauses_until_retry_after_or_a_default() {
     );
     assert_eq!(e.code, "20429");
     fake.state.script(
-        "+15551230002",
+        "+14153230002",
         Reply::Error {
             status: 429,
             code: 20429,
             message: "Too Many Requests".into(),
         },
     );
-    let e = err(p.send(&out(2, Channel::Sms, "+15551230002", "hi")).await);
+    let e = err(p.send(&out(2, Channel::Sms, "+14153230002", "hi")).await);
     assert_eq!(
         e.class,
         FailureClass::RateLimited {
@@ -203,7 +203,7 @@ async fn twilio_429_pauses_until_retry_after_or_a_default() {
         }
     );
     fake.state.script(
-        "+15551230003",
+        "+14153230003",
         Reply::Error {
             status: 400,
             code: 21611,
@@ -211,7 +211,7 @@ async fn twilio_429_pauses_until_retry_after_or_a_default() {
         },
     );
     assert_eq!(
-        err(p.send(&out(3, Channel::Sms, "+15551230003", "hi")).await).class,
+        err(p.send(&out(3, Channel::Sms, "+14153230003", "hi")).await).class,
         FailureClass::Retryable
     );
 }
@@ -221,22 +221,22 @@ async fn twilio_5xx_timeout_and_malformed_answers() {
     let fake = FakeTwilio::start().await;
     let p = twilio(&fake, Duration::from_millis(500));
     fake.state.script(
-        "+15551230001",
+        "+14153230001",
         Reply::Raw {
             status: 503,
             body: "<html>Service Unavailable</html>".into(),
             headers: vec![],
         },
     );
-    let e = err(p.send(&out(1, Channel::Sms, "+15551230001", "hi")).await);
+    let e = err(p.send(&out(1, Channel::Sms, "+14153230001", "hi")).await);
     assert_eq!(
         (e.class, e.outcome_unknown, e.status),
         (FailureClass::Retryable, true, Some(503))
     );
     assert!(e.message.contains("Service Unavailable"));
 
-    fake.state.script("+15551230002", Reply::Hang(Duration::from_secs(3)));
-    let e = err(p.send(&out(2, Channel::Sms, "+15551230002", "hi")).await);
+    fake.state.script("+14153230002", Reply::Hang(Duration::from_secs(3)));
+    let e = err(p.send(&out(2, Channel::Sms, "+14153230002", "hi")).await);
     assert_eq!(
         (e.class, e.outcome_unknown, e.code.as_str()),
         (FailureClass::Retryable, true, "timeout")
@@ -244,26 +244,26 @@ async fn twilio_5xx_timeout_and_malformed_answers() {
 
     // 201 with a body that is not a Message: Twilio created it; never resend.
     fake.state.script(
-        "+15551230003",
+        "+14153230003",
         Reply::Raw {
             status: 201,
             body: "{not json".into(),
             headers: vec![],
         },
     );
-    let r = p.send(&out(3, Channel::Sms, "+15551230003", "hi")).await.unwrap();
+    let r = p.send(&out(3, Channel::Sms, "+14153230003", "hi")).await.unwrap();
     assert_eq!(r.provider_message_id, None);
 
     // 400 with a body that is not Twilio's error shape: permanent, HTTP status as the code.
     fake.state.script(
-        "+15551230004",
+        "+14153230004",
         Reply::Raw {
             status: 400,
             body: "bad".into(),
             headers: vec![],
         },
     );
-    let e = err(p.send(&out(4, Channel::Sms, "+15551230004", "hi")).await);
+    let e = err(p.send(&out(4, Channel::Sms, "+14153230004", "hi")).await);
     assert_eq!((e.class, e.code.as_str()), (FailureClass::Permanent, "http_400"));
 }
 
@@ -277,7 +277,7 @@ async fn unreachable_provider_is_a_retryable_connection_error() {
     let mut settings = twilio_settings(&fake);
     settings.api_url = format!("http://127.0.0.1:{port}");
     let p = Twilio::new(settings, None, Duration::from_secs(2), clock());
-    let e = err(p.send(&out(1, Channel::Sms, "+15551234567", "hi")).await);
+    let e = err(p.send(&out(1, Channel::Sms, "+14153234567", "hi")).await);
     assert_eq!(
         (e.class, e.outcome_unknown, e.code.as_str()),
         (FailureClass::Retryable, false, "connection")
@@ -465,37 +465,37 @@ fn custom(fake: &FakeCustom, timeout: Duration) -> Custom {
 async fn custom_provider_posts_signed_json() {
     let fake = FakeCustom::start().await;
     let p = custom(&fake, Duration::from_millis(500));
-    let mut m = out(5, Channel::Sms, "+15551234567", "hello");
+    let mut m = out(5, Channel::Sms, "+14153234567", "hello");
     m.metadata = Some(json!({"order": 9}));
     let r = p.send(&m).await.unwrap();
     assert!(r.provider_message_id.unwrap().starts_with("custom-"));
     let got = &fake.state.requests()[0];
     assert_eq!(got["id"], 5);
     assert_eq!(got["channel"], "sms");
-    assert_eq!(got["recipient"], "+15551234567");
+    assert_eq!(got["recipient"], "+14153234567");
     assert_eq!(got["body"], "hello");
     assert_eq!(got["metadata"]["order"], 9);
     assert_clean(&fake.state);
 
     fake.state.script(
-        "+15550000001",
+        "+14152000001",
         Reply::Raw {
             status: 422,
             body: "no".into(),
             headers: vec![],
         },
     );
-    let e = err(p.send(&out(6, Channel::Sms, "+15550000001", "x")).await);
+    let e = err(p.send(&out(6, Channel::Sms, "+14152000001", "x")).await);
     assert_eq!((e.class, e.code.as_str()), (FailureClass::Permanent, "http_422"));
     fake.state.script(
-        "+15550000002",
+        "+14152000002",
         Reply::Raw {
             status: 429,
             body: "".into(),
             headers: vec![("retry-after".into(), "9".into())],
         },
     );
-    let e = err(p.send(&out(7, Channel::Sms, "+15550000002", "x")).await);
+    let e = err(p.send(&out(7, Channel::Sms, "+14152000002", "x")).await);
     assert_eq!(
         e.class,
         FailureClass::RateLimited {
@@ -503,21 +503,21 @@ async fn custom_provider_posts_signed_json() {
         }
     );
     fake.state.script(
-        "+15550000003",
+        "+14152000003",
         Reply::Raw {
             status: 500,
             body: "".into(),
             headers: vec![],
         },
     );
-    let e = err(p.send(&out(8, Channel::Sms, "+15550000003", "x")).await);
+    let e = err(p.send(&out(8, Channel::Sms, "+14152000003", "x")).await);
     assert_eq!((e.class, e.outcome_unknown), (FailureClass::Retryable, true));
-    fake.state.script("+15550000004", Reply::Hang(Duration::from_secs(3)));
-    let e = err(p.send(&out(9, Channel::Sms, "+15550000004", "x")).await);
+    fake.state.script("+14152000004", Reply::Hang(Duration::from_secs(3)));
+    let e = err(p.send(&out(9, Channel::Sms, "+14152000004", "x")).await);
     assert_eq!((e.class, e.code.as_str()), (FailureClass::Retryable, "timeout"));
     // 2xx without a JSON id: sent, no id.
     fake.state.script(
-        "+15550000005",
+        "+14152000005",
         Reply::Raw {
             status: 204,
             body: "".into(),
@@ -525,7 +525,7 @@ async fn custom_provider_posts_signed_json() {
         },
     );
     assert_eq!(
-        p.send(&out(10, Channel::Sms, "+15550000005", "x"))
+        p.send(&out(10, Channel::Sms, "+14152000005", "x"))
             .await
             .unwrap()
             .provider_message_id,

@@ -24,9 +24,9 @@ fn error_of(m: &Message) -> serde_json::Map<String, serde_json::Value> {
 
 both_backends! {
     async fn direct_insert_is_sent(db: TestDb) {
-        let sms = db.insert_sql("sms", "+15551234567", "Your order is ready").await;
+        let sms = db.insert_sql("sms", "+14153234567", "Your order is ready").await;
         let email = db.insert_sql_with("email", "ana@example.com", Some("Receipt #42"), "Thanks!").await;
-        let wa = db.insert_sql("whatsapp", "+1 (555) 765-4321", "Olá").await;
+        let wa = db.insert_sql("whatsapp", "+1 (415) 765-4321", "Olá").await;
         let provider = ScriptedProvider::ok();
         let clock = ManualClock::new(t0());
         let summary = run_once(&processor(&db.store, &provider, &clock, "w1")).await;
@@ -48,8 +48,8 @@ both_backends! {
         }
         // The WhatsApp recipient reached the provider normalised.
         assert_eq!(provider.calls().len(), 3);
-        assert_eq!(provider.recipient_of(wa).as_deref(), Some("whatsapp:+15557654321"));
-        assert_eq!(provider.recipient_of(sms).as_deref(), Some("+15551234567"));
+        assert_eq!(provider.recipient_of(wa).as_deref(), Some("whatsapp:+14157654321"));
+        assert_eq!(provider.recipient_of(sms).as_deref(), Some("+14153234567"));
         // The guide's monitoring query runs unchanged and shows the outcome.
         let rows = db
             .query("SELECT id, channel, recipient, status, error, sent_at, created_at FROM notification_messages ORDER BY created_at DESC LIMIT 50")
@@ -68,8 +68,8 @@ both_backends! {
         let bad_phone = db.insert_sql("sms", "555-1234", "hi").await;
         let bad_email = db.insert_sql_with("email", "ana@", Some("s"), "hi").await;
         let no_subject = db.insert_sql("email", "ana@example.com", "hi").await;
-        let bad_channel = db.insert_sql("fax", "+15551234567", "hi").await;
-        let too_long = db.insert_sql("sms", "+15551234567", &"x".repeat(1601)).await;
+        let bad_channel = db.insert_sql("fax", "+14153234567", "hi").await;
+        let too_long = db.insert_sql("sms", "+14153234567", &"x".repeat(1601)).await;
         let provider = ScriptedProvider::ok();
         let clock = ManualClock::new(t0());
         let summary = run_once(&processor(&db.store, &provider, &clock, "w1")).await;
@@ -90,7 +90,7 @@ both_backends! {
     }
 
     async fn retryable_failure_backs_off_then_sends(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let provider = ScriptedProvider::new(|m, n| {
             if n <= 2 { Err(SendError::retryable("503", "try later").with_status(503)) } else { Ok(Receipt::new(format!("T-{}", m.id))) }
         });
@@ -128,7 +128,7 @@ both_backends! {
     }
 
     async fn permanent_failure_fails_at_once(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let provider = ScriptedProvider::new(|_, _| Err(SendError::permanent("21211", "The 'To' number is not valid").with_status(400)));
         let clock = ManualClock::new(t0());
         run_once(&processor(&db.store, &provider, &clock, "w1")).await;
@@ -146,7 +146,7 @@ both_backends! {
     }
 
     async fn max_retries_then_failed_with_json_error(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let provider = ScriptedProvider::new(|_, _| Err(SendError::retryable("connection", "connection refused")));
         let clock = ManualClock::new(t0());
         let p = processor(&db.store, &provider, &clock, "w1");
@@ -165,7 +165,7 @@ both_backends! {
     }
 
     async fn manual_pending_sends_again_with_a_fresh_round(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let f = fail.clone();
         let provider = ScriptedProvider::new(move |m, _| {
@@ -196,7 +196,7 @@ both_backends! {
         assert_eq!((m.status.as_str(), m.attempts), ("sent", 8));
 
         // And `herald retry` (the store call) does the same for a failed row.
-        let id2 = db.insert_sql("sms", "+15551234567", "again").await;
+        let id2 = db.insert_sql("sms", "+14153234567", "again").await;
         fail.store(true, std::sync::atomic::Ordering::SeqCst);
         let permanent = ScriptedProvider::new(|_, _| Err(SendError::permanent("x", "no")));
         run_once(&processor(&db.store, &permanent, &clock, "w2")).await;
@@ -208,7 +208,7 @@ both_backends! {
     }
 
     async fn rate_limited_waits_without_using_retries(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let until = t0() + chrono::Duration::seconds(30);
         let provider = ScriptedProvider::new(move |m, n| {
             if n <= 5 { Err(SendError::rate_limited(until + chrono::Duration::seconds(30 * (n as i64 - 1)), "429", "Too Many Requests")) } else { Ok(Receipt::new(format!("T-{}", m.id))) }
@@ -299,7 +299,7 @@ both_backends! {
     }
 
     async fn expired_lease_is_reclaimed_and_the_old_owner_cannot_record(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let lease = chrono::Duration::seconds(60);
         let a = db.store.claim(herald::store::ClaimFilter::Any, "dead-worker", t0(), t0() + lease, 10, 0).await.unwrap();
         assert_eq!(a.len(), 1);
@@ -318,7 +318,7 @@ both_backends! {
         assert_eq!(db.get(id).await.status, "sent");
 
         // Through the processor: a stale lease is picked up by the next run.
-        let id2 = db.insert_sql("sms", "+15551234567", "hi again").await;
+        let id2 = db.insert_sql("sms", "+14153234567", "hi again").await;
         db.store.claim(herald::store::ClaimFilter::Any, "dead-worker", t0(), t0() + lease, 10, 0).await.unwrap();
         let provider = ScriptedProvider::ok();
         let clock = ManualClock::new(t0() + chrono::Duration::seconds(30));
@@ -330,8 +330,8 @@ both_backends! {
     }
 
     async fn a_lease_too_short_for_the_send_is_handed_back(db: TestDb) {
-        let first = db.insert_sql("sms", "+15551234567", "slow").await;
-        let second = db.insert_sql("sms", "+15551234567", "waits").await;
+        let first = db.insert_sql("sms", "+14153234567", "slow").await;
+        let second = db.insert_sql("sms", "+14153234567", "waits").await;
         let clock = ManualClock::new(t0());
         let c = clock.clone();
         // Each send takes 55 s of the 60 s lease; whichever message waits
@@ -367,7 +367,7 @@ both_backends! {
     async fn scheduled_messages_wait_for_send_at(db: TestDb) {
         let raw = RawMessage {
             channel: Some("sms".into()),
-            recipient: Some("+15551234567".into()),
+            recipient: Some("+14153234567".into()),
             body: Some("later".into()),
             send_at: Some(t0() + chrono::Duration::minutes(10)),
             ..RawMessage::default()
@@ -385,7 +385,7 @@ both_backends! {
 
     async fn idempotency_keys_are_remembered_for_a_day(db: TestDb) {
         use herald::store::Idempotent;
-        let raw = RawMessage { channel: Some("sms".into()), recipient: Some("+15551234567".into()), body: Some("x".into()), ..RawMessage::default() };
+        let raw = RawMessage { channel: Some("sms".into()), recipient: Some("+14153234567".into()), body: Some("x".into()), ..RawMessage::default() };
         let msg = NewMessage::parse(&raw).unwrap();
         let first = db.store.enqueue_idempotent("k1", "hash-a", std::slice::from_ref(&msg), t0()).await.unwrap();
         assert!(matches!(first, Idempotent::Created(_)));
@@ -397,7 +397,7 @@ both_backends! {
     }
 
     async fn cancel_only_pending(db: TestDb) {
-        let id = db.insert_sql("sms", "+15551234567", "hi").await;
+        let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let c = db.store.cancel(id, t0()).await.unwrap();
         assert_eq!(c.status, "cancelled");
         let err = db.store.cancel(id, t0()).await.unwrap_err().to_string();

@@ -34,7 +34,7 @@ fn processor_with(
 both_backends! {
     async fn a_rate_limited_sender_is_held_to_its_rate(db: TestDb) {
         for i in 0..10 {
-            db.insert_sql("sms", "+15551234567", &format!("sms {i}")).await;
+            db.insert_sql("sms", "+14153234567", &format!("sms {i}")).await;
         }
         for i in 0..5 {
             db.insert_sql_with("email", "ana@example.com", Some("s"), &format!("email {i}")).await;
@@ -60,7 +60,7 @@ both_backends! {
 
     async fn a_429_pauses_only_the_provider_that_sent_it(db: TestDb) {
         for i in 0..3 {
-            db.insert_sql("sms", "+15551234567", &format!("sms {i}")).await;
+            db.insert_sql("sms", "+14153234567", &format!("sms {i}")).await;
         }
         for i in 0..3 {
             db.insert_sql_with("email", "ana@example.com", Some("s"), &format!("email {i}")).await;

@@ -137,7 +137,7 @@ both_backends! {
     async fn twilio_status_callbacks_move_delivery_forward_only(db: TestDb) {
         let app = spawn(&db, true).await;
         let sid = "SM0123456789abcdef0123456789abcdef";
-        let id = sent_message(&db, "sms", "+15551234567", "twilio", sid).await;
+        let id = sent_message(&db, "sms", "+14153234567", "twilio", sid).await;
         let cb = |status: &'static str| vec![("MessageSid", sid), ("MessageStatus", status), ("AccountSid", "AC0123456789abcdef0123456789abcdef"), ("ApiVersion", "2010-04-01")];
         assert_eq!(app.twilio(&cb("sent"), None).await, StatusCode::OK);
         assert_eq!(app.message(id).await["delivery_status"], "sent");
@@ -157,7 +157,7 @@ both_backends! {
 
         // WhatsApp read receipts are kept.
         let wsid = "SM0123456789abcdef0123456789abcdee";
-        let wid = sent_message(&db, "whatsapp", "whatsapp:+15557654321", "twilio", wsid).await;
+        let wid = sent_message(&db, "whatsapp", "whatsapp:+14157654321", "twilio", wsid).await;
         for s in ["delivered", "read"] {
             let p = vec![("MessageSid", wsid), ("MessageStatus", s), ("ChannelPrefix", "whatsapp"), ("EventType", "READ")];
             assert_eq!(app.twilio(&p, None).await, StatusCode::OK);
@@ -166,13 +166,13 @@ both_backends! {
 
         // Undelivered with 21610: the customer replied STOP; suppressed from now on.
         let ssid = "SM0123456789abcdef0123456789abcded";
-        let sid_id = sent_message(&db, "sms", "+15550009999", "twilio", ssid).await;
+        let sid_id = sent_message(&db, "sms", "+14152009999", "twilio", ssid).await;
         let p = vec![("MessageSid", ssid), ("MessageStatus", "undelivered"), ("ErrorCode", "21610")];
         assert_eq!(app.twilio(&p, None).await, StatusCode::OK);
         let m = app.message(sid_id).await;
         assert_eq!((m["delivery_status"].as_str(), m["delivery_error_code"].as_str()), (Some("undelivered"), Some("21610")));
         let list: Value = app.http.get(format!("{}/api/suppressions?channel=sms", app.url)).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
-        assert_eq!(list["suppressions"][0]["recipient"], "+15550009999");
+        assert_eq!(list["suppressions"][0]["recipient"], "+14152009999");
 
         // An unknown message is acknowledged (so Twilio stops retrying) and counted.
         let p = vec![("MessageSid", "SMffffffffffffffffffffffffffffffff"), ("MessageStatus", "delivered")];
@@ -185,7 +185,7 @@ both_backends! {
     async fn twilio_callbacks_with_a_bad_signature_change_nothing(db: TestDb) {
         let app = spawn(&db, true).await;
         let sid = "SM0123456789abcdef0123456789abcdef";
-        let id = sent_message(&db, "sms", "+15551234567", "twilio", sid).await;
+        let id = sent_message(&db, "sms", "+14153234567", "twilio", sid).await;
         let params = [("MessageSid", sid), ("MessageStatus", "delivered")];
         let url = format!("{PUBLIC}/webhooks/twilio/status");
         let bad = [
@@ -282,16 +282,16 @@ both_backends! {
     async fn suppressions_api_and_stop_replies(db: TestDb) {
         let app = spawn(&db, true).await;
         let add = |body: Value| app.http.post(format!("{}/api/suppressions", app.url)).bearer_auth(KEY).json(&body).send();
-        assert_eq!(add(json!({"channel": "sms", "recipient": "+1 555 000 1111", "reason": "asked by phone"})).await.unwrap().status(), StatusCode::CREATED);
-        assert_eq!(add(json!({"channel": "sms", "recipient": "+15550001111"})).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(add(json!({"channel": "sms", "recipient": "+1 415 200 1111", "reason": "asked by phone"})).await.unwrap().status(), StatusCode::CREATED);
+        assert_eq!(add(json!({"channel": "sms", "recipient": "+14152001111"})).await.unwrap().status(), StatusCode::OK);
         let r = add(json!({"channel": "sms", "recipient": "nope"})).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let id = db.insert_sql("sms", "+15550001111", "promo").await;
+        let id = db.insert_sql("sms", "+14152001111", "promo").await;
         wait_until("the message to fail", || async { app.message(id).await["status"] == "failed" }).await;
         assert_eq!(app.message(id).await["error"]["code"], "suppressed");
-        let r = app.http.delete(format!("{}/api/suppressions/sms/%2B15550001111", app.url)).bearer_auth(KEY).send().await.unwrap();
+        let r = app.http.delete(format!("{}/api/suppressions/sms/%2B14152001111", app.url)).bearer_auth(KEY).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = app.http.delete(format!("{}/api/suppressions/sms/%2B15550001111", app.url)).bearer_auth(KEY).send().await.unwrap();
+        let r = app.http.delete(format!("{}/api/suppressions/sms/%2B14152001111", app.url)).bearer_auth(KEY).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
 }
@@ -299,7 +299,7 @@ both_backends! {
 #[tokio::test]
 async fn a_stop_reply_at_send_time_suppresses_the_recipient() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let id = db.insert_sql("sms", "+15551234567", "hi").await;
+    let id = db.insert_sql("sms", "+14153234567", "hi").await;
     let provider = ScriptedProvider::new(|_, _| {
         Err(
             herald::providers::SendError::permanent("21610", "Attempt to send to unsubscribed recipient")
@@ -316,9 +316,9 @@ async fn a_stop_reply_at_send_time_suppresses_the_recipient() {
         .unwrap();
     assert_eq!(
         (s[0].recipient.as_str(), s[0].source.as_str()),
-        ("+15551234567", "test")
+        ("+14153234567", "test")
     );
-    let again = db.insert_sql("sms", "+15551234567", "again").await;
+    let again = db.insert_sql("sms", "+14153234567", "again").await;
     run_once(&processor(&db.store, &provider, &clock, "w")).await;
     assert_eq!(db.get(again).await.error.unwrap()["code"], "suppressed");
     assert_eq!(provider.calls_for(again), 0);

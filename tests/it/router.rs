@@ -95,7 +95,7 @@ async fn errors_are_json_with_the_right_status_and_field() {
         ),
         (
             Some("application/json"),
-            r#"{"channel": "sms", "recipient": "+15551234567", "body": "hi", "colour": "red"}"#,
+            r#"{"channel": "sms", "recipient": "+14153234567", "body": "hi", "colour": "red"}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
             None,

@@ -91,15 +91,15 @@ both_backends! {
         assert!(s.is_client_error(), "{e}");
         let (s, _) = put(&app, "ready", json!({"channel": "sms", "body": "{{ customer.name }}, order {{ order }} is ready"})).await;
         assert_eq!(s, StatusCode::OK);
-        let (s, e) = queue(&app, json!({"channel": "sms", "recipient": "+15551234567", "template": "ready", "data": {"customer": {"name": "Ana"}}})).await;
+        let (s, e) = queue(&app, json!({"channel": "sms", "recipient": "+14153234567", "template": "ready", "data": {"customer": {"name": "Ana"}}})).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e["error"]["field"], "data");
         assert!(e["error"]["message"].as_str().unwrap().contains("order"), "names the variable: {e}");
-        let (s, e) = queue(&app, json!({"channel": "sms", "recipient": "+15551234567", "template": "nope", "data": {}})).await;
+        let (s, e) = queue(&app, json!({"channel": "sms", "recipient": "+14153234567", "template": "nope", "data": {}})).await;
         assert_eq!((s, e["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template")));
         let (s, e) = queue(&app, json!({"channel": "email", "recipient": "a@example.com", "template": "ready", "data": {}})).await;
         assert_eq!((s, e["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template")), "{e}");
-        let (s, e) = queue(&app, json!({"channel": "sms", "recipient": "+15551234567", "template": "ready", "body": "x"})).await;
+        let (s, e) = queue(&app, json!({"channel": "sms", "recipient": "+14153234567", "template": "ready", "body": "x"})).await;
         assert_eq!((s, e["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template")));
         assert_eq!(total(&db).await, 0, "nothing stored");
     }
@@ -110,12 +110,12 @@ both_backends! {
         put(&app, "ready", json!({"channel": "sms", "locale": "pt", "body": "Pedido {{ order }} pronto, {{ name }}"})).await;
         db.store.execute_raw(
             "INSERT INTO notification_messages (channel, recipient, template, locale, template_data)
-             VALUES ('sms', '+15551234567', 'ready', 'pt-BR', '{\"order\": 7, \"name\": \"Ana\"}')"
+             VALUES ('sms', '+14153234567', 'ready', 'pt-BR', '{\"order\": 7, \"name\": \"Ana\"}')"
         ).await.unwrap();
         let id = db.max_id().await;
         db.store.execute_raw(
             "INSERT INTO notification_messages (channel, recipient, template, template_data)
-             VALUES ('sms', '+15551234567', 'ready', '{\"order\": 8}')"
+             VALUES ('sms', '+14153234567', 'ready', '{\"order\": 8}')"
         ).await.unwrap();
         let bad = db.max_id().await;
         let m = app.wait_status(id, "sent").await;
@@ -135,7 +135,7 @@ both_backends! {
         let parts = herald::domain::TemplateParts { content_sid: Some(sid.clone()), content_variables: Some(vars), ..Default::default() };
         let draft = herald::domain::TemplateDraft::parse("appointment", Some("en"), Some("whatsapp"), parts, false).unwrap();
         db.store.put_template(&draft, t0()).await.unwrap();
-        let raw = herald::domain::RawMessage { channel: Some("whatsapp".into()), recipient: Some("+15551234567".into()), ..Default::default() };
+        let raw = herald::domain::RawMessage { channel: Some("whatsapp".into()), recipient: Some("+14153234567".into()), ..Default::default() };
         let msg = herald::templates::prepare(&db.store, raw, "appointment", None, Some(&json!({"customer": "Ana", "when": "Tue 10:00"}))).await.unwrap();
         let stored = db.store.enqueue(&msg, t0()).await.unwrap();
         let clock = herald::clock::ManualClock::new(t0());
@@ -156,7 +156,7 @@ both_backends! {
         let dir = db.dir.path();
         let outbox = dir.join("outbox.jsonl");
         let at = chrono::Utc::now() + chrono::Duration::seconds(2);
-        let o = herald(&db, dir).args(["send", "--channel", "sms", "--to", "+15551234567", "--body", "later", "--send-at", &at.to_rfc3339()]).output().unwrap();
+        let o = herald(&db, dir).args(["send", "--channel", "sms", "--to", "+14153234567", "--body", "later", "--send-at", &at.to_rfc3339()]).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let id: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
         // `process` now: not due, not sent.
@@ -183,9 +183,9 @@ both_backends! {
         ok(herald(&db, dir).args(["templates", "put", "ready", "--channel", "sms", "--body", "Order {{ order }} is ready"]).output().unwrap());
         let out = ok(herald(&db, dir).args(["templates", "preview", "ready", "--data", "{\"order\": 5}"]).output().unwrap());
         assert!(out.contains("Order 5 is ready"), "{out}");
-        let id: i64 = ok(herald(&db, dir).args(["send", "--channel", "sms", "--to", "+15551234567", "--template", "ready", "--data", "{\"order\": 9}"]).output().unwrap()).trim().parse().unwrap();
+        let id: i64 = ok(herald(&db, dir).args(["send", "--channel", "sms", "--to", "+14153234567", "--template", "ready", "--data", "{\"order\": 9}"]).output().unwrap()).trim().parse().unwrap();
         assert_eq!(db.get(id).await.body.as_deref(), Some("Order 9 is ready"));
-        let o = herald(&db, dir).args(["send", "--channel", "sms", "--to", "+15551234567", "--template", "ready", "--data", "{}"]).output().unwrap();
+        let o = herald(&db, dir).args(["send", "--channel", "sms", "--to", "+14153234567", "--template", "ready", "--data", "{}"]).output().unwrap();
         assert!(!o.status.success());
         assert!(String::from_utf8_lossy(&o.stderr).contains("--data"), "{}", String::from_utf8_lossy(&o.stderr));
         let o = herald(&db, dir).args(["templates", "put", "bad", "--body", "{% if %}"]).output().unwrap();

@@ -134,7 +134,7 @@ impl TestDb {
         for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
             let values: Vec<String> = chunk
                 .iter()
-                .map(|i| format!("('sms', '+1555{:07}', 'msg {i}')", i))
+                .map(|i| format!("('sms', '+1415{}', 'msg {i}')", 2_000_000 + i))
                 .collect();
             self.store
                 .execute_raw(&format!(
