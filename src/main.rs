@@ -20,7 +20,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    herald::telemetry::init(config.log_format, &config.log_level);
+    let level = args.command.log_level().unwrap_or(&config.log_level).to_owned();
+    herald::telemetry::init(config.log_format, &level);
     if let Some(country) = &config.default_country {
         if let Err(e) = herald::domain::set_default_country(country) {
             eprintln!("error: DEFAULT_COUNTRY: {e}");

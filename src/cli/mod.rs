@@ -66,6 +66,16 @@ pub(crate) enum Command {
     Templates(templates::TemplatesCommand),
 }
 
+impl Command {
+    /// The log level the command asks for, over `LOG_LEVEL` (`--quiet`).
+    pub(crate) fn log_level(&self) -> Option<&'static str> {
+        match self {
+            Command::Process(p) if p.quiet => Some("warn"),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {

@@ -11,6 +11,9 @@ pub(crate) struct ProcessArgs {
     /// Keep running, picking up new messages as they arrive, until SIGINT/SIGTERM.
     #[arg(long)]
     watch: bool,
+    /// Print nothing but warnings and errors (for cron).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
 }
 
 pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
@@ -33,7 +36,7 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         released = summary.released,
         "processor stopped"
     );
-    if !args.watch {
+    if !args.watch && !args.quiet {
         say!(
             "sent {}, failed {}, retrying later {}",
             summary.sent,

@@ -41,6 +41,7 @@ impl Processor {
     pub(super) async fn prepare(
         &self,
         msg: &Message,
+        recipient: Option<Recipient>,
     ) -> Result<(OutgoingMessage, Option<RenderedFields>), ValidationError> {
         let rendered = self.render_stored_template(msg).await?;
         let texts = match &rendered {
@@ -59,7 +60,7 @@ impl Processor {
                 content_variables: msg.content_variables_raw.as_deref(),
             },
         };
-        Ok((parse_claimed(msg, &texts)?, rendered))
+        Ok((parse_claimed(msg, &texts, recipient)?, rendered))
     }
 
     /// Render a row's template when it names one and was not rendered at
@@ -105,10 +106,17 @@ impl Processor {
 }
 
 /// Parse a stored row (with `texts` as its content) into something a
-/// provider may send.
-fn parse_claimed(msg: &Message, texts: &Texts<'_>) -> Result<OutgoingMessage, ValidationError> {
+/// provider may send. `recipient` is the row's, when already parsed.
+fn parse_claimed(
+    msg: &Message,
+    texts: &Texts<'_>,
+    recipient: Option<Recipient>,
+) -> Result<OutgoingMessage, ValidationError> {
     let channel = Channel::parse(&msg.channel).map_err(|e| ValidationError::new("channel", e.to_string()))?;
-    let recipient = Recipient::parse(channel, &msg.recipient)?;
+    let recipient = match recipient {
+        Some(r) if r.channel() == channel => r,
+        _ => Recipient::parse(channel, &msg.recipient)?,
+    };
     let content_variables = match texts.content_variables.filter(|t| !t.trim().is_empty()) {
         None => None,
         Some(text) => Some(serde_json::from_str::<serde_json::Value>(text).map_err(|e| {

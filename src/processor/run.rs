@@ -202,7 +202,7 @@ impl Processor {
                 None
             }
         };
-        for (msg, key) in claimed.into_iter().zip(keys) {
+        for (msg, recipient) in claimed.into_iter().zip(keys) {
             let earlier = accepted.as_ref().and_then(|list| {
                 list.iter()
                     .rev()
@@ -213,7 +213,10 @@ impl Processor {
                 (None, _) => Verdict::HandBack,
                 (_, None) if reclaimed.contains(&msg.id) => Verdict::HandBack,
                 _ if earlier.is_some() => Verdict::AlreadyAccepted(earlier.expect("checked")),
-                (Some(s), _) => match key.and_then(|r| s.get(&(r.channel(), r.to_string())).cloned()) {
+                (Some(s), _) => match recipient
+                    .as_ref()
+                    .and_then(|r| s.get(&(r.channel(), r.to_string())).cloned())
+                {
                     Some(reason) => Verdict::Suppressed(reason),
                     None => Verdict::Send,
                 },
@@ -227,7 +230,7 @@ impl Processor {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let outcome = match verdict {
-                    Verdict::Send => this.handle(msg, shutdown).await,
+                    Verdict::Send => this.handle(msg, recipient, shutdown).await,
                     Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
                     Verdict::AlreadyAccepted(a) => this.already_accepted(&msg, &a),
                     Verdict::HandBack => this.release(&msg, "history_unavailable", None),
@@ -345,20 +348,14 @@ impl Processor {
             let mut failures = 0u32;
             let mut gave_up_at: Option<std::time::Instant> = None;
             loop {
-                let result = if history_written {
-                    self.store
-                        .complete(worker, self.clock.now(), &completions)
-                        .await
-                        .map(Some)
-                } else {
-                    self.store.record_attempts(worker, &attempts).await.map(|()| None)
-                };
+                let pending_attempts = (!history_written).then_some(attempts.as_slice());
+                let (written, result) = self
+                    .store
+                    .record_outcomes(worker, self.clock.now(), &completions, pending_attempts)
+                    .await;
+                history_written |= written;
                 match result {
-                    Ok(None) => {
-                        history_written = true;
-                        continue;
-                    }
-                    Ok(Some(applied)) => {
+                    Ok(applied) => {
                         if applied.len() < completions.len() {
                             let lost = completions.len() - applied.len();
                             ProcessorStats::add(&self.stats.lease_lost, lost as u64);

@@ -8,15 +8,16 @@ use tracing::Instrument;
 use super::outcome::Outcome;
 use super::{Processor, Shutdown};
 use crate::clock::{chrono_duration, format_ts};
-use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage};
+use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage, Recipient};
 use crate::providers::SendError;
 use crate::retry::CREDENTIALS_RECHECK;
 use crate::store::Message;
 
 impl Processor {
     /// Prepare, wait for the sender's rate limit and a send slot, send, classify.
-    pub(super) async fn handle(&self, msg: Message, shutdown: Shutdown) -> Outcome {
-        match self.prepare(&msg).await {
+    /// `recipient` is the row's, when already parsed (for the suppression list).
+    pub(super) async fn handle(&self, msg: Message, recipient: Option<Recipient>, shutdown: Shutdown) -> Outcome {
+        match self.prepare(&msg, recipient).await {
             Ok((parsed, rendered)) => self.handle_parsed(&msg, parsed, shutdown).await.with_rendered(rendered),
             Err(e) => self.invalid(&msg, e),
         }

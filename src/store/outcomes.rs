@@ -23,37 +23,62 @@ pub struct AcceptedAttempt {
 }
 
 impl Store {
-    /// Add provider calls to the attempt history (one transaction).
-    pub async fn record_attempts(&self, worker: &str, attempts: &[AttemptRecord]) -> Result<()> {
-        if attempts.is_empty() {
-            return Ok(());
-        }
-        let a = &self.sql.insert_attempts;
-        let json = serde_json::to_string(attempts).expect("attempts serialize");
+    /// Record a batch: the provider calls (unless `attempts` is `None`:
+    /// already written) and the outcomes, in one transaction with a
+    /// savepoint between them. If the message table refuses the outcomes,
+    /// the attempts are still committed: the first part of the answer says
+    /// whether the history is written, the second what became of the rows
+    /// (the ids still leased to `worker`).
+    pub async fn record_outcomes(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        completions: &[Completion],
+        attempts: Option<&[AttemptRecord]>,
+    ) -> (bool, Result<Vec<i64>>) {
+        let attempts = attempts.filter(|a| !a.is_empty());
+        let (c, a) = (&self.sql.complete, &self.sql.insert_attempts);
+        let completions_json = serde_json::to_string(completions).expect("completions serialize");
+        let attempts_json = attempts.map(|a| serde_json::to_string(a).expect("attempts serialize"));
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
-            bound!(sqlx::query(&a.sql), a, [json, worker]).execute(pool).await?;
-        });
-        Ok(())
-    }
-
-    /// Record outcomes in one transaction. Only rows still leased to
-    /// `worker` change; their ids are returned.
-    pub async fn complete(&self, worker: &str, now: DateTime<Utc>, completions: &[Completion]) -> Result<Vec<i64>> {
-        if completions.is_empty() {
-            return Ok(Vec::new());
+        let result: Result<(bool, Result<Vec<i64>>)> = with_pool!(self, |pool| async {
+            use sqlx::Acquire;
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
+            if let Some(json) = &attempts_json {
+                bound!(sqlx::query(&a.sql), a, [json.as_str(), worker])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let rows = if completions.is_empty() {
+                Ok(Vec::new())
+            } else {
+                let mut sp = (&mut tx).begin().await?;
+                let rows: std::result::Result<Vec<i64>, sqlx::Error> = bound!(
+                    sqlx::query_scalar(&c.sql),
+                    c,
+                    [completions_json.as_str(), format_ts(now), worker]
+                )
+                .fetch_all(&mut *sp)
+                .await;
+                match rows {
+                    Ok(ids) => {
+                        sp.commit().await?;
+                        Ok(ids)
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        Err(StoreError::from(e))
+                    }
+                }
+            };
+            tx.commit().await?;
+            Ok((true, rows))
         }
-        let c = &self.sql.complete;
-        let json = serde_json::to_string(completions).expect("completions serialize");
-        let _turn = self.write_turn().await;
-        let ids: Vec<i64> = with_pool!(self, |pool| bound!(
-            sqlx::query_scalar(&c.sql),
-            c,
-            [json, format_ts(now), worker]
-        )
-        .fetch_all(pool)
-        .await?);
-        Ok(ids)
+        .await);
+        match result {
+            Ok(r) => r,
+            Err(e) => (false, Err(e)),
+        }
     }
 
     /// The accepted provider calls of these messages, oldest first.
