@@ -23,12 +23,14 @@ pub struct AcceptedAttempt {
 }
 
 impl Store {
-    /// Record a batch: the provider calls (unless `attempts` is `None`:
-    /// already written) and the outcomes, in one transaction with a
-    /// savepoint between them. If the message table refuses the outcomes,
-    /// the attempts are still committed: the first part of the answer says
-    /// whether the history is written, the second what became of the rows
-    /// (the ids still leased to `worker`).
+    /// Record a batch: the outcomes and the provider calls (unless
+    /// `attempts` is `None`: already written), in one transaction. The
+    /// outcomes go first, behind a savepoint: if the message table refuses
+    /// them, the attempts are still committed. (Outcomes first also takes the
+    /// message rows' locks before the attempts' foreign keys do, the order
+    /// receipts take them in, so the two never deadlock.) The answer says
+    /// whether the history is written, and what became of the rows (the ids
+    /// still leased to `worker`).
     pub async fn record_outcomes(
         &self,
         worker: &str,
@@ -44,11 +46,6 @@ impl Store {
         let result: Result<(bool, Result<Vec<i64>>)> = with_pool!(self, |pool| async {
             use sqlx::Acquire;
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
-            if let Some(json) = &attempts_json {
-                bound!(sqlx::query(&a.sql), a, [json.as_str(), worker])
-                    .execute(&mut *tx)
-                    .await?;
-            }
             let rows = if completions.is_empty() {
                 Ok(Vec::new())
             } else {
@@ -71,6 +68,11 @@ impl Store {
                     }
                 }
             };
+            if let Some(json) = &attempts_json {
+                bound!(sqlx::query(&a.sql), a, [json.as_str(), worker])
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok((true, rows))
         }

@@ -110,6 +110,25 @@ both_backends! {
         assert!(stderr(&o).contains("DEFAULT_COUNTRY"), "{}", stderr(&o));
     }
 
+    async fn status_into_a_closed_pipe_ends_quietly(db: TestDb) {
+        db.insert_many(2000).await;
+        let mut child = herald(&db, db.dir.path())
+            .args(["status", "--limit", "2000"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `herald status | head -1`: the reader goes away after a line.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.status.success(), "{err}");
+    }
+
     async fn bad_input_is_refused_and_nothing_is_stored(db: TestDb) {
         let dir = db.dir.path();
         let cases: &[(&[&str], &str)] = &[
@@ -165,6 +184,106 @@ fn bad_configuration_names_each_variable() {
         !dir.path().join("herald.db").exists(),
         "nothing created on bad configuration"
     );
+}
+
+/// The integration guide's `backend/.env`, verbatim.
+const GUIDE_ENV: &str = r#"# SMS Provider: 'twilio' | 'custom'
+SMS_PROVIDER=twilio
+
+# WhatsApp Provider: 'twilio' | 'custom'
+WHATSAPP_PROVIDER=twilio
+
+# Email Provider: 'sendgrid' | 'nodemailer' | 'custom'
+EMAIL_PROVIDER=sendgrid
+
+# Twilio Configuration (for SMS and WhatsApp)
+TWILIO_ACCOUNT_SID=your_twilio_account_sid
+TWILIO_AUTH_TOKEN=your_twilio_auth_token
+TWILIO_PHONE_NUMBER=+1234567890
+TWILIO_WHATSAPP_NUMBER=whatsapp:+1234567890
+
+# Email Configuration
+EMAIL_FROM_ADDRESS=noreply@yourcompany.com
+EMAIL_FROM_NAME=Your Company Name
+
+# SendGrid Configuration (for email)
+SENDGRID_API_KEY=your_sendgrid_api_key
+
+# OR SMTP Configuration (alternative to SendGrid)
+SMTP_HOST=smtp.gmail.com
+SMTP_PORT=587
+SMTP_USER=your_email@gmail.com
+SMTP_PASSWORD=your_app_password
+SMTP_SECURE=false
+"#;
+
+#[test]
+fn the_guides_env_file_is_read_as_node_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), GUIDE_ENV).unwrap();
+    let o = Command::new(herald_bin())
+        .env_clear()
+        .current_dir(dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    // The file parses (no "error parsing line"); what is wrong is the
+    // placeholder values, each named.
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains("parsing"), "{err}");
+    assert!(
+        err.contains("TWILIO_ACCOUNT_SID must be AC followed by 32 hexadecimal digits"),
+        "{err}"
+    );
+    assert!(err.contains("SENDGRID_API_KEY"), "{err}");
+    // With real values in the same file (as a shop would have them), it runs;
+    // `EMAIL_FROM_NAME=Your Company Name` is one value, spaces and all.
+    let real = GUIDE_ENV
+        .replace("your_twilio_account_sid", "AC0123456789abcdef0123456789abcdef")
+        .replace("your_twilio_auth_token", "0123456789abcdef0123456789abcdef")
+        .replace("+1234567890", "+14155238886")
+        .replace("your_sendgrid_api_key", "SG.key.0123456789");
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("export {real}\nDEFAULT_COUNTRY=BR # comment\n"),
+    )
+    .unwrap();
+    let o = Command::new(herald_bin())
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["send", "--channel", "sms", "--to", "(11) 91234-5678", "--body", "hi"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_shared_env_file_keeps_the_pos_port_for_the_pos() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The POS's Express server owns PORT; Herald takes HERALD_PORT.
+    std::fs::write(dir.path().join(".env"), format!("PORT=1\nHERALD_PORT={port}\n")).unwrap();
+    let mut child = Command::new(herald_bin())
+        .env_clear()
+        .env("LOG_LEVEL", "warn")
+        .current_dir(dir.path())
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_blocking(
+        "serve to listen on HERALD_PORT",
+        std::time::Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, std::time::Duration::from_secs(20)).success());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod adoption;
 mod api;
 mod cli;
 mod crash;

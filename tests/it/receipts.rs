@@ -270,7 +270,8 @@ both_backends! {
         // Signed but not an array of events: 400.
         assert_eq!(app.sendgrid("{\"event\":1}", now, None).await, StatusCode::BAD_REQUEST);
         assert_eq!(app.sendgrid(&body, now, None).await, StatusCode::OK);
-        assert_eq!(app.message(id).await["delivery_status"], "delivered");
+        let m = app.message(id).await;
+        assert_eq!(m["delivery_status"], "delivered", "{m}");
     }
 
     async fn without_a_key_the_sendgrid_webhook_is_disabled(db: TestDb) {

@@ -81,6 +81,7 @@ impl Dialect for Postgres {
 
     fn claim(&self, t: &Table, kind: ClaimKind) -> String {
         let (open, status, channel) = (t.open(), t.col("status"), t.text_of("channel", ""));
+        let updated_at = t.col("updated_at");
         let filter = match kind {
             ClaimKind::Any => String::new(),
             ClaimKind::Channel => format!("AND {channel} = $6"),
@@ -95,10 +96,10 @@ impl Dialect for Postgres {
                          AND (next_attempt_at IS NULL OR next_attempt_at <= $2::timestamptz))
                      OR ({status} = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2::timestamptz)))
                  ORDER BY id LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
+                 FOR NO KEY UPDATE SKIP LOCKED)
              UPDATE notification_messages AS m
                 SET {status} = 'processing', lease_owner = $1, lease_expires_at = $3::timestamptz,
-                    attempts = m.attempts + 1, updated_at = $2::timestamptz
+                    attempts = m.attempts + 1, {updated_at} = $2::timestamptz
                FROM due WHERE m.id = due.id
           RETURNING {}",
             t.select("m.")
@@ -106,7 +107,8 @@ impl Dialect for Postgres {
     }
 
     // The lease check runs per completion, as a pkey lookup that locks the
-    // row (FOR UPDATE rechecks it against concurrent reclaims). It is kept
+    // row (FOR NO KEY UPDATE rechecks it against concurrent reclaims, and
+    // does not block receipts' and attempts' foreign keys). It is kept
     // out of the outer WHERE on purpose: there, `lease_owner = $3` makes
     // PostgreSQL's generic plan expect one row and loop over the JSON once
     // per open message (100x slower on a big backlog).
@@ -123,7 +125,7 @@ impl Dialect for Postgres {
                 SELECT u.* FROM u CROSS JOIN LATERAL (
                     SELECT 1 FROM notification_messages AS o
                      WHERE o.id = u.id AND o.lease_owner = $3 AND o.{status} = 'processing'
-                    OFFSET 0 FOR UPDATE) AS held)
+                    OFFSET 0 FOR NO KEY UPDATE) AS held)
              UPDATE notification_messages AS m
                 SET {status} = {new_status},
                     {error} = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce({new_error}, m.{error}) END,
@@ -133,7 +135,7 @@ impl Dialect for Postgres {
                     next_attempt_at = u.next_at,
                     attempts = m.attempts + u.ad,
                     retry_base = m.retry_base + u.bd,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2::timestamptz,
+                    lease_owner = NULL, lease_expires_at = NULL, {updated_at} = $2::timestamptz,
                     {subject} = coalesce(u.r_subject, m.{subject}), {body} = coalesce(u.r_body, m.{body}),
                     {html_body} = coalesce(u.r_html, m.{html_body}), content_sid = coalesce(u.r_sid, m.content_sid),
                     content_variables = coalesce(u.r_vars, m.content_variables),
@@ -142,6 +144,7 @@ impl Dialect for Postgres {
                FROM owned AS u
               WHERE m.id = u.id
           RETURNING {id}",
+            updated_at = c("updated_at"),
             new_status = t.write("status", "u.status"),
             new_error = t.write("error", "u.error"),
             id = t.id("m."),

@@ -70,6 +70,7 @@ impl Dialect for Sqlite {
 
     fn claim(&self, t: &Table, kind: ClaimKind) -> String {
         let (open, status, channel) = (t.open(), t.col("status"), t.col("channel"));
+        let updated_at = t.col("updated_at");
         let filter = match kind {
             ClaimKind::Any => String::new(),
             ClaimKind::Channel => format!("AND {channel} = $6"),
@@ -78,7 +79,7 @@ impl Dialect for Sqlite {
         format!(
             "UPDATE notification_messages
                 SET {status} = 'processing', lease_owner = $1, lease_expires_at = $3,
-                    attempts = attempts + 1, updated_at = $2
+                    attempts = attempts + 1, {updated_at} = $2
               WHERE id IN (
                     SELECT id FROM notification_messages
                      WHERE {open} AND id > $5 {filter}
@@ -104,7 +105,7 @@ impl Dialect for Sqlite {
                     next_attempt_at = u.next_at,
                     attempts = m.attempts + u.ad,
                     retry_base = m.retry_base + u.bd,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2,
+                    lease_owner = NULL, lease_expires_at = NULL, {updated_at} = $2,
                     {subject} = coalesce(u.r_subject, m.{subject}), {body} = coalesce(u.r_body, m.{body}),
                     {html_body} = coalesce(u.r_html, m.{html_body}), content_sid = coalesce(u.r_sid, m.content_sid),
                     content_variables = coalesce(u.r_vars, m.content_variables),
@@ -120,6 +121,7 @@ impl Dialect for Sqlite {
                        FROM json_each($1)) AS u
               WHERE m.id = u.id AND m.lease_owner = $3 AND m.{status} = 'processing'
           RETURNING id",
+            updated_at = c("updated_at"),
             status = c("status"),
             error = c("error"),
             sent_at = c("sent_at"),

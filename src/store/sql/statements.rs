@@ -112,6 +112,7 @@ impl Statements {
         let cols = t.select("");
         let st = |sql: &str| d.statement(sql);
         let (status, recipient, created_at) = (t.col("status"), t.col("recipient"), t.col("created_at"));
+        let updated_at = t.col("updated_at");
         let id = t.id("");
         let inserted = [
             ("channel", "$1".to_owned()),
@@ -206,7 +207,7 @@ impl Statements {
                                  provider_message_id, worker
                             FROM notification_attempts WHERE message_id = $1 ORDER BY id"),
             retry_ids: st(&format!(
-                "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
+                "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
                   WHERE id IN (SELECT {} FROM {}) AND {status} = 'failed'
               RETURNING {id}",
                 d.ts("$2"),
@@ -214,17 +215,17 @@ impl Statements {
                 d.json_array("$1")
             )),
             retry_one: st(&format!(
-                "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
+                "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
                   WHERE id = $1 AND {status} = 'failed' RETURNING {cols}",
                 d.ts("$2")
             )),
             retry_failed: st(&format!(
-                "UPDATE notification_messages SET {status} = 'pending', updated_at = {}
+                "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
                   WHERE {status} = 'failed' RETURNING {id}",
                 d.ts("$1")
             )),
             cancel: st(&format!(
-                "UPDATE notification_messages SET {status} = 'cancelled', updated_at = {}
+                "UPDATE notification_messages SET {status} = 'cancelled', {updated_at} = {}
                   WHERE id = $1 AND {status} = 'pending' RETURNING {cols}",
                 d.ts("$2")
             )),

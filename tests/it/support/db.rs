@@ -43,6 +43,14 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl TestDb {
     pub(crate) async fn new(backend: Backend) -> TestDb {
+        let mut db = TestDb::empty(backend).await;
+        db.store.migrate().await.expect("migrate");
+        db
+    }
+
+    /// A database with nothing in it: Herald has not created its tables (a
+    /// POS's database, before `herald migrate`).
+    pub(crate) async fn empty(backend: Backend) -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, pg_name) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("herald.db").display()), None),
@@ -68,8 +76,7 @@ impl TestDb {
                 (pg_url_for(&name), Some(name))
             }
         };
-        let mut store = connect(&url, 8).await.expect("connect test database");
-        store.migrate().await.expect("migrate");
+        let store = connect(&url, 8).await.expect("connect test database");
         TestDb {
             backend,
             url,
