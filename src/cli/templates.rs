@@ -142,7 +142,10 @@ pub(super) async fn run(config: Config, cmd: TemplatesCommand) -> anyhow::Result
             let t = find(&store, &name, locale.as_deref())
                 .await?
                 .ok_or_else(|| anyhow!("no template named {name:?}"))?;
-            let r = render(&t.parts, &data).map_err(cli_field_error)?;
+            let r = render(&t.parts, &data).map_err(|e| match e {
+                herald::templates::RenderError::Invalid(v) => cli_field_error(v),
+                herald::templates::RenderError::Limit(text) => anyhow!("{text}"),
+            })?;
             say!("{} v{} [{}]", t.name, t.version, t.locale);
             for (label, part) in [
                 ("subject", r.subject),

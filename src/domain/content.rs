@@ -8,7 +8,7 @@ pub const MAX_TEXT_CHARS: usize = 1600;
 /// RFC 5322 line limit; a subject longer than this cannot be sent unfolded.
 pub(super) const MAX_SUBJECT_CHARS: usize = 998;
 /// Upper bound for an email part; providers reject far smaller messages.
-pub(super) const MAX_EMAIL_PART_BYTES: usize = 5 * 1024 * 1024;
+pub const MAX_EMAIL_PART_BYTES: usize = 5 * 1024 * 1024;
 
 /// A template held by the provider (Twilio Content API): its SID and the
 /// values for its variables. WhatsApp messages outside the 24-hour window

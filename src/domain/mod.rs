@@ -13,7 +13,7 @@ mod status;
 mod template;
 
 pub use channel::{Channel, ChannelError};
-pub use content::{Content, ContentInput, ProviderTemplate, MAX_TEXT_CHARS};
+pub use content::{Content, ContentInput, ProviderTemplate, MAX_EMAIL_PART_BYTES, MAX_TEXT_CHARS};
 pub use email::{EmailAddress, EmailError};
 pub use failure::FailureClass;
 pub use message::{

@@ -61,6 +61,11 @@ impl ApiError {
         self
     }
 
+    /// A template reached a rendering limit (steps, output size).
+    pub fn template_limit(text: String) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_limit", text).field("template")
+    }
+
     pub fn not_found(what: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
     }
@@ -84,7 +89,17 @@ impl From<crate::templates::PrepareError> for ApiError {
     fn from(e: crate::templates::PrepareError) -> Self {
         match e {
             crate::templates::PrepareError::Invalid(v) => v.into(),
+            crate::templates::PrepareError::Limit(text) => ApiError::template_limit(text),
             crate::templates::PrepareError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::templates::RenderError> for ApiError {
+    fn from(e: crate::templates::RenderError) -> Self {
+        match e {
+            crate::templates::RenderError::Invalid(v) => v.into(),
+            crate::templates::RenderError::Limit(text) => ApiError::template_limit(text),
         }
     }
 }

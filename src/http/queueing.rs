@@ -237,16 +237,17 @@ pub(super) async fn create_batch(
     for (index, m) in req.messages.iter().enumerate() {
         let prepared = match m.prepare(&state.store).await {
             Ok(p) => Ok(p),
-            Err(crate::templates::PrepareError::Invalid(v)) => Err(v),
+            Err(crate::templates::PrepareError::Invalid(v)) => Err(("invalid_field", v.message, v.field)),
+            Err(crate::templates::PrepareError::Limit(text)) => Err(("template_limit", text, "template")),
             Err(crate::templates::PrepareError::Store(s)) => return Err(s.into()),
         };
         match prepared {
             Ok(p) => parsed.push(p),
-            Err(e) => items.push(ItemError {
+            Err((code, message, field)) => items.push(ItemError {
                 index,
-                code: "invalid_field".into(),
-                message: e.message,
-                field: Some(format!("messages[{index}].{}", e.field)),
+                code: code.into(),
+                message,
+                field: Some(format!("messages[{index}].{field}")),
             }),
         }
     }

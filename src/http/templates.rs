@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::domain::{TemplateDraft, TemplateParts};
 use crate::store::TemplateVersion;
-use crate::templates::{check, find, render};
+use crate::templates::{check, find, render_bounded};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -143,7 +143,7 @@ pub(super) async fn preview(
         return Err(ApiError::not_found(format!("no template named {name:?}")));
     };
     let data = req.data.unwrap_or_else(|| serde_json::json!({}));
-    let r = render(&t.parts, &data)?;
+    let r = render_bounded(&t.parts, &data).await?;
     Ok(Json(Preview {
         version: t.version,
         locale: t.locale,

@@ -6,6 +6,7 @@
 use super::Processor;
 use crate::domain::{parse_metadata_text, Channel, Content, ContentInput, OutgoingMessage, Recipient, ValidationError};
 use crate::store::{AcceptedAttempt, Message, RenderedFields};
+use crate::templates::RenderError;
 
 /// Whether a claimed message may go to its provider.
 pub(super) enum Verdict {
@@ -42,7 +43,7 @@ impl Processor {
         &self,
         msg: &Message,
         recipient: Option<Recipient>,
-    ) -> Result<(OutgoingMessage, Option<RenderedFields>), ValidationError> {
+    ) -> Result<(OutgoingMessage, Option<RenderedFields>), RenderError> {
         let rendered = self.render_stored_template(msg).await?;
         let texts = match &rendered {
             Some(r) => Texts {
@@ -65,7 +66,7 @@ impl Processor {
 
     /// Render a row's template when it names one and was not rendered at
     /// enqueue time (`template_version` is still empty).
-    async fn render_stored_template(&self, msg: &Message) -> Result<Option<RenderedFields>, ValidationError> {
+    async fn render_stored_template(&self, msg: &Message) -> Result<Option<RenderedFields>, RenderError> {
         let Some(name) = msg.template.as_deref() else {
             return Ok(None);
         };
@@ -74,25 +75,20 @@ impl Processor {
         }
         let data = match msg.template_data.as_deref().filter(|d| !d.trim().is_empty()) {
             None => serde_json::json!({}),
-            Some(text) => serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| ValidationError::new("template_data", format!("template_data is not valid JSON: {e}")))?,
+            Some(text) => serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                ValidationError::new("template_data", format!("template_data is not valid JSON: {e}"))
+            })?,
         };
         let template = match crate::templates::find(&self.store, name, msg.locale.as_deref()).await {
             Ok(Some(t)) => t,
             Ok(None) => {
-                return Err(ValidationError::new(
-                    "template",
-                    format!("there is no template named {name:?}"),
-                ))
+                return Err(ValidationError::new("template", format!("there is no template named {name:?}")).into())
             }
             Err(e) => {
-                return Err(ValidationError::new(
-                    "template",
-                    format!("could not read template {name:?}: {e}"),
-                ))
+                return Err(ValidationError::new("template", format!("could not read template {name:?}: {e}")).into())
             }
         };
-        let r = crate::templates::render(&template.parts, &data)?;
+        let r = crate::templates::render_bounded(&template.parts, &data).await?;
         Ok(Some(RenderedFields {
             subject: r.subject,
             body: r.body,

@@ -149,6 +149,14 @@ impl Processor {
         self.fail_unsent(msg, error)
     }
 
+    /// Its template reached a rendering limit: fail without a provider call.
+    pub(super) fn template_limit(&self, msg: &Message, text: String) -> Outcome {
+        tracing::warn!(message_id = msg.id, error = %text, "template reached a limit; not sent");
+        let mut error = ErrorColumn::unsent("template_limit", text, msg.attempts - 1, self.clock.now());
+        error.field = Some("template".into());
+        self.fail_unsent(msg, error)
+    }
+
     /// The recipient is on the suppression list: fail without a provider call.
     pub(super) fn suppressed(&self, msg: &Message, reason: &str) -> Outcome {
         tracing::info!(message_id = msg.id, reason, "recipient is suppressed; not sent");

@@ -11,6 +11,7 @@ use crate::clock::{chrono_duration, format_ts};
 use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage, Recipient};
 use crate::providers::SendError;
 use crate::retry::CREDENTIALS_RECHECK;
+use crate::templates::RenderError;
 use crate::store::Message;
 
 impl Processor {
@@ -19,7 +20,8 @@ impl Processor {
     pub(super) async fn handle(&self, msg: Message, recipient: Option<Recipient>, shutdown: Shutdown) -> Outcome {
         match self.prepare(&msg, recipient).await {
             Ok((parsed, rendered)) => self.handle_parsed(&msg, parsed, shutdown).await.with_rendered(rendered),
-            Err(e) => self.invalid(&msg, e),
+            Err(RenderError::Invalid(e)) => self.invalid(&msg, e),
+            Err(RenderError::Limit(text)) => self.template_limit(&msg, text),
         }
     }
 

@@ -9,6 +9,7 @@ mod api;
 mod cli;
 mod crash;
 mod e2e;
+mod hardening;
 mod providers;
 mod queue;
 mod ratelimits;
