@@ -14,6 +14,10 @@ pub(super) enum Verdict {
     Suppressed(String),
     /// An earlier claim sent it; only its outcome is missing.
     AlreadyAccepted(AcceptedAttempt),
+    /// Claimed more often than its retries allow without any outcome being
+    /// recorded (its worker stopped each time): fail it, so a message that
+    /// kills its worker still ends.
+    Abandoned(i32),
     /// The suppression list or the attempt history could not be read.
     HandBack,
 }

@@ -157,6 +157,20 @@ impl Processor {
         self.fail_unsent(msg, error)
     }
 
+    /// Claimed `claims` times in this round, more than its retries allow,
+    /// because earlier claims ended without an outcome: fail it now, without
+    /// another provider call.
+    pub(super) fn abandoned(&self, msg: &Message, claims: i32) -> Outcome {
+        let budget = self.config.retry.max_retries + 1;
+        let message = format!(
+            "claimed {claims} times but only {budget} attempts are allowed, and the last claims recorded no outcome \
+             (the worker stopped or a send never returned each time); given up without another attempt"
+        );
+        tracing::error!(message_id = msg.id, claims, "message abandoned: its claims keep ending without an outcome");
+        let error = ErrorColumn::unsent("abandoned", message, msg.attempts - 1, self.clock.now());
+        self.fail_unsent(msg, error)
+    }
+
     /// The recipient is on the suppression list: fail without a provider call.
     pub(super) fn suppressed(&self, msg: &Message, reason: &str) -> Outcome {
         tracing::info!(message_id = msg.id, reason, "recipient is suppressed; not sent");

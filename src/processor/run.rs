@@ -213,6 +213,9 @@ impl Processor {
                 (None, _) => Verdict::HandBack,
                 (_, None) if reclaimed.contains(&msg.id) => Verdict::HandBack,
                 _ if earlier.is_some() => Verdict::AlreadyAccepted(earlier.expect("checked")),
+                _ if msg.round_attempts() > self.config.retry.max_retries as i32 + 1 => {
+                    Verdict::Abandoned(msg.round_attempts())
+                }
                 (Some(s), _) => match recipient
                     .as_ref()
                     .and_then(|r| s.get(&(r.channel(), r.to_string())).cloned())
@@ -233,6 +236,7 @@ impl Processor {
                     Verdict::Send => this.handle(msg, recipient, shutdown).await,
                     Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
                     Verdict::AlreadyAccepted(a) => this.already_accepted(&msg, &a),
+                    Verdict::Abandoned(claims) => this.abandoned(&msg, claims),
                     Verdict::HandBack => this.release(&msg, "history_unavailable", None),
                 };
                 // The receiver lives until every permit is back.

@@ -47,3 +47,33 @@ both_backends! {
         app.wait_status(fine, "sent").await;
     }
 }
+
+both_backends! {
+    async fn a_message_whose_claims_keep_dying_is_given_up(db: TestDb) {
+        let id = db.insert_sql("sms", "+14153234567", "poison").await;
+        let clock = herald::clock::ManualClock::new(t0());
+        // Four workers claim it and die before recording anything (the
+        // test config allows the first attempt and three retries).
+        for _ in 0..4 {
+            let now = herald::clock::Clock::now(&clock);
+            let got = db
+                .store
+                .claim(herald::store::ClaimFilter::Any, "doomed", now, now + chrono::Duration::seconds(60), 10, 0)
+                .await
+                .unwrap();
+            assert_eq!(got.len(), 1);
+            clock.advance(std::time::Duration::from_secs(61));
+        }
+        // The fifth claim ends it, without calling the provider.
+        let provider = ScriptedProvider::ok();
+        let summary = run_once(&processor(&db.store, &provider, &clock, "w1")).await;
+        assert_eq!(summary.failed, 1);
+        assert!(provider.calls().is_empty());
+        let m = db.get(id).await;
+        assert_eq!(m.status, "failed");
+        let e = m.error.unwrap();
+        assert_eq!(e["code"], "abandoned", "{e}");
+        assert!(e["message"].as_str().unwrap().contains("claimed 5 times"), "{e}");
+        assert_eq!(m.attempts, 4);
+    }
+}
