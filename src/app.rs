@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::clock::{system_random, Clock, Random, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::domain::Channel;
-use crate::http::{is_loopback, router, AppState, Webhooks};
+use crate::http::{is_loopback, router, serve, AppState, ServerLimits, Webhooks};
 use crate::processor::{default_worker_id, Mode, Processor, ProcessorConfig, Shutdown};
 use crate::providers::{Custom, LogProvider, Provider, Providers, Sendgrid, Smtp, Twilio};
 use crate::store::Store;
@@ -195,6 +195,7 @@ pub struct Application {
     processor: Option<Arc<Processor>>,
     /// The store was opened here (not handed in), so it is closed here.
     owns_store: bool,
+    limits: ServerLimits,
 }
 
 impl Application {
@@ -259,6 +260,7 @@ impl Application {
             state,
             processor,
             owns_store,
+            limits: config.server_limits,
         })
     }
 
@@ -283,11 +285,7 @@ impl Application {
             let run_shutdown = shutdown.clone();
             tokio::spawn(async move { p.run(Mode::Watch, run_shutdown).await })
         });
-        let graceful = shutdown.clone();
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move { graceful.wait().await })
-            .await
-            .context("HTTP server failed")?;
+        serve(self.listener, router(self.state), shutdown.clone(), self.limits).await;
         if let Some(p) = processor {
             p.await.context("processor task")?.context("processor")?;
         }

@@ -96,7 +96,7 @@ pub(super) async fn send(config: Config, args: SendArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| match e {
                     herald::templates::PrepareError::Invalid(v) => cli_field_error(v),
-                herald::templates::PrepareError::Limit(text) => anyhow!("--template: {text}"),
+                    herald::templates::PrepareError::Limit(text) => anyhow!("--template: {text}"),
                     other => anyhow::Error::new(other),
                 })?
         }

@@ -51,6 +51,8 @@ pub struct Config {
     pub column_map: std::collections::BTreeMap<String, String>,
     pub host: String,
     pub port: u16,
+    /// Timeouts and the connection cap of `herald serve`.
+    pub server_limits: crate::http::ServerLimits,
     /// Bearer keys accepted by the HTTP API (`API_KEYS`, comma-separated).
     pub api_keys: Vec<SecretString>,
     /// The provider of each channel (`SMS_PROVIDER`, `WHATSAPP_PROVIDER`, `EMAIL_PROVIDER`).
@@ -122,6 +124,7 @@ fn column_map(r: &mut Reader<'_>) -> std::collections::BTreeMap<String, String> 
 
 /// Where the server listens and who may call it.
 struct Server {
+    limits: crate::http::ServerLimits,
     host: String,
     port: u16,
     api_keys: Vec<SecretString>,
@@ -149,7 +152,32 @@ fn server(r: &mut Reader<'_>) -> Server {
     let public_url = r.url("PUBLIC_URL", None);
     let twilio_webhook_token = r.optional_secret("TWILIO_AUTH_TOKEN");
     let sendgrid_webhook_key = r.parsed("SENDGRID_WEBHOOK_PUBLIC_KEY", SendgridKey::parse);
+    let defaults = crate::http::ServerLimits::default();
+    let limits = crate::http::ServerLimits {
+        header_read_timeout: Duration::from_secs(r.number(
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            defaults.header_read_timeout.as_secs(),
+            1,
+            600,
+            "seconds",
+        )),
+        max_connections: r.number(
+            "HTTP_MAX_CONNECTIONS",
+            defaults.max_connections,
+            1,
+            100_000,
+            "connections",
+        ),
+        shutdown_grace: Duration::from_secs(r.number(
+            "HTTP_SHUTDOWN_GRACE_SECONDS",
+            defaults.shutdown_grace.as_secs(),
+            0,
+            600,
+            "seconds",
+        )),
+    };
     Server {
+        limits,
         host,
         port,
         api_keys,
@@ -307,6 +335,7 @@ impl Config {
                 column_map,
                 database_timezone,
                 default_country,
+                server_limits: server.limits,
                 host: server.host,
                 port: server.port,
                 api_keys: server.api_keys,

@@ -15,6 +15,7 @@ mod messages;
 mod openapi;
 mod ops;
 mod queueing;
+mod serve;
 mod state;
 mod suppressions;
 mod templates;
@@ -33,7 +34,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
+pub use serve::{serve, ServerLimits};
 pub use state::{AppState, Webhooks};
+pub use webhooks::{SENDGRID_MAX_BODY, TWILIO_MAX_BODY, WEBHOOK_CONCURRENCY};
 
 /// Largest single-message request (an email may carry a few MiB of HTML).
 pub const MAX_BODY: usize = 12 * 1024 * 1024;
@@ -103,9 +106,9 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let (ops, _) = ops_routes().split_for_parts();
     let (hooks, _) = webhook_routes().split_for_parts();
-    let hooks = hooks
-        .layer(DefaultBodyLimit::max(MAX_BATCH_BODY))
-        .layer(middleware::from_fn_with_state(MAX_BATCH_BODY, reject_oversized));
+    // The webhook handlers check their signature header before reading a
+    // body, and read it with their own limits.
+    let hooks = hooks.layer(DefaultBodyLimit::disable());
     let batch = batch
         .layer(DefaultBodyLimit::max(MAX_BATCH_BODY))
         .layer(middleware::from_fn_with_state(MAX_BATCH_BODY, reject_oversized));

@@ -23,6 +23,8 @@ pub struct AppState {
     /// The in-process processor, when `serve` runs one.
     pub(super) processor: Option<ProcessorHandles>,
     pub(super) webhooks: Arc<Webhooks>,
+    /// Slots for signed webhook requests being read and applied.
+    pub(super) webhook_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the provider webhooks need to authenticate requests.
@@ -66,6 +68,7 @@ impl AppState {
             api_keys: Arc::new(api_keys),
             processor: handles,
             webhooks: Arc::new(webhooks),
+            webhook_slots: Arc::new(tokio::sync::Semaphore::new(super::webhooks::WEBHOOK_CONCURRENCY)),
         }
     }
 

@@ -4,9 +4,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -88,6 +90,56 @@ async fn suppress_recipient_of(state: &AppState, id: i64, reason: &str, source: 
     Ok(())
 }
 
+/// The largest Twilio status callback accepted: a form of a dozen short
+/// fields is well under 4 KiB.
+pub const TWILIO_MAX_BODY: usize = 64 * 1024;
+/// The largest SendGrid event batch accepted: SendGrid posts batches of
+/// at most about 1,000 events (a few hundred KiB to 2 MiB).
+pub const SENDGRID_MAX_BODY: usize = 4 * 1024 * 1024;
+/// Signed webhook requests handled at once; more wait for a slot.
+pub const WEBHOOK_CONCURRENCY: usize = 8;
+/// How long a webhook request waits for a slot before a 503 (the
+/// providers retry those).
+const WEBHOOK_SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Read a webhook's body once its signature header has been seen: wait for
+/// one of the few webhook slots, refuse a declared length over `max`
+/// before reading any of it, and stop reading at `max`.
+async fn read_signed_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is larger than this webhook accepts ({max} bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let permit = tokio::time::timeout(WEBHOOK_SLOT_WAIT, state.webhook_slots.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many webhook requests at once; retry shortly",
+            )
+        })?;
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
+    Ok((bytes, permit))
+}
+
 fn forbidden(message: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", message)
 }
@@ -107,29 +159,32 @@ fn disabled(what: &str) -> ApiError {
         (status = 404, description = "Not enabled: needs TWILIO_AUTH_TOKEN and PUBLIC_URL", body = ErrorBody),
     )
 )]
-pub(super) async fn twilio_status(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub(super) async fn twilio_status(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let hooks = &state.webhooks;
     let (Some(token), Some(public)) = (&hooks.twilio_token, &hooks.public_url) else {
         return Err(disabled(
             "the Twilio status callback (set TWILIO_AUTH_TOKEN and PUBLIC_URL)",
         ));
     };
+    let (parts, body) = req.into_parts();
+    let signature = parts
+        .headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if signature.is_empty() {
+        hooks.counters.twilio_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(forbidden("X-Twilio-Signature is missing or wrong"));
+    }
+    let (body, _slot) = read_signed_body(&state, &parts.headers, body, TWILIO_MAX_BODY).await?;
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     // The URL Twilio called: the public one, not what this server saw behind a proxy.
+    let uri = &parts.uri;
     let url = format!(
         "{public}{}",
         uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path())
     );
-    let signature = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if signature.is_empty() || !verify_twilio(token.expose_secret(), &url, &params, signature) {
+    if !verify_twilio(token.expose_secret(), &url, &params, signature) {
         hooks.counters.twilio_rejected.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("Twilio status callback with a missing or wrong signature rejected");
         return Err(forbidden("X-Twilio-Signature is missing or wrong"));
@@ -155,6 +210,7 @@ pub(super) async fn twilio_status(
         provider: TWILIO,
         message_id: None,
         provider_message_id: Some(sid.clone()),
+        email: None,
         event: status.clone(),
         delivery_status: twilio_delivery_status(&status).map(|s| (s, rank(s))),
         occurred_at: None,
@@ -185,20 +241,23 @@ pub(super) async fn twilio_status(
         (status = 404, description = "Not enabled: needs SENDGRID_WEBHOOK_PUBLIC_KEY", body = ErrorBody),
     )
 )]
-pub(super) async fn sendgrid_events(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub(super) async fn sendgrid_events(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let hooks = &state.webhooks;
     let Some(key) = &hooks.sendgrid_key else {
         return Err(disabled("the SendGrid Event Webhook (set SENDGRID_WEBHOOK_PUBLIC_KEY)"));
     };
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let ts = header("x-twilio-email-event-webhook-timestamp");
     let sig = header("x-twilio-email-event-webhook-signature");
     let fresh = fresh_timestamp(&ts, state.clock.now(), chrono::Duration::minutes(5)).is_some();
-    if !fresh || !key.verify(&ts, &body, &sig) {
+    if !fresh || sig.is_empty() {
+        hooks.counters.sendgrid_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(forbidden("the event webhook signature is missing, wrong or too old"));
+    }
+    let (body, _slot) = read_signed_body(&state, headers, body, SENDGRID_MAX_BODY).await?;
+    if !key.verify(&ts, &body, &sig) {
         hooks.counters.sendgrid_rejected.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             fresh,
@@ -236,6 +295,7 @@ pub(super) async fn sendgrid_events(
             provider: SENDGRID,
             message_id: herald_id,
             provider_message_id: provider_id,
+            email: Some(ev.get("email").and_then(Value::as_str).unwrap_or_default().to_owned()),
             event: event.to_owned(),
             delivery_status: delivery_status.map(|s| (s, rank(s))),
             occurred_at: ev

@@ -79,9 +79,8 @@ impl Processor {
         }
         let data = match msg.template_data.as_deref().filter(|d| !d.trim().is_empty()) {
             None => serde_json::json!({}),
-            Some(text) => serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
-                ValidationError::new("template_data", format!("template_data is not valid JSON: {e}"))
-            })?,
+            Some(text) => serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| ValidationError::new("template_data", format!("template_data is not valid JSON: {e}")))?,
         };
         let template = match crate::templates::find(&self.store, name, msg.locale.as_deref()).await {
             Ok(Some(t)) => t,

@@ -166,7 +166,11 @@ impl Processor {
             "claimed {claims} times but only {budget} attempts are allowed, and the last claims recorded no outcome \
              (the worker stopped or a send never returned each time); given up without another attempt"
         );
-        tracing::error!(message_id = msg.id, claims, "message abandoned: its claims keep ending without an outcome");
+        tracing::error!(
+            message_id = msg.id,
+            claims,
+            "message abandoned: its claims keep ending without an outcome"
+        );
         let error = ErrorColumn::unsent("abandoned", message, msg.attempts - 1, self.clock.now());
         self.fail_unsent(msg, error)
     }

@@ -11,8 +11,8 @@ use crate::clock::{chrono_duration, format_ts};
 use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage, Recipient};
 use crate::providers::SendError;
 use crate::retry::CREDENTIALS_RECHECK;
-use crate::templates::RenderError;
 use crate::store::Message;
+use crate::templates::RenderError;
 
 impl Processor {
     /// Prepare, wait for the sender's rate limit and a send slot, send, classify.

@@ -14,6 +14,11 @@ pub struct ReceiptUpdate {
     /// Herald's id when the receipt carries it, else the provider's id.
     pub message_id: Option<i64>,
     pub provider_message_id: Option<String>,
+    /// For email receipts: the address the event is about. Only an email
+    /// message sent through `provider` to this address (compared
+    /// case-insensitively) matches, so a receipt can never touch an SMS
+    /// message or another customer's email.
+    pub email: Option<String>,
     pub event: String,
     /// What it means for `delivery_status`, and where that status ranks
     /// (a receipt only moves the status to a higher rank).
@@ -44,13 +49,28 @@ impl Store {
         let _turn = self.write_turn().await;
         let result = with_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
-            let id: Option<i64> = match (r.message_id, &r.provider_message_id) {
-                (Some(id), _) => {
-                    bound!(sqlx::query_scalar(&sql.id_exists.sql), sql.id_exists, [id])
-                        .fetch_optional(&mut *tx)
-                        .await?
+            let id: Option<i64> = match (r.message_id, &r.provider_message_id, &r.email) {
+                (Some(id), _, Some(email)) => {
+                    bound!(
+                        sqlx::query_scalar(&sql.find_email_by_id.sql),
+                        sql.find_email_by_id,
+                        [id, r.provider, email]
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
                 }
-                (None, Some(pid)) => {
+                (None, Some(pid), Some(email)) => {
+                    bound!(
+                        sqlx::query_scalar(&sql.find_email_by_provider_id.sql),
+                        sql.find_email_by_provider_id,
+                        [pid, r.provider, email]
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                // Herald's id alone is not enough: it must be an email to that address.
+                (Some(_), _, None) => None,
+                (None, Some(pid), None) => {
                     bound!(
                         sqlx::query_scalar(&sql.find_by_provider_id.sql),
                         sql.find_by_provider_id,
@@ -59,7 +79,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?
                 }
-                (None, None) => None,
+                (None, None, _) => None,
             };
             let result = match id {
                 None => ReceiptResult::Unmatched,

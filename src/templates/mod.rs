@@ -6,9 +6,7 @@ mod render;
 
 use serde_json::Value;
 
-pub use render::{
-    check, render, render_bounded, RenderError, Rendered, FUEL, MAX_CONCURRENT_RENDERS, MAX_PART_SOURCE,
-};
+pub use render::{check, render, render_bounded, RenderError, Rendered, FUEL, MAX_CONCURRENT_RENDERS, MAX_PART_SOURCE};
 
 use crate::domain::{Locale, NewMessage, RawMessage, TemplateRef, ValidationError};
 use crate::store::{Store, StoreError, TemplateVersion};
@@ -100,4 +98,3 @@ pub async fn prepare(
     });
     Ok(msg)
 }
-

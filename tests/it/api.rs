@@ -7,17 +7,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Send raw bytes (e.g. only the headers of a request) and read the answer.
-async fn raw_request(url: &str, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 async fn total(db: &TestDb) -> i64 {
     db.store.counts().await.unwrap().iter().map(|c| c.count).sum()
 }

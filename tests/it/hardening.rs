@@ -77,3 +77,170 @@ both_backends! {
         assert_eq!(m.attempts, 4);
     }
 }
+
+/// A request's headers announcing a body of `len` bytes (none of it sent).
+fn headers_only(path: &str, extra: &str, len: usize) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {len}\r\n\r\n")
+}
+
+both_backends! {
+    async fn webhooks_check_before_reading_and_read_within_bounds(db: TestDb) {
+        use tokio::io::AsyncWriteExt;
+        // Disabled (the default): refused on the headers, the body never read.
+        let app = spawn_app(&db, &[KEY]).await;
+        for path in ["/webhooks/twilio/status", "/webhooks/sendgrid/events"] {
+            let answer = raw_answer(&app.url, headers_only(path, "", 32 * 1024 * 1024).as_bytes()).await;
+            assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        }
+        // Enabled: no signature header, refused before the body; a signed
+        // body over the provider's size, refused on its declared length or
+        // as it is read.
+        let app = spawn_app_with(&db, &[KEY], &[("PUBLIC_URL", "https://h.example"), ("TWILIO_AUTH_TOKEN", "0123456789abcdef0123456789abcdef")]).await;
+        let twilio = "/webhooks/twilio/status";
+        let answer = raw_answer(&app.url, headers_only(twilio, "", 32 * 1024 * 1024).as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        let signed = "X-Twilio-Signature: c2lnbmF0dXJl\r\n";
+        let answer = raw_answer(&app.url, headers_only(twilio, signed, herald::http::TWILIO_MAX_BODY + 1).as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        let chunk = "a".repeat(herald::http::TWILIO_MAX_BODY + 1);
+        let chunked = format!(
+            "POST {twilio} HTTP/1.1\r\nHost: x\r\n{signed}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        );
+        let answer = raw_answer(&app.url, chunked.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        // Signed requests are read a few at a time: with every slot taken
+        // by a client that never finishes its body, the next one is told
+        // to come back (503), and health checks are not affected.
+        let mut stalled = Vec::new();
+        for _ in 0..herald::http::WEBHOOK_CONCURRENCY {
+            let mut s = raw_connect(&app.url).await;
+            s.write_all(headers_only(twilio, signed, 1000).as_bytes()).await.unwrap();
+            s.write_all(b"MessageSid=SM1").await.unwrap();
+            stalled.push(s);
+        }
+        let form = "MessageSid=SM1&MessageStatus=sent";
+        let probe = format!("{}{form}", headers_only(twilio, signed, form.len()).replace("application/json", "application/x-www-form-urlencoded"));
+        let busy = std::sync::Mutex::new(String::new());
+        wait_until("the webhook slots to be taken", || async {
+            let answer = raw_answer(&app.url, probe.as_bytes()).await;
+            let taken = answer.starts_with("HTTP/1.1 503");
+            *busy.lock().unwrap() = answer;
+            taken
+        }).await;
+        let busy = busy.into_inner().unwrap();
+        assert!(busy.contains("\"busy\""), "{busy}");
+        let r = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        drop(stalled);
+        // Slots come back: a wrongly signed request is read and refused.
+        wait_until("the webhook slots to come back", || async {
+            raw_answer(&app.url, probe.as_bytes()).await.starts_with("HTTP/1.1 403")
+        }).await;
+    }
+}
+
+/// The app with these server limits (environment variables).
+async fn app_with_limits(db: &TestDb, vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(db, &[KEY], vars).await
+}
+
+#[tokio::test]
+async fn silent_half_sent_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = app_with_limits(&db, &[("HTTP_HEADER_TIMEOUT_SECONDS", "1")]).await;
+    let mut silent = raw_connect(&app.url).await;
+    let mut half = raw_connect(&app.url).await;
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut idle = raw_connect(&app.url).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_answer(&mut idle).await.starts_with("HTTP/1.1 200"));
+    // Each is closed by the server (a header timeout of 1 s; the test only
+    // bounds how long it waits, generously).
+    read_until_closed(&mut silent, PATIENCE).await;
+    let answer = read_until_closed(&mut half, PATIENCE).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    read_until_closed(&mut idle, PATIENCE).await;
+    // And the server still answers.
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = app_with_limits(
+        &db,
+        &[("HTTP_MAX_CONNECTIONS", "3"), ("HTTP_HEADER_TIMEOUT_SECONDS", "2")],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(raw_connect(&app.url).await);
+    }
+    // The fourth client is served only once a silent one has been closed,
+    // i.e. no sooner than the header timeout after they were accepted.
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1900),
+        "served after {waited:?}, before a slot was free"
+    );
+    for s in &mut silent {
+        read_until_closed(s, PATIENCE).await;
+    }
+}
+
+both_backends! {
+    async fn sigterm_with_stalled_clients_exits_cleanly_within_the_grace(db: TestDb) {
+        use tokio::io::AsyncWriteExt;
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = herald(&db, db.dir.path())
+            .env("PORT", port.to_string())
+            .env("API_KEYS", KEY)
+            .env("HTTP_SHUTDOWN_GRACE_SECONDS", "1")
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        wait_until("serve to start", || async { client.get(format!("{url}/healthz")).send().await.is_ok() }).await;
+        // One client stops halfway through its headers, another halfway
+        // through its body; messages are being sent meanwhile.
+        let mut half_headers = raw_connect(&url).await;
+        half_headers.write_all(b"POST /api/messages HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut half_body = raw_connect(&url).await;
+        half_body
+            .write_all(format!("POST /api/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"channel\":").as_bytes())
+            .await
+            .unwrap();
+        db.insert_many(300).await;
+        let r = client.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        sigterm(&child);
+        let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, PATIENCE)).await.unwrap();
+        assert!(status.success(), "{status:?}");
+        // Nothing was left claimed: unsent messages are pending again.
+        assert_eq!(db.count_status("processing").await, 0);
+        assert_eq!(db.count_status("sent").await + db.count_status("pending").await, 300);
+        drop((half_headers, half_body));
+    }
+}

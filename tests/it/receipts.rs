@@ -274,6 +274,39 @@ both_backends! {
         assert_eq!(m["delivery_status"], "delivered", "{m}");
     }
 
+    async fn sendgrid_events_touch_only_emails_sent_through_sendgrid_to_that_address(db: TestDb) {
+        let app = spawn(&db, true).await;
+        let sms = sent_message(&db, "sms", "+14153234567", "twilio", "SM0123").await;
+        let smtp = sent_message(&db, "email", "ana@example.com", "smtp", "<x@h>").await;
+        let mail = sent_message(&db, "email", "Ana.Silva@Example.com", "sendgrid", "sgid1").await;
+        let now = chrono::Utc::now().timestamp();
+        let ev = |id: i64, email: &str, event: &str, n: u32| json!({"email": email, "event": event, "sg_event_id": format!("m{n}"), "timestamp": now, "herald_id": id.to_string()});
+        let batch = json!([
+            // A signed spam report naming an SMS message's id.
+            ev(sms, "ana@example.com", "spamreport", 1),
+            // An email sent through SMTP, not SendGrid.
+            ev(smtp, "ana@example.com", "spamreport", 2),
+            // The right message, another address.
+            ev(mail, "someone@else.example", "spamreport", 3),
+            // No address at all.
+            {"event": "spamreport", "sg_event_id": "m4", "timestamp": now, "herald_id": mail.to_string()},
+            // The provider's id, another address.
+            {"email": "someone@else.example", "event": "bounce", "type": "bounce", "sg_event_id": "m5", "sg_message_id": "sgid1.f", "timestamp": now},
+            // The right one, the address in another case.
+            ev(mail, "ana.silva@example.COM", "delivered", 6),
+        ]).to_string();
+        assert_eq!(app.sendgrid(&batch, now, None).await, StatusCode::OK);
+        let metrics = app.metrics().await;
+        assert!(metrics.contains("herald_receipts_total{provider=\"sendgrid\",result=\"unmatched\"} 5"), "{metrics}");
+        assert!(metrics.contains("herald_receipts_total{provider=\"sendgrid\",result=\"applied\"} 1"), "{metrics}");
+        assert!(app.message(sms).await["events"].as_array().unwrap().is_empty());
+        assert!(app.message(smtp).await["events"].as_array().unwrap().is_empty());
+        assert_eq!(app.message(mail).await["delivery_status"], "delivered");
+        // Nobody was suppressed.
+        let r: Value = app.http.get(format!("{}/api/suppressions", app.url)).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+        assert!(r["suppressions"].as_array().is_some_and(|a| a.is_empty()), "{r}");
+    }
+
     async fn without_a_key_the_sendgrid_webhook_is_disabled(db: TestDb) {
         let app = spawn(&db, false).await;
         let now = chrono::Utc::now().timestamp();

@@ -66,8 +66,11 @@ pub(crate) struct Statements {
     /// See [`Dialect::oldest_due`].
     pub oldest_due: Statement,
     // --- receipts --------------------------------------------------------
-    /// `$1` if such a message exists.
-    pub id_exists: Statement,
+    /// Message `$1` if it is an email sent through provider `$2` to `$3`
+    /// (compared case-insensitively).
+    pub find_email_by_id: Statement,
+    /// The email sent through provider `$2` with provider id `$1` to `$3`.
+    pub find_email_by_provider_id: Statement,
     /// The message with provider id `$1` sent through provider `$2`.
     pub find_by_provider_id: Statement,
     /// Store a receipt (once per dedupe key): `$1` message, `$2` provider,
@@ -240,7 +243,18 @@ impl Statements {
                 t.col("channel")
             )),
             oldest_due: st(&d.oldest_due(t)),
-            id_exists: st(&format!("SELECT {id} FROM notification_messages WHERE id = $1")),
+            find_email_by_id: st(&format!(
+                "SELECT {id} FROM notification_messages
+                  WHERE id = $1 AND provider = $2 AND {} = 'email' AND lower({recipient}) = lower($3)",
+                t.text_of("channel", "")
+            )),
+            find_email_by_provider_id: st(&format!(
+                "SELECT {id} FROM notification_messages
+                  WHERE provider_message_id = $1 AND provider_message_id IS NOT NULL AND provider = $2
+                    AND {} = 'email' AND lower({recipient}) = lower($3)
+                  ORDER BY id DESC LIMIT 1",
+                t.text_of("channel", "")
+            )),
             find_by_provider_id: st(&format!(
                 "SELECT {id} FROM notification_messages
                   WHERE provider_message_id = $1 AND provider_message_id IS NOT NULL AND provider = $2

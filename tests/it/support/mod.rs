@@ -6,6 +6,7 @@
 //! - `app`: the application on port 0 (`Application::build`)
 //! - `cli`: the `herald` binary
 //! - `fakes`: loopback Twilio, SendGrid and custom-provider servers
+//! - `raw`: raw TCP clients (silent, slow, half-sent requests)
 //! - `smtp`: a real SMTP server
 //! - `wait`: waiting for what happens elsewhere
 
@@ -19,6 +20,7 @@ mod db;
 pub(crate) mod fakes;
 mod messages;
 mod provider;
+mod raw;
 mod smtp;
 mod wait;
 
@@ -28,5 +30,6 @@ pub(crate) use db::*;
 pub(crate) use fakes::*;
 pub(crate) use messages::*;
 pub(crate) use provider::*;
+pub(crate) use raw::*;
 pub(crate) use smtp::*;
 pub(crate) use wait::*;
