@@ -124,9 +124,7 @@ pub(crate) async fn wait_for_signal() {
 }
 
 pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| anyhow!("{flag}: {s:?} is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00Z ({e})"))
+    herald::domain::parse_instant("time", s).map_err(|e| anyhow!("{flag}: {}", e.message))
 }
 
 /// A JSON argument, or an error naming the flag.

@@ -1,7 +1,7 @@
 //! What a message says: its content parsed for its channel (limits, which
 //! parts each channel takes, provider templates).
 
-use super::{Channel, ValidationError};
+use super::{check_json, check_text, Channel, TextKind, ValidationError};
 
 /// Text limit for SMS and WhatsApp bodies (Twilio's `Body` limit).
 pub const MAX_TEXT_CHARS: usize = 1600;
@@ -102,6 +102,19 @@ pub(super) fn non_blank(s: Option<&str>) -> Option<&str> {
 
 impl Content {
     pub fn parse(channel: Channel, input: ContentInput<'_>) -> Result<Content, ValidationError> {
+        for (field, text, kind) in [
+            ("subject", input.subject, TextKind::SingleLine),
+            ("body", input.body, TextKind::MultiLine),
+            ("html_body", input.html_body, TextKind::MultiLine),
+            ("content_sid", input.content_sid, TextKind::SingleLine),
+        ] {
+            if let Some(t) = text {
+                check_text(field, t, kind)?;
+            }
+        }
+        if let Some(v) = input.content_variables {
+            check_json("content_variables", v)?;
+        }
         let subject = non_blank(input.subject);
         let body = non_blank(input.body);
         let html_body = non_blank(input.html_body);

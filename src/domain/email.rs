@@ -54,17 +54,19 @@ fn parse_local(addr: &str, local: &str) -> Result<(), EmailError> {
         return Err(EmailError::LocalTooLong(addr.to_owned()));
     }
     if let Some(inner) = local.strip_prefix('"') {
-        // quoted-string: any printable character, with \ escaping " and \.
+        // quoted-string (RFC 5321 4.1.2, RFC 6531): printable characters,
+        // with \ escaping a printable character; no control characters,
+        // escaped or not (CR LF here would end a header line).
         let mut chars = inner.chars();
         loop {
             match chars.next() {
                 None => return Err(EmailError::UnclosedQuote(addr.to_owned())),
                 Some('"') => break,
-                Some('\\') => {
-                    if chars.next().is_none() {
-                        return Err(EmailError::UnclosedQuote(addr.to_owned()));
-                    }
-                }
+                Some('\\') => match chars.next() {
+                    None => return Err(EmailError::UnclosedQuote(addr.to_owned())),
+                    Some(c) if c.is_control() => return Err(EmailError::BadLocalChar(addr.to_owned(), c)),
+                    Some(_) => {}
+                },
                 Some(c) if c.is_control() => return Err(EmailError::BadLocalChar(addr.to_owned(), c)),
                 Some(_) => {}
             }
@@ -196,6 +198,16 @@ mod tests {
             e("ana\r\nBcc: x@example.com"),
             BadLocalChar(_, _) | BadLabel(_, _)
         ));
+        // Quoted local parts hold printable characters only, escaped or not.
+        for bad in [
+            "\"a\\\r\\\nBcc: x@evil.example\"@example.com",
+            "\"a\\\u{0}\"@example.com",
+            "\"a\u{1b}b\"@example.com",
+            "\"a\\\u{1b}b\"@example.com",
+        ] {
+            assert!(matches!(e(bad), BadLocalChar(_, _)), "{bad:?}");
+        }
+        assert!(EmailAddress::parse("\"ana \\\"silva\\\\\"@example.com").is_ok());
         let long_local = format!("{}@example.com", "a".repeat(65));
         assert!(matches!(e(&long_local), LocalTooLong(_)));
         let long = format!("a@{}.com", "b".repeat(260));

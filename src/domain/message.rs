@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::content::non_blank;
-use super::{Channel, Content, ContentInput, EmailAddress, PhoneNumber, WhatsAppAddress};
+use super::{
+    check_json, check_text, Channel, Content, ContentInput, EmailAddress, PhoneNumber, TextKind, WhatsAppAddress,
+};
 
 /// Upper bound for the caller's metadata JSON.
 pub(super) const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -41,6 +43,7 @@ pub enum Recipient {
 impl Recipient {
     pub fn parse(channel: Channel, input: &str) -> Result<Recipient, ValidationError> {
         let err = |e: &dyn fmt::Display| ValidationError::new("recipient", e.to_string());
+        check_text("recipient", input, TextKind::SingleLine)?;
         match channel {
             Channel::Sms => PhoneNumber::parse(input).map(Recipient::Sms).map_err(|e| err(&e)),
             Channel::Whatsapp => WhatsAppAddress::parse(input)
@@ -83,6 +86,7 @@ pub fn parse_metadata(value: Option<&serde_json::Value>) -> Result<Option<serde_
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v @ serde_json::Value::Object(_)) => {
+            check_json("metadata", v)?;
             if v.to_string().len() > MAX_METADATA_BYTES {
                 return Err(ValidationError::new(
                     "metadata",

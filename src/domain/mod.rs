@@ -11,6 +11,7 @@ mod phone;
 pub mod provider_name;
 mod status;
 mod template;
+mod text;
 
 pub use channel::{Channel, ChannelError};
 pub use content::{Content, ContentInput, ProviderTemplate, MAX_EMAIL_PART_BYTES, MAX_TEXT_CHARS};
@@ -24,3 +25,6 @@ pub use outcome::{AttemptOutcome, ErrorColumn};
 pub use phone::{parse_country, set_default_country, PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};
 pub use status::MessageStatus;
 pub use template::{Locale, TemplateDraft, TemplateName, TemplateParts};
+pub use text::{
+    check_json, check_text, earliest_instant, latest_instant, parse_instant, scrub_json_nul, scrub_nul, TextKind,
+};

@@ -122,9 +122,18 @@ impl ErrorColumn {
         }
     }
 
-    /// The JSON text stored in the column.
+    /// The JSON text stored in the column (NUL, which no backend's JSON
+    /// type stores, replaced by U+FFFD: a provider's text is kept whatever
+    /// it holds).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("error column serializes")
+        let scrub = |s: &str| super::scrub_nul(s).into_owned();
+        let clean = ErrorColumn {
+            code: scrub(&self.code),
+            message: scrub(&self.message),
+            field: self.field.as_deref().map(scrub),
+            ..self.clone()
+        };
+        serde_json::to_string(&clean).expect("error column serializes")
     }
 
     /// Read the column back; `None` for text that is not Herald's shape

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Channel, ProviderTemplate, ValidationError};
+use super::{check_json, check_text, Channel, ProviderTemplate, TextKind, ValidationError};
 
 /// The parts of a template, as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,6 +125,19 @@ impl TemplateDraft {
         make_default: bool,
     ) -> Result<TemplateDraft, ValidationError> {
         let name = TemplateName::parse(name)?;
+        for (field, text) in [
+            ("subject", parts.subject.as_deref()),
+            ("body", parts.body.as_deref()),
+            ("html_body", parts.html_body.as_deref()),
+            ("content_sid", parts.content_sid.as_deref()),
+        ] {
+            if let Some(t) = text {
+                check_text(field, t, TextKind::MultiLine)?;
+            }
+        }
+        if let Some(v) = &parts.content_variables {
+            check_json("content_variables", &Value::Object(v.clone()))?;
+        }
         let locale = match locale {
             Some(l) => Locale::parse(l)?,
             None => Locale::default_locale(),

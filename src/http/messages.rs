@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::domain::{Channel, MessageStatus};
+use crate::domain::{parse_instant, Channel, MessageStatus};
 use crate::store::{Attempt, Event, ListFilter, Message};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,16 +54,8 @@ pub(super) struct ListQuery {
 
 fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     v.map(|s| {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    format!("{field} must be an RFC 3339 time"),
-                )
-                .field(field)
-            })
+        parse_instant(field, s)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.message).field(field))
     })
     .transpose()
 }

@@ -24,7 +24,7 @@ mod webhooks;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(ops)
         .merge(hooks)
+        .route_layer(middleware::from_fn(reject_control_characters))
         .fallback(not_found)
         .layer(middleware::from_fn(timeout))
         .with_state(state)
@@ -155,6 +156,67 @@ async fn reject_oversized(
     next.run(req).await
 }
 
+/// Refuse a request whose query or path parameters hold a control
+/// character (NUL among them; no database stores NUL alike) with a 400
+/// naming the parameter, before any handler sees it.
+async fn reject_control_characters(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let control = |s: &str| s.chars().any(|c| c < ' ' || c == '\u{7f}');
+    if let Some(query) = uri.query() {
+        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes()).find(|(k, v)| control(k) || control(v)) {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("query parameter {name:?} holds a control character"),
+            )
+            .field(name.into_owned())
+            .into_response();
+        }
+    }
+    if let Some(matched) = matched {
+        for (pattern, actual) in matched.as_str().split('/').zip(uri.path().split('/')) {
+            let Some(name) = pattern.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
+                continue;
+            };
+            if decoded_has_control(actual) {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("path parameter {name:?} holds a control character"),
+                )
+                .field(name.trim_start_matches('*'))
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether a percent-encoded path segment decodes to a control character.
+fn decoded_has_control(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut i = 0;
+    while i < b.len() {
+        let byte = if b[i] == b'%' && i + 2 < b.len() {
+            match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    i += 2;
+                    (h * 16 + l) as u8
+                }
+                _ => b[i],
+            }
+        } else {
+            b[i]
+        };
+        if byte < b' ' || byte == 0x7f {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Whether `host` is reachable only from this machine.
 pub fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -163,6 +225,16 @@ pub fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_path_segments() {
+        for bad in ["%00", "a%00b", "%1F", "%7f", "x%0a"] {
+            assert!(decoded_has_control(bad), "{bad}");
+        }
+        for ok in ["abc", "%2B14153234567", "%20", "%", "a%0", "%zz", "caf%C3%A9"] {
+            assert!(!decoded_has_control(ok), "{ok}");
+        }
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -6,14 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, ItemError};
 use super::AppState;
-use crate::domain::{NewMessage, RawMessage, ValidationError};
+use crate::domain::{parse_instant, NewMessage, RawMessage, ValidationError};
 use crate::store::{Idempotent, Message};
 
 /// Most messages in one batch request.
@@ -76,16 +75,7 @@ impl MessageRequest {
     fn raw(&self) -> Result<RawMessage, ValidationError> {
         let send_at = match self.send_at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
-            Some(s) => Some(
-                DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| {
-                        ValidationError::new(
-                            "send_at",
-                            format!("{s:?} is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00Z"),
-                        )
-                    })?,
-            ),
+            Some(s) => Some(parse_instant("send_at", s)?),
         };
         Ok(RawMessage {
             channel: self.channel.clone(),

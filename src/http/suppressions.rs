@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::domain::{parse_channel_and_recipient, Channel};
+use crate::domain::{check_text, parse_channel_and_recipient, Channel, TextKind};
 use crate::store::Suppression;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,6 +74,9 @@ pub(super) async fn add(
     let Json(req) = body?;
     let recipient = parse_channel_and_recipient(req.channel.as_deref(), req.recipient.as_deref())?;
     let channel = recipient.channel();
+    if let Some(r) = &req.reason {
+        check_text("reason", r, TextKind::SingleLine)?;
+    }
     let reason = req
         .reason
         .as_deref()

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::domain::{TemplateDraft, TemplateParts};
+use crate::domain::{check_json, TemplateDraft, TemplateParts};
 use crate::store::TemplateVersion;
 use crate::templates::{check, find, render_bounded};
 
@@ -139,6 +139,9 @@ pub(super) async fn preview(
     body: Result<Json<PreviewRequest>, JsonRejection>,
 ) -> Result<Json<Preview>, ApiError> {
     let Json(req) = body?;
+    if let Some(d) = &req.data {
+        check_json("data", d)?;
+    }
     let Some(t) = find(&state.store, &name, req.locale.as_deref()).await? else {
         return Err(ApiError::not_found(format!("no template named {name:?}")));
     };

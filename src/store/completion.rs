@@ -18,7 +18,7 @@ pub struct Completion {
     /// JSON text for the `error` column.
     pub error: Option<String>,
     pub provider: Option<String>,
-    #[serde(rename = "pmid")]
+    #[serde(rename = "pmid", serialize_with = "ser_text_opt")]
     pub provider_message_id: Option<String>,
     #[serde(serialize_with = "ser_ts_opt")]
     pub sent_at: Option<DateTime<Utc>>,
@@ -144,8 +144,17 @@ pub struct AttemptRecord {
     pub provider: String,
     pub outcome: AttemptOutcome,
     pub error: Option<String>,
-    #[serde(rename = "pmid")]
+    #[serde(rename = "pmid", serialize_with = "ser_text_opt")]
     pub provider_message_id: Option<String>,
+}
+
+/// Text a provider chose: stored whatever it holds (NUL, which no backend
+/// stores, becomes U+FFFD).
+fn ser_text_opt<S: serde::Serializer>(t: &Option<String>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&crate::domain::scrub_nul(t)),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_ts<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::rows::{Event, MessageRow};
 use super::{Result, Store};
 use crate::clock::format_ts;
+use crate::domain::{scrub_json_nul, scrub_nul};
 
 /// A receipt to apply to a message.
 #[derive(Debug, Clone)]
@@ -45,6 +46,15 @@ impl Store {
     /// Record a delivery receipt and move the message's delivery status
     /// forward (never backwards), in one transaction.
     pub async fn apply_receipt(&self, r: &ReceiptUpdate, now: DateTime<Utc>) -> Result<ReceiptResult> {
+        // What a provider sends is stored whatever it holds: NUL (which no
+        // backend stores) becomes U+FFFD.
+        let scrubbed;
+        let r = if receipt_has_nul(r) {
+            scrubbed = scrub_receipt(r);
+            &scrubbed
+        } else {
+            r
+        };
         let sql = &self.sql;
         let _turn = self.write_turn().await;
         let result = with_pool!(self, |pool| {
@@ -139,5 +149,31 @@ impl Store {
             .map(|r| r.event())
             .collect::<std::result::Result<Vec<_>, _>>()?);
         Ok(rows)
+    }
+}
+
+fn receipt_has_nul(r: &ReceiptUpdate) -> bool {
+    let text = [
+        r.provider_message_id.as_deref(),
+        r.email.as_deref(),
+        Some(r.event.as_str()),
+        r.error_code.as_deref(),
+        Some(r.dedupe_key.as_str()),
+    ];
+    text.into_iter().flatten().any(|t| t.contains('\0')) || r.detail.to_string().contains("\\u0000")
+}
+
+fn scrub_receipt(r: &ReceiptUpdate) -> ReceiptUpdate {
+    let scrub = |s: &str| scrub_nul(s).into_owned();
+    let mut detail = r.detail.clone();
+    scrub_json_nul(&mut detail);
+    ReceiptUpdate {
+        provider_message_id: r.provider_message_id.as_deref().map(scrub),
+        email: r.email.as_deref().map(scrub),
+        event: scrub(&r.event),
+        error_code: r.error_code.as_deref().map(scrub),
+        dedupe_key: scrub(&r.dedupe_key),
+        detail,
+        ..r.clone()
     }
 }

@@ -8,13 +8,17 @@ use serde_json::Value;
 
 pub use render::{check, render, render_bounded, RenderError, Rendered, FUEL, MAX_CONCURRENT_RENDERS, MAX_PART_SOURCE};
 
-use crate::domain::{Locale, NewMessage, RawMessage, TemplateRef, ValidationError};
+use crate::domain::{check_json, Locale, NewMessage, RawMessage, TemplateName, TemplateRef, ValidationError};
 use crate::store::{Store, StoreError, TemplateVersion};
 
 /// The template to use for `name` in `locale`: the locale, then its
 /// language, then the template's default locale (the one saved as default,
 /// else the first one saved).
 pub async fn find(store: &Store, name: &str, locale: Option<&str>) -> Result<Option<TemplateVersion>, StoreError> {
+    if TemplateName::parse(name).is_err() {
+        // No template can have this name (and it is not sent to the database).
+        return Ok(None);
+    }
     let all = store.templates(Some(name)).await?;
     let default = all
         .iter()
@@ -74,6 +78,9 @@ pub async fn prepare(
             "give either a template or subject/body/html_body/content_sid, not both",
         )
         .into());
+    }
+    if let Some(d) = data {
+        check_json("data", d)?;
     }
     let Some(t) = find(store, template, locale).await? else {
         return Err(ValidationError::new("template", format!("there is no template named {template:?}")).into());

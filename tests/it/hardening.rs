@@ -244,3 +244,203 @@ both_backends! {
         drop((half_headers, half_body));
     }
 }
+
+both_backends! {
+    async fn control_characters_and_out_of_range_times_are_refused_naming_the_field(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        let sms = |extra: Value| {
+            let mut m = json!({"channel": "sms", "recipient": "+14153234567", "body": "hello"});
+            m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            m
+        };
+        let email = |extra: Value| {
+            let mut m = json!({"channel": "email", "recipient": "ana@example.com", "subject": "Hi", "body": "hello"});
+            m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            m
+        };
+        let cases = [
+            (sms(json!({"body": "bad\u{0}"})), "body"),
+            (sms(json!({"body": "bell\u{7}"})), "body"),
+            (sms(json!({"body": "escape \u{1b}[31m"})), "body"),
+            (sms(json!({"recipient": "+1415323\u{0}4567"})), "recipient"),
+            (sms(json!({"channel": "sms\u{0}"})), "channel"),
+            (sms(json!({"metadata": {"order": "a\u{0}"}})), "metadata"),
+            (sms(json!({"metadata": {"k\u{0}": 1}})), "metadata"),
+            (sms(json!({"body": null, "content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": {"1": "x\u{0}"}})), "content_variables"),
+            (email(json!({"subject": "Hi\u{0}"})), "subject"),
+            (email(json!({"html_body": "<p>\u{0}</p>"})), "html_body"),
+            (email(json!({"recipient": "\"a\\\r\\\nBcc: x@evil.example\"@example.com"})), "recipient"),
+            (sms(json!({"body": null, "template": "t\u{0}"})), "template"),
+            (sms(json!({"body": null, "template": "hello", "data": {"n": "\u{0}"}})), "data"),
+            // 9999-12-31T23:59:59-23:59 is in year 10000 in UTC.
+            (sms(json!({"send_at": "9999-12-31T23:59:59-23:59"})), "send_at"),
+            (sms(json!({"send_at": "1969-12-31T23:59:59Z"})), "send_at"),
+            (sms(json!({"send_at": "0001-01-01T00:00:00Z"})), "send_at"),
+        ];
+        let (s, _) = json_of(app.put("/api/templates/hello").json(&json!({"body": "Hi {{ n }}"})).send().await.unwrap()).await;
+        assert_eq!(s, StatusCode::OK);
+        for (body, field) in &cases {
+            let (s, e) = json_of(app.post("/api/messages").json(body).send().await.unwrap()).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+            assert_eq!(e["error"]["field"], *field, "{body}: {e}");
+        }
+        // In a batch, the bad one is named and nothing is stored.
+        let batch = json!({"messages": [sms(json!({})), sms(json!({"body": "x\u{0}"}))]});
+        let (s, e) = json_of(app.post("/api/messages/batch").json(&batch).send().await.unwrap()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert!(e.to_string().contains("body"), "{e}");
+        // Tab, CR and LF are text; the latest and earliest times are fine.
+        for ok in [
+            sms(json!({"body": "line 1\r\nline 2\tend"})),
+            sms(json!({"send_at": "9999-12-31T23:59:59Z"})),
+            sms(json!({"send_at": "1970-01-01T00:00:00Z"})),
+        ] {
+            let (s, e) = json_of(app.post("/api/messages").json(&ok).send().await.unwrap()).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{ok}: {e}");
+        }
+        let far = db.max_id().await - 1;
+        assert_eq!(app.message(far).await["status"], "pending", "scheduled for 9999, not sent now");
+        // Templates, suppressions, and query and path parameters.
+        for (req, field) in [
+            (app.put("/api/templates/bad").json(&json!({"body": "x\u{0}"})), "body"),
+            (app.put("/api/templates/bad").json(&json!({"subject": "\u{7}", "body": "x"})), "subject"),
+            (app.post("/api/templates/hello/preview").json(&json!({"data": {"n": "\u{0}"}})), "data"),
+            (app.post("/api/suppressions").json(&json!({"channel": "sms", "recipient": "+14153234567", "reason": "no\u{0}"})), "reason"),
+        ] {
+            let (s, e) = json_of(req.send().await.unwrap()).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+            assert_eq!(e["error"]["field"], field, "{e}");
+        }
+        for (path, field) in [
+            ("/api/messages?recipient=%2B1415%00", "recipient"),
+            ("/api/messages?status=%00", "status"),
+            ("/api/messages?created_from=10000-01-01T00:00:00Z", "created_from"),
+            ("/api/messages?created_to=9999-12-31T23:59:59-23:59", "created_to"),
+            ("/api/templates/x%00", "name"),
+            ("/api/suppressions/sms/%2B1415%0032", "recipient"),
+        ] {
+            let (s, e) = json_of(app.get(path).send().await.unwrap()).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {e}");
+            assert_eq!(e["error"]["field"], field, "{path}: {e}");
+        }
+        let (s, e) = json_of(app.post("/api/templates/x%00/preview").json(&json!({})).send().await.unwrap()).await;
+        assert_eq!((s, e["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("name")), "{e}");
+        let (s, e) = json_of(app.http.delete(format!("{}/api/suppressions/sms/%2B1415%0032", app.url)).bearer_auth(KEY).send().await.unwrap()).await;
+        assert_eq!((s, e["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("recipient")), "{e}");
+        // Only the three good messages were stored.
+        let total: i64 = db.store.counts().await.unwrap().iter().map(|c| c.count).sum();
+        assert_eq!(total, 3);
+    }
+}
+
+both_backends! {
+    async fn a_request_the_database_refuses_fails_alone(db: TestDb) {
+        // The database refuses one body (a POS's trigger, say); requests
+        // grouped into one insert with it must still be stored.
+        let trigger = match db.backend {
+            Backend::Sqlite => vec![
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON notification_messages WHEN NEW.body = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+            ],
+            Backend::Postgres => vec![
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON notification_messages
+                 FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+            ],
+        };
+        for sql in trigger {
+            db.store.execute_raw(sql).await.unwrap();
+        }
+        let app = spawn_app(&db, &[KEY]).await;
+        let clients: Vec<_> = (0..18)
+            .map(|c| {
+                let app_url = app.url.clone();
+                let http = app.http.clone();
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    for i in 0..25 {
+                        let body = if c < 2 { "poison".to_owned() } else { format!("good {c}/{i}") };
+                        let r = http
+                            .post(format!("{app_url}/api/messages"))
+                            .bearer_auth(KEY)
+                            .json(&json!({"channel": "sms", "recipient": "+14153234567", "body": body}))
+                            .send()
+                            .await
+                            .unwrap();
+                        statuses.push(r.status());
+                    }
+                    (c, statuses)
+                })
+            })
+            .collect();
+        for client in clients {
+            let (c, statuses) = client.await.unwrap();
+            for s in statuses {
+                if c < 2 {
+                    assert!(s.is_server_error(), "the refused request fails: {s}");
+                } else {
+                    assert_eq!(s, StatusCode::ACCEPTED, "a good request beside a refused one is stored");
+                }
+            }
+        }
+        let total: i64 = db.store.counts().await.unwrap().iter().map(|c| c.count).sum();
+        assert_eq!(total, 16 * 25);
+    }
+}
+
+both_backends! {
+    async fn what_a_provider_says_is_recorded_whatever_it_holds(db: TestDb) {
+        // A provider's error text and message id with NUL in them: stored
+        // (NUL as U+FFFD), not a recording failure that stalls the queue.
+        let failing = db.insert_sql("sms", "+14153234567", "will fail").await;
+        let sent = db.insert_sql("sms", "+14153234568", "will send").await;
+        let provider = herald_provider_saying_nul(failing);
+        let clock = herald::clock::ManualClock::new(t0());
+        let summary = run_once(&processor(&db.store, &provider, &clock, "w1")).await;
+        assert_eq!((summary.sent, summary.failed), (1, 1), "{summary:?}");
+        let f = db.get(failing).await;
+        assert_eq!(f.status, "failed");
+        let e = f.error.unwrap();
+        assert_eq!(e["message"], "bad\u{fffd}number", "{e}");
+        assert_eq!(e["code"], "21\u{fffd}211", "{e}");
+        let s = db.get(sent).await;
+        assert_eq!(s.status, "sent");
+        assert_eq!(s.provider_message_id.as_deref(), Some("SM\u{fffd}1"));
+    }
+}
+
+fn herald_provider_saying_nul(failing: i64) -> ScriptedProvider {
+    use herald::providers::{Receipt, SendError};
+    ScriptedProvider::new(move |m, _| {
+        if m.id == failing {
+            Err(SendError::permanent("21\u{0}211", "bad\u{0}number").with_status(400))
+        } else {
+            Ok(Receipt::new("SM\u{0}1".to_owned()))
+        }
+    })
+}
+
+#[tokio::test]
+async fn rows_with_control_characters_fail_as_invalid_and_are_not_sent() {
+    // SQLite stores NUL and escape characters in text (PostgreSQL refuses
+    // NUL itself): such a row is failed naming the field, never sent.
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.store
+        .execute_raw("INSERT INTO notification_messages (channel, recipient, body) VALUES ('sms', '+14153234567', 'a' || char(0) || 'b'), ('sms', '+14153234567', 'c' || char(27) || '[2J')")
+        .await
+        .unwrap();
+    let provider = ScriptedProvider::ok();
+    let clock = herald::clock::ManualClock::new(t0());
+    let summary = run_once(&processor(&db.store, &provider, &clock, "w1")).await;
+    assert_eq!(summary.failed, 2, "{summary:?}");
+    assert!(provider.calls().is_empty());
+    for id in [1, 2] {
+        let e = db.get(id).await.error.unwrap();
+        assert_eq!(
+            (e["code"].as_str(), e["field"].as_str()),
+            (Some("invalid_message"), Some("body")),
+            "{e}"
+        );
+    }
+}
