@@ -109,20 +109,31 @@ pub(super) async fn send(config: Config, args: SendArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub(crate) struct RetryArgs {
-    /// Message ids
-    #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+    /// Message ids: failed ones are queued again with a fresh round of
+    /// retries; pending ones waiting for a retry delay or a provider's pause
+    /// are made due now
+    #[arg(required_unless_present_any = ["failed", "parked"], conflicts_with_all = ["failed", "parked"])]
     ids: Vec<i64>,
     /// Retry every failed message
     #[arg(long)]
     failed: bool,
+    /// Make every message waiting for a retry delay or a provider's pause due now
+    #[arg(long)]
+    parked: bool,
 }
 
 pub(super) async fn retry(config: Config, args: RetryArgs) -> anyhow::Result<()> {
     let store = app::open_store(&config).await?;
     let now = SystemClock.now();
-    if args.failed {
-        let done = store.retry_all_failed(now).await?;
-        say!("{} failed message(s) queued again", done.len());
+    if args.failed || args.parked {
+        if args.failed {
+            let done = store.retry_all_failed(now).await?;
+            say!("{} failed message(s) queued again", done.len());
+        }
+        if args.parked {
+            let done = store.retry_parked(now).await?;
+            say!("{} waiting message(s) due now", done.len());
+        }
         return Ok(());
     }
     each(args.ids, |id| {

@@ -251,7 +251,13 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
         max_retries: r.number("MAX_RETRIES", 3u32, 0, 100, "retries"),
         base_delay: Duration::from_secs(r.number("RETRY_BASE_SECONDS", 10u64, 1, 86_400, "seconds")),
         max_delay: Duration::from_secs(r.number("RETRY_MAX_SECONDS", 3600u64, 1, 7 * 86_400, "seconds")),
-        ..RetryPolicy::default()
+        max_rate_limit_wait: Duration::from_secs(r.number(
+            "RATE_LIMIT_MAX_WAIT_SECONDS",
+            RetryPolicy::default().max_rate_limit_wait.as_secs(),
+            1,
+            86_400,
+            "seconds",
+        )),
     };
     Processing {
         enable_message_processor,

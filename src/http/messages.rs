@@ -141,14 +141,15 @@ pub(super) async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> R
     }))
 }
 
-/// Queue a failed message again (a fresh round of retries).
+/// Queue a failed message again (a fresh round of retries), or send a
+/// pending one that waits for a retry delay or a provider's pause now.
 #[utoipa::path(
     post, path = "/api/messages/{id}/retry", tag = "messages",
     params(("id" = i64, Path, description = "Message id")),
     responses(
-        (status = 200, description = "Pending again", body = Message),
+        (status = 200, description = "Pending and due now", body = Message),
         (status = 404, description = "No such message", body = ErrorBody),
-        (status = 409, description = "Only failed messages can be retried", body = ErrorBody),
+        (status = 409, description = "Only failed messages, and pending ones waiting for a retry, can be retried", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -116,6 +116,7 @@ impl Processor {
                 )
                 .with_outcome_unknown()),
             };
+            let result = result.map_err(|e| self.clamp_provider_wait(e, provider.name()));
             if let Err(SendError {
                 suppress: Some(reason), ..
             }) = &result
@@ -163,6 +164,33 @@ impl Processor {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Processor {
+    /// A provider's "slow down until" is data from outside: keep it within
+    /// one second and `RATE_LIMIT_MAX_WAIT_SECONDS` from now (whatever the
+    /// header said: a date in year 9999, a huge reset), and say so loudly
+    /// when it asked for more.
+    fn clamp_provider_wait(&self, mut e: SendError, provider: &str) -> SendError {
+        if let FailureClass::RateLimited { until } = e.class {
+            let now = self.clock.now();
+            let latest = now + chrono_duration(self.config.retry.max_rate_limit_wait);
+            let earliest = now + chrono::Duration::seconds(1);
+            if until > latest {
+                tracing::warn!(
+                    provider,
+                    asked_until = %format_ts(until),
+                    waiting_until = %format_ts(latest),
+                    "{provider} asked Herald to wait longer than RATE_LIMIT_MAX_WAIT_SECONDS ({}s); waiting only that long",
+                    self.config.retry.max_rate_limit_wait.as_secs()
+                );
+            }
+            e.class = FailureClass::RateLimited {
+                until: until.clamp(earliest, latest),
+            };
+        }
+        e
     }
 }
 

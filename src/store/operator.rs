@@ -82,8 +82,9 @@ impl Store {
         Ok(rows)
     }
 
-    /// Put failed messages back in the queue, with a fresh round of retries.
-    /// Returns the ids that were failed and are now pending.
+    /// Put failed messages back in the queue, with a fresh round of retries,
+    /// and make parked ones (pending, waiting for a retry delay or a
+    /// provider's pause) due now. Returns the ids that changed.
     pub async fn retry(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>> {
         let s = &self.sql.retry_ids;
         let ids_json = serde_json::to_string(ids).expect("ids serialize");
@@ -99,8 +100,9 @@ impl Store {
         Ok(done)
     }
 
-    /// Put one failed message back in the queue; returns it as it was put
-    /// back (a processor may pick it up at once), or explains why not.
+    /// Put one failed message back in the queue (a fresh round of retries),
+    /// or make a parked one due now; returns it as it was put back (a
+    /// processor may pick it up at once), or explains why not.
     pub async fn retry_one(&self, id: i64, now: DateTime<Utc>) -> Result<Message> {
         let s = &self.sql.retry_one;
         let retried = {
@@ -117,13 +119,25 @@ impl Store {
         };
         match retried {
             Some(m) => Ok(m),
-            None => Err(self.wrong_status(id, "failed", "retried").await),
+            None => Err(self.wrong_status(id, "failed or parked", "retried").await),
         }
     }
 
     /// Put every failed message back in the queue.
     pub async fn retry_all_failed(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
         let s = &self.sql.retry_failed;
+        let _turn = self.write_turn().await;
+        let mut done: Vec<i64> = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [format_ts(now)])
+            .fetch_all(pool)
+            .await?);
+        done.sort_unstable();
+        Ok(done)
+    }
+
+    /// Make every parked message (pending, waiting for a retry delay or a
+    /// provider's pause) due now; their ids.
+    pub async fn retry_parked(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let s = &self.sql.retry_parked;
         let _turn = self.write_turn().await;
         let mut done: Vec<i64> = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [format_ts(now)])
             .fetch_all(pool)

@@ -75,6 +75,13 @@ both_backends! {
         assert_eq!(db.get(wa).await.status, "pending");
         ok(run(herald(&db, dir).arg("process")));
         assert_eq!(db.get(wa).await.status, "sent");
+        // --parked: messages waiting for a retry delay are due now.
+        db.store.execute_raw("INSERT INTO notification_messages (channel, recipient, body, next_attempt_at) VALUES ('sms', '+14153234567', 'p', '9999-12-31T00:00:00.000Z')").await.unwrap();
+        let parked = db.max_id().await;
+        let out = ok(run(herald(&db, dir).args(["retry", "--parked"])));
+        assert!(out.contains("1 waiting message(s) due now"), "{out}");
+        ok(run(herald(&db, dir).arg("process")));
+        assert_eq!(db.get(parked).await.status, "sent");
     }
 
     async fn national_numbers_are_read_in_the_default_country(db: TestDb) {

@@ -444,3 +444,88 @@ async fn rows_with_control_characters_fail_as_invalid_and_are_not_sent() {
         );
     }
 }
+
+/// A processor whose every channel goes to `provider`, on `clock`.
+fn processor_with(
+    db: &TestDb,
+    provider: std::sync::Arc<dyn herald::providers::Provider>,
+    clock: &herald::clock::ManualClock,
+) -> std::sync::Arc<herald::processor::Processor> {
+    std::sync::Arc::new(herald::processor::Processor::new(
+        db.store.clone(),
+        herald::providers::Providers::all(provider),
+        std::sync::Arc::new(clock.clone()),
+        zero_random(),
+        test_config("w1"),
+    ))
+}
+
+both_backends! {
+    async fn provider_pauses_are_clamped_and_parked_messages_can_be_retried_now(db: TestDb) {
+        use herald::config::{CustomSettings, EmailFrom, SendgridSettings};
+        use herald::providers::{Custom, Sendgrid, Twilio};
+        use secrecy::SecretString;
+        let clock = herald::clock::ManualClock::new(t0());
+        let dyn_clock: std::sync::Arc<dyn herald::clock::Clock> = std::sync::Arc::new(clock.clone());
+        let max_wait = test_config("w1").retry.max_rate_limit_wait;
+        let latest = t0() + chrono::Duration::from_std(max_wait).unwrap();
+        let timeout = std::time::Duration::from_secs(10);
+        let (twilio, sendgrid, custom) = (FakeTwilio::start().await, FakeSendgrid::start().await, FakeCustom::start().await);
+        let limited = |headers: Vec<(&str, &str)>, body: Value| Reply::Raw {
+            status: 429,
+            body: body.to_string(),
+            headers: headers.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        };
+        // Each provider asks for far more than the longest wait, in each of
+        // the forms it uses.
+        let twilio_429 = json!({"code": 20429, "message": "Too Many Requests", "status": 429});
+        let sendgrid_429 = json!({"errors": [{"field": null, "message": "too many requests"}]});
+        let cases: Vec<(std::sync::Arc<dyn herald::providers::Provider>, &str, &str, Reply)> = vec![
+            (std::sync::Arc::new(Twilio::new(twilio_settings(&twilio), None, timeout, dyn_clock.clone())), "sms", "+14153230001",
+             limited(vec![("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")], twilio_429.clone())),
+            (std::sync::Arc::new(Twilio::new(twilio_settings(&twilio), None, timeout, dyn_clock.clone())), "sms", "+14153230002",
+             limited(vec![("retry-after", "99999999999")], twilio_429)),
+            (std::sync::Arc::new(Sendgrid::new(
+                SendgridSettings { api_url: sendgrid.url.clone(), api_key: SecretString::from(SENDGRID_KEY.to_owned()) },
+                EmailFrom { address: herald::domain::EmailAddress::parse("shop@example.com").unwrap(), name: None },
+                timeout, dyn_clock.clone())), "email", "limited@example.com",
+             limited(vec![("x-ratelimit-reset", "253402300799"), ("x-ratelimit-remaining", "0")], sendgrid_429)),
+            (std::sync::Arc::new(Custom::new(
+                CustomSettings { sms_url: Some(custom.url.clone()), whatsapp_url: None, email_url: None, secret: SecretString::from(CUSTOM_SECRET.to_owned()) },
+                timeout, dyn_clock.clone())), "sms", "+14153230003",
+             limited(vec![("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")], json!({"error": "slow down"}))),
+        ];
+        for (provider, channel, recipient, reply) in cases {
+            let state = match provider.name() {
+                "twilio" => &twilio.state,
+                "sendgrid" => &sendgrid.state,
+                _ => &custom.state,
+            };
+            state.script(recipient, reply);
+            let id = db.insert_sql_with(channel, recipient, Some("s"), "b").await;
+            let p = processor_with(&db, provider.clone(), &clock);
+            run_once(&p).await;
+            let m = db.get(id).await;
+            assert_eq!(m.status, "pending", "{recipient}");
+            assert!(m.next_attempt_at.is_some_and(|t| t <= latest), "{recipient}: parked until {:?}", m.next_attempt_at);
+            let e = m.error.unwrap();
+            let until = herald::clock::parse_ts(e["rate_limited_until"].as_str().unwrap()).unwrap();
+            assert!(until <= latest, "{recipient}: {e}");
+            // The operator sends it now: due at once, same retry round.
+            let again = db.store.retry_one(id, t0()).await.unwrap();
+            assert_eq!((again.status.as_str(), again.next_attempt_at), ("pending", None));
+            // The processor that was told to slow down keeps its (bounded)
+            // pause; a fresh one sends it.
+            run_once(&processor_with(&db, provider, &clock)).await;
+            assert_eq!(db.get(id).await.status, "sent", "{recipient}");
+        }
+        // Retry refuses what is neither failed nor parked, and --parked
+        // takes every parked message.
+        let sent = db.max_id().await;
+        assert!(db.store.retry_one(sent, t0()).await.unwrap_err().to_string().contains("only failed or parked"));
+        db.store.execute_raw("INSERT INTO notification_messages (channel, recipient, body, next_attempt_at) VALUES ('sms', '+14153234567', 'p', '9999-12-31T00:00:00.000Z')").await.unwrap();
+        let parked = db.max_id().await;
+        assert_eq!(db.store.retry_parked(t0()).await.unwrap(), vec![parked]);
+        assert_eq!(db.get(parked).await.next_attempt_at, None);
+    }
+}

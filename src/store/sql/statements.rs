@@ -51,12 +51,17 @@ pub(crate) struct Statements {
     pub list: Statement,
     /// Provider calls of message `$1`, oldest first.
     pub attempts: Statement,
-    /// Failed messages among the JSON array of ids `$1` back to pending at `$2`.
+    /// Failed messages among the JSON array of ids `$1` back to pending at
+    /// `$2`, and parked ones among them due now.
     pub retry_ids: Statement,
-    /// Failed message `$1` back to pending at `$2`, as it is then.
+    /// Failed message `$1` back to pending at `$2` (or, parked, due now),
+    /// as it is then.
     pub retry_one: Statement,
     /// Every failed message back to pending at `$1`.
     pub retry_failed: Statement,
+    /// Make every pending message parked by a retry delay or a provider's
+    /// pause (`next_attempt_at` after `$1`) due now; their ids.
+    pub retry_parked: Statement,
     /// Cancel message `$1` at `$2` if it is pending.
     pub cancel: Statement,
     /// The status of message `$1`.
@@ -117,6 +122,10 @@ impl Statements {
         let (status, recipient, created_at) = (t.col("status"), t.col("recipient"), t.col("created_at"));
         let updated_at = t.col("updated_at");
         let id = t.id("");
+        // What "retry" takes: a failed message (a fresh round of retries),
+        // or a pending one waiting for a retry delay or a provider's pause
+        // (due now, same round).
+        let retryable = format!("({status} = 'failed' OR ({status} = 'pending' AND next_attempt_at IS NOT NULL))");
         let inserted = [
             ("channel", "$1".to_owned()),
             ("recipient", "$2".to_owned()),
@@ -210,17 +219,29 @@ impl Statements {
                                  provider_message_id, worker
                             FROM notification_attempts WHERE message_id = $1 ORDER BY id"),
             retry_ids: st(&format!(
-                "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
-                  WHERE id IN (SELECT {} FROM {}) AND {status} = 'failed'
+                "UPDATE notification_messages
+                    SET {status} = 'pending', {updated_at} = {ts},
+                        next_attempt_at = CASE WHEN {status} = 'pending' THEN NULL ELSE next_attempt_at END
+                  WHERE id IN (SELECT {} FROM {}) AND {retryable}
               RETURNING {id}",
-                d.ts("$2"),
                 d.int("value"),
-                d.json_array("$1")
+                d.json_array("$1"),
+                ts = d.ts("$2"),
+                retryable = retryable,
             )),
             retry_one: st(&format!(
-                "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
-                  WHERE id = $1 AND {status} = 'failed' RETURNING {cols}",
-                d.ts("$2")
+                "UPDATE notification_messages
+                    SET {status} = 'pending', {updated_at} = {ts},
+                        next_attempt_at = CASE WHEN {status} = 'pending' THEN NULL ELSE next_attempt_at END
+                  WHERE id = $1 AND {retryable} RETURNING {cols}",
+                ts = d.ts("$2"),
+                retryable = retryable,
+            )),
+            retry_parked: st(&format!(
+                "UPDATE notification_messages SET next_attempt_at = NULL, {updated_at} = {ts}
+                  WHERE {status} = 'pending' AND next_attempt_at > {ts}
+              RETURNING {id}",
+                ts = d.ts("$1")
             )),
             retry_failed: st(&format!(
                 "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
