@@ -96,6 +96,9 @@ pub struct CustomSettings {
     pub sms_url: Option<String>,
     pub whatsapp_url: Option<String>,
     pub email_url: Option<String>,
+    /// `CUSTOM_LOOKUP_URL`: where Herald asks whether a message was received
+    /// (see the custom provider's look-up).
+    pub lookup_url: Option<String>,
     pub secret: SecretString,
 }
 
@@ -291,6 +294,7 @@ pub(super) fn custom(r: &mut Reader<'_>, choices: &Choices) -> Option<CustomSett
             }
         }
     }
+    let lookup_url = r.url("CUSTOM_LOOKUP_URL", None);
     let secret = r.secret("CUSTOM_PROVIDER_SECRET", &format!("{}=custom", var_of(first)));
     if let Some(s) = &secret {
         use secrecy::ExposeSecret;
@@ -303,6 +307,7 @@ pub(super) fn custom(r: &mut Reader<'_>, choices: &Choices) -> Option<CustomSett
         sms_url: urls.remove(&Channel::Sms),
         whatsapp_url: urls.remove(&Channel::Whatsapp),
         email_url: urls.remove(&Channel::Email),
+        lookup_url,
         secret,
     })
 }

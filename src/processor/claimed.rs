@@ -5,15 +5,19 @@
 
 use super::Processor;
 use crate::domain::{parse_metadata_text, Channel, Content, ContentInput, OutgoingMessage, Recipient, ValidationError};
-use crate::store::{AcceptedAttempt, Message, RenderedFields};
+use crate::store::{Message, PastAttempt, RenderedFields};
 use crate::templates::RenderError;
 
 /// Whether a claimed message may go to its provider.
 pub(super) enum Verdict {
-    Send,
+    /// Send it; `unrecorded` when earlier claims in this round recorded
+    /// nothing (the provider is asked first, about this window).
+    Send {
+        unrecorded: Option<crate::providers::Window>,
+    },
     Suppressed(String),
     /// An earlier claim sent it; only its outcome is missing.
-    AlreadyAccepted(AcceptedAttempt),
+    AlreadyAccepted(PastAttempt),
     /// Claimed more often than its retries allow without any outcome being
     /// recorded (its worker stopped each time): fail it, so a message that
     /// kills its worker still ends.

@@ -25,6 +25,9 @@ struct Inner {
     rate_limit_waits: BTreeMap<&'static str, u64>,
     rate_limit_wait_seconds: BTreeMap<&'static str, f64>,
     held_back: BTreeMap<&'static str, u64>,
+    /// Resends after an earlier attempt whose outcome was unknown, by
+    /// provider and how the look-up went.
+    resent_unknown: BTreeMap<(String, &'static str), u64>,
     credentials_failing: BTreeMap<String, bool>,
 }
 
@@ -78,6 +81,14 @@ impl SendMetrics {
     pub fn record_held_back(&self, reason: &'static str) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *m.held_back.entry(reason).or_default() += 1;
+    }
+
+    /// A message whose earlier attempt may have gone out was sent again
+    /// without the provider ruling a duplicate out; `reason`: `no_lookup`
+    /// (the provider cannot be asked), `ambiguous`, `lookup_failed`.
+    pub fn record_possible_duplicate(&self, provider: &str, reason: &'static str) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *m.resent_unknown.entry((provider.to_owned(), reason)).or_default() += 1;
     }
 
     /// Prometheus text exposition of everything above.
@@ -140,6 +151,19 @@ impl SendMetrics {
         );
         for (reason, n) in &m.held_back {
             out.sample("herald_held_back_total", &[("reason", reason)], n);
+        }
+        out.family(
+            "herald_possible_duplicates_total",
+            Kind::Counter,
+            "Messages sent again although an earlier attempt may have gone out and the provider could not rule it \
+             out, by provider and reason (no_lookup, ambiguous, lookup_failed).",
+        );
+        for ((provider, reason), n) in &m.resent_unknown {
+            out.sample(
+                "herald_possible_duplicates_total",
+                &[("provider", provider), ("reason", reason)],
+                n,
+            );
         }
         out.family(
             "herald_provider_credentials_failing",

@@ -19,6 +19,7 @@ mod claimed;
 mod config;
 mod metrics;
 mod outcome;
+mod reconcile;
 mod run;
 mod send;
 mod shutdown;
@@ -64,6 +65,8 @@ pub struct Processor {
     metrics: Arc<SendMetrics>,
     /// Outcomes cannot be written right now: claim nothing.
     recording_blocked: std::sync::atomic::AtomicBool,
+    /// Provider ids that look-ups here matched to a message.
+    reserved: reconcile::Reserved,
 }
 
 impl Processor {
@@ -99,6 +102,7 @@ impl Processor {
             slots,
             metrics: Arc::new(SendMetrics::default()),
             recording_blocked: Default::default(),
+            reserved: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::clock::format_ts;
 use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, ValidationError};
 use crate::providers::{Receipt, SendError};
 use crate::retry::Decision;
-use crate::store::{AcceptedAttempt, AttemptRecord, Completion, Message, RenderedFields};
+use crate::store::{AttemptRecord, Completion, Message, PastAttempt, RenderedFields};
 
 /// The outcome of handling one claimed message.
 pub(super) struct Outcome {
@@ -141,6 +141,31 @@ impl Processor {
         }
     }
 
+    /// A send after an earlier attempt that may have gone out, which the
+    /// provider could not rule out: if it was accepted, its attempt says
+    /// "possible duplicate" (visible in the history and `/metrics`).
+    pub(super) fn mark_possible_duplicate(
+        &self,
+        mut outcome: Outcome,
+        msg: &Message,
+        provider: &str,
+        reason: &'static str,
+        text: &str,
+    ) -> Outcome {
+        if let Some(a) = outcome.attempt.as_mut().filter(|a| a.outcome == AttemptOutcome::Sent) {
+            let mut e = ErrorColumn::unsent(
+                "possible_duplicate",
+                format!("sent again after an attempt that may have gone out ({reason}: {text}); the recipient may get it twice"),
+                msg.attempts,
+                a.finished_at,
+            );
+            e.provider = Some(provider.to_owned());
+            a.error = Some(e.to_json());
+            self.metrics.record_possible_duplicate(provider, reason);
+        }
+        outcome
+    }
+
     /// A row that cannot be sent as written: fail it without a provider call.
     pub(super) fn invalid(&self, msg: &Message, e: ValidationError) -> Outcome {
         tracing::warn!(message_id = msg.id, field = e.field, error = %e.message, "message is invalid; not sent");
@@ -189,7 +214,7 @@ impl Processor {
     /// The attempt history says an earlier claim's provider call was
     /// accepted, but its outcome never reached the row (the worker died, or
     /// the table refused the write): record it now; do not send again.
-    pub(super) fn already_accepted(&self, msg: &Message, a: &AcceptedAttempt) -> Outcome {
+    pub(super) fn already_accepted(&self, msg: &Message, a: &PastAttempt) -> Outcome {
         tracing::info!(
             message_id = msg.id,
             attempt = a.attempt,

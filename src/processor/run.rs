@@ -1,6 +1,7 @@
 //! The two loops of a run: claim (and hand each message to a send task),
 //! and record (write outcomes back in batches).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +12,13 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::claimed::{suppression_key, Verdict};
 use super::outcome::Outcome;
+use super::reconcile::{unrecorded_attempts, unrecorded_window};
 use super::stats::ProcessorStats;
 use super::{Mode, Processor, RunSummary, Shutdown};
 use crate::clock::chrono_duration;
 use crate::domain::Channel;
-use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, StoreError};
+use crate::providers::Window;
+use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, PastAttempt, StoreError};
 
 /// How far ahead a claim looks at a rate-limited sender's tokens: messages
 /// are only claimed if they can be sent within this time.
@@ -195,33 +198,67 @@ impl Processor {
             .filter(|m| m.round_attempts() > 1)
             .map(|m| m.id)
             .collect();
-        let accepted = match self.store.accepted_attempts(&reclaimed).await {
+        let history = match self.store.attempt_history(&reclaimed).await {
             Ok(list) => Some(list),
             Err(e) => {
                 tracing::error!(error = %e, "could not read the attempt history; handing re-claimed messages back");
                 None
             }
         };
+        let mut by_message: HashMap<i64, Vec<&PastAttempt>> = HashMap::new();
+        for a in history.iter().flatten() {
+            by_message.entry(a.message_id).or_default().push(a);
+        }
+        // Claims that recorded nothing go into the history first, as calls
+        // with an unknown outcome.
+        let now = self.clock.now();
+        let mut unrecorded: HashMap<i64, (Vec<i32>, Window)> = HashMap::new();
+        let mut records = Vec::new();
+        for msg in claimed.iter().filter(|m| reclaimed.contains(&m.id)) {
+            let mine = by_message.get(&msg.id).map(Vec::as_slice).unwrap_or_default();
+            if mine.iter().any(|a| a.attempt > msg.retry_base && a.accepted()) {
+                continue;
+            }
+            let gaps = unrecorded_attempts(msg, mine);
+            if gaps.is_empty() {
+                continue;
+            }
+            let provider = Channel::parse(&msg.channel)
+                .map(|c| self.providers.get(c).name())
+                .unwrap_or("unknown");
+            records.extend(self.unrecorded_records(msg, provider, &gaps));
+            unrecorded.insert(msg.id, (gaps, unrecorded_window(msg, mine, now)));
+        }
+        let history_ok = history.is_some()
+            && match self.store.add_attempts(&self.config.worker_id, &records).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not add unrecorded claims to the attempt history; handing re-claimed messages back");
+                    false
+                }
+            };
         for (msg, recipient) in claimed.into_iter().zip(keys) {
-            let earlier = accepted.as_ref().and_then(|list| {
+            let earlier = by_message.get(&msg.id).and_then(|list| {
                 list.iter()
                     .rev()
-                    .find(|a| a.message_id == msg.id && a.attempt > msg.retry_base)
-                    .cloned()
+                    .find(|a| a.attempt > msg.retry_base && a.accepted())
+                    .map(|a| (*a).clone())
             });
-            let verdict = match (&suppressed, &accepted) {
-                (None, _) => Verdict::HandBack,
-                (_, None) if reclaimed.contains(&msg.id) => Verdict::HandBack,
+            let verdict = match &suppressed {
+                None => Verdict::HandBack,
+                _ if !history_ok && reclaimed.contains(&msg.id) => Verdict::HandBack,
                 _ if earlier.is_some() => Verdict::AlreadyAccepted(earlier.expect("checked")),
                 _ if msg.round_attempts() > self.config.retry.max_retries as i32 + 1 => {
                     Verdict::Abandoned(msg.round_attempts())
                 }
-                (Some(s), _) => match recipient
+                Some(s) => match recipient
                     .as_ref()
                     .and_then(|r| s.get(&(r.channel(), r.to_string())).cloned())
                 {
                     Some(reason) => Verdict::Suppressed(reason),
-                    None => Verdict::Send,
+                    None => Verdict::Send {
+                        unrecorded: unrecorded.get(&msg.id).map(|(_, w)| *w),
+                    },
                 },
             };
             let permit = in_flight
@@ -233,7 +270,7 @@ impl Processor {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let outcome = match verdict {
-                    Verdict::Send => this.handle(msg, recipient, shutdown).await,
+                    Verdict::Send { unrecorded } => this.handle(msg, recipient, unrecorded, shutdown).await,
                     Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
                     Verdict::AlreadyAccepted(a) => this.already_accepted(&msg, &a),
                     Verdict::Abandoned(claims) => this.abandoned(&msg, claims),

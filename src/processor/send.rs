@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::outcome::Outcome;
+use super::reconcile::Lookup;
 use super::{Processor, Shutdown};
 use crate::clock::{chrono_duration, format_ts};
 use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, OutgoingMessage, Recipient};
-use crate::providers::SendError;
+use crate::providers::{SendError, Window};
 use crate::retry::CREDENTIALS_RECHECK;
 use crate::store::Message;
 use crate::templates::RenderError;
@@ -17,15 +18,32 @@ use crate::templates::RenderError;
 impl Processor {
     /// Prepare, wait for the sender's rate limit and a send slot, send, classify.
     /// `recipient` is the row's, when already parsed (for the suppression list).
-    pub(super) async fn handle(&self, msg: Message, recipient: Option<Recipient>, shutdown: Shutdown) -> Outcome {
+    /// `unrecorded`: earlier claims in this round recorded nothing; they
+    /// may have called the provider in this window.
+    pub(super) async fn handle(
+        &self,
+        msg: Message,
+        recipient: Option<Recipient>,
+        unrecorded: Option<Window>,
+        shutdown: Shutdown,
+    ) -> Outcome {
         match self.prepare(&msg, recipient).await {
-            Ok((parsed, rendered)) => self.handle_parsed(&msg, parsed, shutdown).await.with_rendered(rendered),
+            Ok((parsed, rendered)) => self
+                .handle_parsed(&msg, parsed, unrecorded, shutdown)
+                .await
+                .with_rendered(rendered),
             Err(RenderError::Invalid(e)) => self.invalid(&msg, e),
             Err(RenderError::Limit(text)) => self.template_limit(&msg, text),
         }
     }
 
-    async fn handle_parsed(&self, msg: &Message, parsed: OutgoingMessage, shutdown: Shutdown) -> Outcome {
+    async fn handle_parsed(
+        &self,
+        msg: &Message,
+        parsed: OutgoingMessage,
+        unrecorded: Option<Window>,
+        shutdown: Shutdown,
+    ) -> Outcome {
         let channel = parsed.channel();
         let provider = self.providers.get(channel).clone();
         let sender = provider.sender(channel);
@@ -80,12 +98,14 @@ impl Processor {
             attempt = parsed.attempt,
         );
         async {
-            // The previous attempt may have reached the provider: ask it first.
-            if let Some(since) = unknown_outcome_since(msg, provider.name()) {
-                // `at` is when the attempt ended; the request went out up to a timeout earlier.
-                let started = since - chrono_duration(self.config.send_timeout);
-                match provider.reconcile(&parsed, started).await {
-                    Ok(Some(receipt)) => {
+            // An earlier attempt may have reached the provider: ask it first.
+            let window = unknown_outcome_since(msg, provider.name())
+                .map(|ended| self.unknown_attempt_window(ended))
+                .or(unrecorded);
+            let mut unsure = None;
+            if let Some(window) = window {
+                match self.look_up(provider.as_ref(), msg, &parsed, window).await {
+                    Lookup::Found(receipt) => {
                         tracing::info!(
                             provider_message_id = receipt.provider_message_id.as_deref(),
                             "the earlier attempt did reach the provider; not sending again"
@@ -95,9 +115,10 @@ impl Processor {
                             .classify(msg, provider.name(), now, now, Ok(receipt))
                             .with_attempt_outcome(AttemptOutcome::Reconciled);
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not look the message up at the provider; sending again")
+                    Lookup::NotFound => {}
+                    Lookup::Unsure(reason, text) => {
+                        tracing::warn!(reason, detail = %text, "the earlier attempt may have gone out; sending again");
+                        unsure = Some((reason, text));
                     }
                 }
             }
@@ -160,7 +181,11 @@ impl Processor {
                 Err(_) => {}
             }
             let finished = self.clock.now();
-            self.classify(msg, provider.name(), started, finished, result)
+            let outcome = self.classify(msg, provider.name(), started, finished, result);
+            match unsure {
+                Some((reason, text)) => self.mark_possible_duplicate(outcome, msg, provider.name(), reason, &text),
+                None => outcome,
+            }
         }
         .instrument(span)
         .await

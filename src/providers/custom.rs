@@ -6,6 +6,13 @@
 //! `timestamp + "." + raw body`). 2xx = sent (an optional `{"id": "..."}` is
 //! kept as the provider id); 429 = slow down (`Retry-After` honoured);
 //! other 4xx = permanent; 5xx = retry.
+//!
+//! Look-up (optional, `CUSTOM_LOOKUP_URL`): before sending again a message
+//! whose earlier attempt may have reached you (a timeout, a 5xx, a worker
+//! killed mid-send), Herald asks `GET {CUSTOM_LOOKUP_URL}?message_id={id}`,
+//! signed the same way over `timestamp + "." + id`. Answer 200 (optionally
+//! `{"id": "..."}`) if you received that message, 404 if not. With it, a
+//! crash never makes Herald send a message twice through you.
 
 use std::sync::Arc;
 
@@ -15,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::http;
-use super::{BoxFuture, Provider, Receipt, SendError};
+use super::{BoxFuture, Provider, Receipt, SendError, Window};
 use crate::clock::Clock;
 use crate::config::CustomSettings;
 use crate::domain::{Channel, OutgoingMessage};
@@ -67,6 +74,17 @@ impl Custom {
     }
 }
 
+/// The provider's id from a JSON answer (`{"id": ...}`), if any.
+fn id_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| match v.get("id") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
 pub(super) fn classify(
     status: u16,
     headers: &reqwest::header::HeaderMap,
@@ -113,19 +131,46 @@ impl Provider for Custom {
                 .body(body);
             let (status, headers, body) = http::send(req).await?;
             if (200..300).contains(&status) {
-                let id = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| match v.get("id") {
-                        Some(serde_json::Value::String(s)) => Some(s.clone()),
-                        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                        _ => None,
-                    });
                 return Ok(Receipt {
-                    provider_message_id: id,
+                    provider_message_id: id_of(&body),
                 });
             }
             Err(classify(status, &headers, &body, self.clock.now()))
         })
+    }
+
+    /// Herald's message id is the key: the answer is exact, whatever the window.
+    fn reconcile<'a>(
+        &'a self,
+        msg: &'a OutgoingMessage,
+        _window: Window,
+    ) -> BoxFuture<'a, Result<Vec<Receipt>, SendError>> {
+        Box::pin(async move {
+            let Some(url) = self.settings.lookup_url.as_deref() else {
+                return Ok(Vec::new());
+            };
+            let id = msg.id.to_string();
+            let ts = self.clock.now().timestamp();
+            let req = self
+                .client
+                .get(url)
+                .query(&[("message_id", &id)])
+                .header(TIMESTAMP_HEADER, ts.to_string())
+                .header(SIGNATURE_HEADER, signature(&self.settings.secret, ts, id.as_bytes()))
+                .header(MESSAGE_ID_HEADER, &id);
+            let (status, headers, body) = http::send(req).await?;
+            match status {
+                200..=299 => Ok(vec![Receipt {
+                    provider_message_id: id_of(&body),
+                }]),
+                404 => Ok(Vec::new()),
+                _ => Err(classify(status, &headers, &body, self.clock.now())),
+            }
+        })
+    }
+
+    fn can_reconcile(&self) -> bool {
+        self.settings.lookup_url.is_some()
     }
 }
 

@@ -19,6 +19,9 @@ pub(crate) fn client(timeout: Duration) -> reqwest::Client {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        // A redirect would carry the request (and the custom provider's
+        // signature headers) somewhere nobody configured: a 3xx is an answer.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("HTTP client")
 }

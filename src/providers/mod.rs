@@ -57,18 +57,28 @@ pub trait Provider: Send + Sync + 'static {
     /// Hand one message to the provider. `Ok` means the provider accepted it.
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>>;
 
-    /// After a send whose outcome is unknown (a timeout or 5xx after the
-    /// request went out), look the message up at the provider before sending
-    /// it again. `Some` = the provider has it (do not resend); `None` = not
-    /// found, or this provider cannot look messages up. `since` is when the
-    /// earlier attempt started.
+    /// Before sending a message that may already have gone out (an earlier
+    /// attempt timed out or got a 5xx after the request was written, or the
+    /// worker that claimed it stopped before recording an outcome), list
+    /// what the provider has that could be that earlier attempt: messages
+    /// to this recipient with this content, created inside `window`. The
+    /// processor decides: exactly one that no other message owns = it was
+    /// sent (not sent again); none = send; several = send again and mark
+    /// it as a possible duplicate. An empty list also means "this provider
+    /// cannot look messages up".
     fn reconcile<'a>(
         &'a self,
         msg: &'a OutgoingMessage,
-        since: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Option<Receipt>, SendError>> {
-        let _ = (msg, since);
-        Box::pin(async { Ok(None) })
+        window: Window,
+    ) -> BoxFuture<'a, Result<Vec<Receipt>, SendError>> {
+        let _ = (msg, window);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Whether [`Provider::reconcile`] can find anything at all (Twilio
+    /// lists messages; the custom provider when `CUSTOM_LOOKUP_URL` is set).
+    fn can_reconcile(&self) -> bool {
+        false
     }
 
     /// Who sends on this channel (a phone number, a messaging service, an
@@ -76,6 +86,23 @@ pub trait Provider: Send + Sync + 'static {
     fn sender(&self, channel: Channel) -> String {
         let _ = channel;
         String::new()
+    }
+}
+
+/// When an earlier attempt may have reached the provider: from shortly
+/// before it started to shortly after it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Window {
+    /// Whether `t` falls inside (providers' clocks and Herald's differ by
+    /// a little; their dates may have one-second precision).
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        let slack = chrono::Duration::seconds(2);
+        t >= self.from - slack && t <= self.to + slack
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
 use super::http;
-use super::{BoxFuture, Provider, Receipt, SendError};
+use super::{BoxFuture, Provider, Receipt, SendError, Window};
 use crate::clock::Clock;
 use crate::config::TwilioSettings;
 use crate::domain::{Channel, OutgoingMessage};
@@ -140,17 +140,17 @@ impl Provider for Twilio {
     }
 
     /// Twilio has no idempotency key, but it lists an account's messages by
-    /// `To` and `From`: a message with our body, created since the earlier
-    /// attempt, is the one that attempt created.
+    /// `To` and `From`: messages with our body created inside the window
+    /// are the candidates.
     fn reconcile<'a>(
         &'a self,
         msg: &'a OutgoingMessage,
-        since: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Option<Receipt>, SendError>> {
+        window: Window,
+    ) -> BoxFuture<'a, Result<Vec<Receipt>, SendError>> {
         Box::pin(async move {
             // Template sends have no body to compare: cannot tell them apart.
             let Some(body) = msg.content.body.as_deref().filter(|_| msg.content.template.is_none()) else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
             let mut query = vec![("To", msg.recipient.to_string()), ("PageSize", "50".to_owned())];
             let (field, from) = self.sender_field(msg.channel());
@@ -182,17 +182,23 @@ impl Provider for Twilio {
             }
             let page: Page = serde_json::from_slice(&bytes)
                 .map_err(|e| SendError::retryable("invalid_response", format!("Twilio message list: {e}")))?;
-            // Twilio's dates have one-second precision.
-            let earliest = since - chrono::Duration::seconds(2);
-            let found = page.messages.into_iter().find(|m| {
-                m.body.as_deref() == Some(body)
-                    && m.date_created
-                        .as_deref()
-                        .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
-                        .is_some_and(|d| d.with_timezone(&Utc) >= earliest)
-            });
-            Ok(found.map(|m| Receipt::new(m.sid)))
+            Ok(page
+                .messages
+                .into_iter()
+                .filter(|m| {
+                    m.body.as_deref() == Some(body)
+                        && m.date_created
+                            .as_deref()
+                            .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
+                            .is_some_and(|d| window.contains(d.with_timezone(&Utc)))
+                })
+                .map(|m| Receipt::new(m.sid))
+                .collect())
         })
+    }
+
+    fn can_reconcile(&self) -> bool {
+        true
     }
 
     fn sender(&self, channel: Channel) -> String {

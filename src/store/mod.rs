@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub use completion::{AttemptRecord, Completion, RenderedFields};
 pub use operator::ListFilter;
-pub use outcomes::AcceptedAttempt;
+pub use outcomes::PastAttempt;
 pub use queue::{ClaimFilter, Idempotent, IDEMPOTENCY_KEY_HOURS};
 pub use receipts::{ReceiptResult, ReceiptUpdate};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};

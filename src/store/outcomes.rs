@@ -12,14 +12,23 @@ use super::{Result, Store, StoreError};
 use crate::clock::{format_ts, parse_ts};
 use crate::domain::{AttemptOutcome, ErrorColumn};
 
-/// A provider call that was accepted, from the attempt history.
+/// A provider call, from the attempt history.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptedAttempt {
+pub struct PastAttempt {
     pub message_id: i64,
     pub attempt: i32,
     pub provider: String,
+    /// `None` for a word Herald does not write (another program's row).
+    pub outcome: Option<AttemptOutcome>,
     pub provider_message_id: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl PastAttempt {
+    /// The provider accepted the message on this call.
+    pub fn accepted(&self) -> bool {
+        matches!(self.outcome, Some(AttemptOutcome::Sent | AttemptOutcome::Reconciled))
+    }
 }
 
 impl Store {
@@ -83,29 +92,70 @@ impl Store {
         }
     }
 
-    /// The accepted provider calls of these messages, oldest first.
-    pub async fn accepted_attempts(&self, ids: &[i64]) -> Result<Vec<AcceptedAttempt>> {
+    /// The provider calls of these messages, oldest first.
+    pub async fn attempt_history(&self, ids: &[i64]) -> Result<Vec<PastAttempt>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let s = &self.sql.accepted_attempts;
+        let s = &self.sql.attempt_history;
         let json = serde_json::to_string(ids).expect("ids serialize");
-        type Row = (i64, i32, String, Option<String>, Option<String>);
+        type Row = (i64, i32, String, String, Option<String>, Option<String>);
         let rows: Vec<Row> = with_pool!(self, |pool| bound!(sqlx::query_as(&s.sql), s, [json])
             .fetch_all(pool)
             .await?);
         Ok(rows
             .into_iter()
             .map(
-                |(message_id, attempt, provider, provider_message_id, at)| AcceptedAttempt {
+                |(message_id, attempt, provider, outcome, provider_message_id, at)| PastAttempt {
                     message_id,
                     attempt,
                     provider,
+                    outcome: AttemptOutcome::parse(&outcome),
                     provider_message_id,
                     finished_at: at.as_deref().and_then(parse_ts),
                 },
             )
             .collect())
+    }
+
+    /// Which of `ids` (provider ids from `provider`) another message than
+    /// `message_id` already holds.
+    pub async fn provider_ids_owned_elsewhere(
+        &self,
+        provider: &str,
+        ids: &[String],
+        message_id: i64,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = &self.sql.owned_provider_ids;
+        let json = serde_json::to_string(ids).expect("ids serialize");
+        let owned: Vec<String> = with_pool!(self, |pool| bound!(
+            sqlx::query_scalar(&s.sql),
+            s,
+            [json, provider, message_id]
+        )
+        .fetch_all(pool)
+        .await?);
+        Ok(owned)
+    }
+
+    /// Add provider calls to the attempt history (calls whose outcome no
+    /// worker recorded, found when their message is claimed again).
+    pub async fn add_attempts(&self, worker: &str, attempts: &[AttemptRecord]) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let a = &self.sql.insert_attempts;
+        let json = serde_json::to_string(attempts).expect("attempts serialize");
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| {
+            bound!(sqlx::query(&a.sql), a, [json.as_str(), worker])
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// Prove that outcomes can be written to this table before anything is

@@ -12,7 +12,7 @@ use crate::clock::parse_ts;
 use crate::domain::TemplateParts;
 
 /// A row of `notification_messages`, as the API and CLI show it.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub id: i64,
     pub channel: String,

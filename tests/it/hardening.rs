@@ -491,7 +491,7 @@ both_backends! {
                 timeout, dyn_clock.clone())), "email", "limited@example.com",
              limited(vec![("x-ratelimit-reset", "253402300799"), ("x-ratelimit-remaining", "0")], sendgrid_429)),
             (std::sync::Arc::new(Custom::new(
-                CustomSettings { sms_url: Some(custom.url.clone()), whatsapp_url: None, email_url: None, secret: SecretString::from(CUSTOM_SECRET.to_owned()) },
+                CustomSettings { sms_url: Some(custom.url.clone()), whatsapp_url: None, email_url: None, lookup_url: None, secret: SecretString::from(CUSTOM_SECRET.to_owned()) },
                 timeout, dyn_clock.clone())), "sms", "+14153230003",
              limited(vec![("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")], json!({"error": "slow down"}))),
         ];

@@ -8,6 +8,7 @@ mod adoption;
 mod api;
 mod cli;
 mod crash;
+mod duplicates;
 mod e2e;
 mod hardening;
 mod providers;

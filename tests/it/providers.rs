@@ -454,6 +454,7 @@ fn custom(fake: &FakeCustom, timeout: Duration) -> Custom {
             sms_url: Some(fake.url.clone()),
             whatsapp_url: None,
             email_url: Some(fake.url.clone()),
+            lookup_url: Some(fake.lookup_url.clone()),
             secret: SecretString::from(CUSTOM_SECRET.to_owned()),
         },
         timeout,

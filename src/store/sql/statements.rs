@@ -33,9 +33,12 @@ pub(crate) struct Statements {
     pub complete: Statement,
     /// See [`Dialect::insert_attempts`].
     pub insert_attempts: Statement,
-    /// Provider calls that were accepted, for the messages in the JSON array
-    /// of ids `$1`: (message id, attempt, provider, provider id, finished at).
-    pub accepted_attempts: Statement,
+    /// Provider calls of the messages in the JSON array of ids `$1`, oldest
+    /// first: (message id, attempt, provider, outcome, provider id, finished at).
+    pub attempt_history: Statement,
+    /// Which of the provider ids in the JSON array `$1` (through provider
+    /// `$2`) belong to a message other than `$3`.
+    pub owned_provider_ids: Statement,
     /// Lease message `$3` to worker `$1` until `$2` (the start-up self-check).
     pub probe_lease: Statement,
     /// The highest message id.
@@ -176,13 +179,19 @@ impl Statements {
             claim_unknown: st(&d.claim(t, ClaimKind::UnknownChannel)),
             complete: st(&d.complete(t)),
             insert_attempts: st(&d.insert_attempts()),
-            accepted_attempts: st(&format!(
-                "SELECT message_id, attempt, provider, provider_message_id, {}
+            attempt_history: st(&format!(
+                "SELECT message_id, attempt, provider, outcome, provider_message_id, {}
                    FROM notification_attempts
-                  WHERE message_id IN (SELECT {} FROM {}) AND outcome IN ('sent', 'reconciled')
+                  WHERE message_id IN (SELECT {} FROM {})
                   ORDER BY id",
                 d.ts_text("finished_at"),
                 d.int("value"),
+                d.json_array("$1")
+            )),
+            owned_provider_ids: st(&format!(
+                "SELECT provider_message_id FROM notification_messages
+                  WHERE provider_message_id IN (SELECT {} FROM {}) AND provider = $2 AND id <> $3",
+                d.text("value"),
                 d.json_array("$1")
             )),
             probe_lease: st(&format!(

@@ -41,6 +41,10 @@ pub(crate) struct Recorded {
     pub violations: Mutex<Vec<String>>,
     script: Mutex<HashMap<String, VecDeque<Reply>>>,
     counter: AtomicU64,
+    /// Custom provider: Herald's message id → the id it was accepted under.
+    pub accepted: Mutex<HashMap<String, String>>,
+    /// Custom provider: look-ups answered.
+    pub lookups: AtomicU64,
 }
 
 impl Recorded {
@@ -51,6 +55,8 @@ impl Recorded {
             violations: Mutex::default(),
             script: Mutex::default(),
             counter: AtomicU64::new(0),
+            accepted: Mutex::default(),
+            lookups: AtomicU64::new(0),
         })
     }
 
