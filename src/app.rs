@@ -242,7 +242,8 @@ impl Application {
             config.api_keys.clone(),
             webhooks,
             processor.as_deref(),
-        );
+        )
+        .with_metrics_cache(config.metrics_cache);
         let addr = format!("{}:{}", config.host, config.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

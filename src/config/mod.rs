@@ -53,6 +53,8 @@ pub struct Config {
     pub port: u16,
     /// Timeouts and the connection cap of `herald serve`.
     pub server_limits: crate::http::ServerLimits,
+    /// `METRICS_CACHE_SECONDS`: how old `/metrics`' queue gauges may be.
+    pub metrics_cache: Duration,
     /// Bearer keys accepted by the HTTP API (`API_KEYS`, comma-separated).
     pub api_keys: Vec<SecretString>,
     /// The provider of each channel (`SMS_PROVIDER`, `WHATSAPP_PROVIDER`, `EMAIL_PROVIDER`).
@@ -125,6 +127,7 @@ fn column_map(r: &mut Reader<'_>) -> std::collections::BTreeMap<String, String> 
 /// Where the server listens and who may call it.
 struct Server {
     limits: crate::http::ServerLimits,
+    metrics_cache: Duration,
     host: String,
     port: u16,
     api_keys: Vec<SecretString>,
@@ -176,8 +179,16 @@ fn server(r: &mut Reader<'_>) -> Server {
             "seconds",
         )),
     };
+    let metrics_cache = Duration::from_secs(r.number(
+        "METRICS_CACHE_SECONDS",
+        crate::http::DEFAULT_METRICS_CACHE.as_secs(),
+        1,
+        3600,
+        "seconds",
+    ));
     Server {
         limits,
+        metrics_cache,
         host,
         port,
         api_keys,
@@ -342,6 +353,7 @@ impl Config {
                 database_timezone,
                 default_country,
                 server_limits: server.limits,
+                metrics_cache: server.metrics_cache,
                 host: server.host,
                 port: server.port,
                 api_keys: server.api_keys,

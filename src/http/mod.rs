@@ -11,6 +11,7 @@
 mod auth;
 mod enqueuer;
 mod error;
+mod gauges;
 mod messages;
 mod openapi;
 mod ops;
@@ -35,7 +36,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
 pub use serve::{serve, ServerLimits};
-pub use state::{AppState, Webhooks};
+pub use state::{AppState, Webhooks, DEFAULT_METRICS_CACHE};
 pub use webhooks::{SENDGRID_MAX_BODY, TWILIO_MAX_BODY, WEBHOOK_CONCURRENCY};
 
 /// Largest single-message request (an email may carry a few MiB of HTML).

@@ -39,31 +39,26 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = Exposition::new();
+    let now = state.clock.now();
+    let snapshot = state.gauges.get(&state.store, now).await;
     out.family(
         "herald_messages",
         Kind::Gauge,
-        "Messages in the table by status and channel.",
+        "Messages in the table by status and channel (from a snapshot at most METRICS_CACHE_SECONDS old).",
     );
-    match state.store.counts().await {
-        Ok(counts) => {
-            for c in counts {
-                out.sample(
-                    "herald_messages",
-                    &[("status", &c.status), ("channel", &c.channel)],
-                    c.count,
-                );
-            }
+    if let Some(counts) = snapshot.as_ref().and_then(|s| s.counts.as_ref()) {
+        for c in counts {
+            out.sample(
+                "herald_messages",
+                &[("status", &c.status), ("channel", &c.channel)],
+                c.count,
+            );
         }
-        Err(e) => tracing::warn!(error = %e, "metrics: could not count messages"),
     }
-    let now = state.clock.now();
-    let age = match state.store.oldest_due(now).await {
-        Ok(Some(t)) => (now - t).num_milliseconds().max(0) as f64 / 1000.0,
-        Ok(None) => 0.0,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: could not read the oldest due message");
-            f64::NAN
-        }
+    let age = match snapshot.as_ref().map(|s| s.oldest_due) {
+        Some(Ok(Some(t))) => (now - t).num_milliseconds().max(0) as f64 / 1000.0,
+        Some(Ok(None)) => 0.0,
+        _ => f64::NAN,
     };
     out.family(
         "herald_oldest_due_pending_age_seconds",
@@ -71,6 +66,22 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Age of the oldest message that is due and still pending (NaN: unknown).",
     )
     .sample("herald_oldest_due_pending_age_seconds", &[], age);
+    out.family(
+        "herald_metrics_snapshot_age_seconds",
+        Kind::Gauge,
+        "How old the queue gauges above are (NaN: no snapshot yet).",
+    )
+    .sample(
+        "herald_metrics_snapshot_age_seconds",
+        &[],
+        snapshot.as_ref().map_or(f64::NAN, |s| s.taken.elapsed().as_secs_f64()),
+    );
+    out.family(
+        "herald_metrics_snapshots_total",
+        Kind::Counter,
+        "Snapshots of the queue gauges taken (each is one round of whole-table queries).",
+    )
+    .sample("herald_metrics_snapshots_total", &[], state.gauges.refreshes());
     if let Some(p) = &state.processor {
         out.family(
             "herald_processor_messages_total",

@@ -7,11 +7,15 @@ use secrecy::SecretString;
 use tokio::sync::Notify;
 
 use super::enqueuer::Enqueuer;
+use super::gauges::QueueGauges;
 use super::webhooks::ReceiptCounters;
 use crate::clock::Clock;
 use crate::processor::{Processor, ProcessorStats, SendMetrics};
 use crate::receipts::SendgridKey;
 use crate::store::Store;
+
+/// How old the queue gauges of `/metrics` may be, by default.
+pub const DEFAULT_METRICS_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -25,6 +29,8 @@ pub struct AppState {
     pub(super) webhooks: Arc<Webhooks>,
     /// Slots for signed webhook requests being read and applied.
     pub(super) webhook_slots: Arc<tokio::sync::Semaphore>,
+    /// The queue gauges of `/metrics`, refreshed at most once per period.
+    pub(super) gauges: Arc<QueueGauges>,
 }
 
 /// What the provider webhooks need to authenticate requests.
@@ -69,7 +75,15 @@ impl AppState {
             processor: handles,
             webhooks: Arc::new(webhooks),
             webhook_slots: Arc::new(tokio::sync::Semaphore::new(super::webhooks::WEBHOOK_CONCURRENCY)),
+            gauges: Arc::new(QueueGauges::new(DEFAULT_METRICS_CACHE)),
         }
+    }
+
+    /// Serve the queue gauges of `/metrics` from snapshots at most this old
+    /// (`METRICS_CACHE_SECONDS`).
+    pub fn with_metrics_cache(mut self, max_age: std::time::Duration) -> AppState {
+        self.gauges = Arc::new(QueueGauges::new(max_age));
+        self
     }
 
     /// Wake the in-process processor (a message was queued or re-queued).

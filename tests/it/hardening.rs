@@ -529,3 +529,22 @@ both_backends! {
         assert_eq!(db.get(parked).await.next_attempt_at, None);
     }
 }
+
+both_backends! {
+    async fn many_scrapers_cost_one_round_of_queue_queries(db: TestDb) {
+        db.insert_many(2000).await;
+        let app = spawn_app_with(&db, &[KEY], &[("METRICS_CACHE_SECONDS", "600"), ("ENABLE_MESSAGE_PROCESSOR", "false")]).await;
+        let scrapes: Vec<_> = (0..40)
+            .map(|_| {
+                let (http, url) = (app.http.clone(), app.url.clone());
+                tokio::spawn(async move { http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap() })
+            })
+            .collect();
+        for s in scrapes {
+            let text = s.await.unwrap();
+            assert!(text.contains("herald_messages{status=\"pending\",channel=\"sms\"} 2000"), "{text}");
+        }
+        let text = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("herald_metrics_snapshots_total 1\n"), "40 scrapes, one snapshot: {text}");
+    }
+}
