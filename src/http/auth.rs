@@ -12,8 +12,10 @@ use super::AppState;
 
 /// `Authorization: Bearer <key>`, compared in constant time with every
 /// configured key. No keys configured: open (loopback-only, see `serve`).
-pub(super) async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The handler learns which key it was (as a [`Caller`]), never the key.
+pub(super) async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if state.api_keys.is_empty() {
+        req.extensions_mut().insert(Caller("open".into()));
         return next.run(req).await;
     }
     let presented = req
@@ -23,9 +25,25 @@ pub(super) async fn require_api_key(State(state): State<AppState>, req: Request,
         .and_then(bearer_token)
         .unwrap_or("");
     if key_matches(&state.api_keys, presented) {
+        let caller = Caller::of(presented);
+        req.extensions_mut().insert(caller);
         next.run(req).await
     } else {
         ApiError::unauthorized().into_response()
+    }
+}
+
+/// Who called: a fingerprint of the API key used (the first 16 hex digits
+/// of its SHA-256), so that what one key does (its idempotency keys) is
+/// kept apart from another's without storing the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Caller(pub String);
+
+impl Caller {
+    fn of(key: &str) -> Caller {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Caller(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
 }
 
@@ -52,6 +70,15 @@ pub(super) fn key_matches(keys: &[SecretString], presented: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_are_told_apart_without_the_key() {
+        let a = Caller::of("k1-0123456789abcdef");
+        assert_eq!(a, Caller::of("k1-0123456789abcdef"));
+        assert_ne!(a, Caller::of("k2-0123456789abcdef"));
+        assert_eq!(a.0.len(), 16);
+        assert!(!a.0.contains("k1"));
+    }
 
     #[test]
     fn keys_compare_whole_and_exact() {

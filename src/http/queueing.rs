@@ -5,11 +5,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, ItemError};
 use super::AppState;
 use crate::domain::{parse_instant, NewMessage, RawMessage, ValidationError};
@@ -116,7 +118,9 @@ fn request_hash(value: &impl Serialize) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header, scoped to the caller's API key: two keys
+/// using the same idempotency key are two different requests.
+fn idempotency_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -129,7 +133,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         )
         .field("Idempotency-Key"));
     }
-    Ok(Some(key.to_owned()))
+    Ok(Some(format!("{}:{key}", caller.0)))
 }
 
 fn conflict() -> ApiError {
@@ -160,10 +164,11 @@ fn conflict() -> ApiError {
 )]
 pub(super) async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Json<MessageRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, &caller)?;
     let Json(req) = body?;
     let msg = req.prepare(&state.store).await?;
     match key {
@@ -206,10 +211,11 @@ pub(super) async fn create(
 )]
 pub(super) async fn create_batch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, &caller)?;
     let Json(req) = body?;
     if req.messages.is_empty() || req.messages.len() > MAX_BATCH {
         return Err(ApiError::new(

@@ -189,13 +189,27 @@ impl Store {
                 Backend::Postgres { pool }
             }
             DatabaseUrl::Sqlite(url) => {
-                let opts = SqliteConnectOptions::from_str(url)?
+                let opts = SqliteConnectOptions::from_str(url)?;
+                // A new database file holds customers' numbers and messages:
+                // readable by its owner only (SQLite gives its -wal and -shm
+                // files the same permissions).
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let file = opts.get_filename();
+                if !in_memory && !file.as_os_str().is_empty() && !file.exists() {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(file)
+                        .map_err(sqlx::Error::Io)?;
+                }
+                let opts = opts
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(if in_memory { 1 } else { max_connections.clamp(1, 8) })
                     .connect_with(opts)

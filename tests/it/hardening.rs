@@ -548,3 +548,127 @@ both_backends! {
         assert!(text.contains("herald_metrics_snapshots_total 1\n"), "40 scrapes, one snapshot: {text}");
     }
 }
+
+both_backends! {
+    async fn concurrent_template_saves_are_serialized(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        // Twenty saves at once: first saves in three locales, and new versions.
+        let saves: Vec<_> = (0..20)
+            .map(|i| {
+                let locale = ["en", "pt-BR", "es"][i % 3];
+                let req = app.put("/api/templates/receipt").json(&json!({"locale": locale, "body": format!("Receipt v{i}")}));
+                tokio::spawn(async move { json_of(req.send().await.unwrap()).await })
+            })
+            .collect();
+        for s in saves {
+            let (status, body) = s.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        // Every version of the name is unique and consecutive; one default.
+        let rows = db.query("SELECT version, locale, is_default FROM notification_templates WHERE name = 'receipt' ORDER BY version").await;
+        let versions: Vec<i64> = rows.iter().map(|r| r["version"].as_i64().unwrap()).collect();
+        assert_eq!(versions, (1..=20).collect::<Vec<i64>>(), "{rows:?}");
+        let (_, list) = json_of(app.get("/api/templates/receipt").send().await.unwrap()).await;
+        let defaults: Vec<&Value> = list["templates"].as_array().unwrap().iter().filter(|t| t["is_default"] == true).collect();
+        assert_eq!(defaults.len(), 1, "one default locale: {list}");
+        assert_eq!(list["templates"].as_array().unwrap().len(), 3, "{list}");
+    }
+}
+
+both_backends! {
+    async fn idempotency_keys_are_scoped_to_the_api_key(db: TestDb) {
+        const OTHER: &str = "another-key-0123456789abcdef";
+        let app = spawn_app(&db, &[KEY, OTHER]).await;
+        let body = json!({"channel": "sms", "recipient": "+14153234567", "body": "receipt #1"});
+        let send = |key: &'static str| app.http.post(format!("{}/api/messages", app.url)).bearer_auth(key).header("Idempotency-Key", "order-1").json(&body).send();
+        let (s1, m1) = json_of(send(KEY).await.unwrap()).await;
+        let (s2, m2) = json_of(send(OTHER).await.unwrap()).await;
+        assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED), "two callers, two messages");
+        assert_ne!(m1["id"], m2["id"]);
+        let (s3, m3) = json_of(send(OTHER).await.unwrap()).await;
+        assert_eq!((s3, &m3["id"]), (StatusCode::OK, &m2["id"]), "the same caller's retry is a replay");
+        // No key material is stored with it.
+        let stored = db.query("SELECT key FROM herald_idempotency_keys").await;
+        assert_eq!(stored.len(), 2);
+        for row in stored {
+            let k = row["key"].as_str().unwrap();
+            assert!(k.ends_with(":order-1") && !k.contains("another") && !k.contains("test-key"), "{k}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn files_holding_customers_data_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("shop.db");
+    let outbox = dir.path().join("outbox.jsonl");
+    let o = std::process::Command::new(herald_bin())
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
+        .env("LOG_OUTBOX", &outbox)
+        .current_dir(dir.path())
+        .args(["send", "--channel", "sms", "--to", "+14153234567", "--body", "hi"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new(herald_bin())
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
+        .env("LOG_OUTBOX", &outbox)
+        .current_dir(dir.path())
+        .arg("process")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [db_path.clone(), outbox] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    for suffix in ["-wal", "-shm"] {
+        let f = dir.path().join(format!("shop.db{suffix}"));
+        if f.exists() {
+            assert_eq!(
+                std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_custom_provider_does_not_follow_redirects() {
+    use herald::providers::{Custom, Provider};
+    let (hook, elsewhere) = (FakeCustom::start().await, FakeCustom::start().await);
+    hook.state.script(
+        "+14153234567",
+        Reply::Raw {
+            status: 307,
+            body: String::new(),
+            headers: vec![("location".into(), elsewhere.url.clone())],
+        },
+    );
+    let custom = Custom::new(
+        herald::config::CustomSettings {
+            sms_url: Some(hook.url.clone()),
+            whatsapp_url: None,
+            email_url: None,
+            lookup_url: None,
+            secret: secrecy::SecretString::from(CUSTOM_SECRET.to_owned()),
+        },
+        std::time::Duration::from_secs(5),
+        std::sync::Arc::new(herald::clock::ManualClock::new(t0())),
+    );
+    let e = custom
+        .send(&out(1, herald::domain::Channel::Sms, "+14153234567", "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, herald::providers::FailureClass::Permanent, "{e}");
+    assert_eq!(e.status, Some(307));
+    assert!(
+        elsewhere.state.requests().is_empty(),
+        "the signed request went nowhere else"
+    );
+}
