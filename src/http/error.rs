@@ -131,19 +131,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The name in serde's "unknown field `x`" / "missing field `x`" messages.
-fn backticked(text: &str) -> Option<String> {
-    let start = text.find('`')? + 1;
-    let end = start + text[start..].find('`')?;
-    Some(text[start..end].to_owned())
+/// The field serde names in its own words ("unknown field `x`", "missing
+/// field `x`", "duplicate field `x`"); other backticked words in its
+/// messages are values, not fields.
+fn named_field(detail: &str) -> Option<String> {
+    ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| detail.find(p).map(|at| &detail[at + p.len()..]))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_owned())
 }
 
 /// axum reports "Failed to deserialize …: <path>: <serde message>"; the
-/// path names the field (for unknown or missing fields, serde's message does).
+/// path names the field (for unknown or missing fields, serde's message
+/// does). A body that is not an object at all names no field.
 fn data_error_field(text: &str) -> (Option<String>, String) {
     let text = text.split_once("target type: ").map_or(text, |(_, rest)| rest);
     if let Some((path, detail)) = text.split_once(": ") {
         let is_path = !path.is_empty()
+            && !path.starts_with('[')
             && path
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
@@ -151,9 +157,9 @@ fn data_error_field(text: &str) -> (Option<String>, String) {
         if is_path {
             return (Some(path.to_owned()), detail.to_owned());
         }
-        return (backticked(detail), detail.to_owned());
+        return (named_field(detail), detail.to_owned());
     }
-    (backticked(text), text.to_owned())
+    (named_field(text), text.to_owned())
 }
 
 impl From<JsonRejection> for ApiError {
@@ -195,7 +201,7 @@ impl From<QueryRejection> for ApiError {
             .map(|(_, d)| d.to_owned())
             .unwrap_or(text.clone());
         let err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail.clone());
-        match backticked(&detail) {
+        match named_field(&detail) {
             Some(f) => err.field(f),
             None => err,
         }
@@ -218,5 +224,59 @@ impl IntoResponse for ApiError {
                 .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+/// `axum::extract::Path`, answering a bad parameter with Herald's JSON
+/// error (400 `invalid_path`, naming the parameter) instead of plain text.
+#[derive(Debug)]
+pub(super) struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => {
+                let names: Vec<String> = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|m| {
+                        m.as_str()
+                            .split('/')
+                            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let field = match &r {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::ParseErrorAtKey { key, .. }
+                        | ErrorKind::InvalidUtf8InPathParam { key }
+                        | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                        ErrorKind::ParseErrorAtIndex { index, .. } => names.get(*index).cloned(),
+                        _ => names.first().cloned(),
+                    },
+                    _ => names.first().cloned(),
+                };
+                let name = field.clone().unwrap_or_else(|| "path".into());
+                let err = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("path parameter {name} is invalid: {}", r.body_text()),
+                );
+                Err(match field {
+                    Some(f) => err.field(f),
+                    None => err,
+                })
+            }
+        }
     }
 }

@@ -1,14 +1,14 @@
 //! `/api/messages`: inspect and steer messages (queueing is in `queueing.rs`).
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiPath, ErrorBody};
 use super::AppState;
 use crate::domain::{parse_instant, Channel, MessageStatus};
 use crate::store::{Attempt, Event, ListFilter, Message};
@@ -35,21 +35,28 @@ pub(super) struct MessageDetail {
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// pending, processing, sent, failed or cancelled
+    #[param(schema_with = super::schema::status)]
     pub status: Option<String>,
     /// sms, whatsapp or email
+    #[param(schema_with = super::schema::channel)]
     pub channel: Option<String>,
     /// Exact recipient as stored (E.164, whatsapp:+E164, or email)
     pub recipient: Option<String>,
-    /// Created at or after (RFC 3339)
+    /// Created at or after (RFC 3339, years 1970 to 9999)
+    #[param(format = DateTime)]
     pub created_from: Option<String>,
-    /// Created before (RFC 3339)
+    /// Created before (RFC 3339, years 1970 to 9999)
+    #[param(format = DateTime)]
     pub created_to: Option<String>,
     /// Only messages still scheduled for the future
-    pub scheduled: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    pub scheduled: Option<String>,
     /// From `next_cursor` of the previous page
+    #[param(pattern = "^[0-9]+$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50)
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
 }
 
 fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -89,10 +96,15 @@ pub(super) async fn list(
         .map(Channel::parse)
         .transpose()
         .map_err(|e| bad("channel", e.to_string()))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(bad("limit", "limit must be from 1 to 1000".into()));
-    }
+    let limit = q.limit.as_deref().map_or(Some(50), |l| l.trim().parse::<u32>().ok());
+    let Some(limit) = limit.filter(|l| (1..=1000).contains(l)) else {
+        return Err(bad("limit", "limit must be a whole number from 1 to 1000".into()));
+    };
+    let scheduled = match q.scheduled.as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(bad("scheduled", "scheduled must be true or false".into())),
+    };
     let before_id = match q.cursor.as_deref() {
         None => None,
         Some(c) => Some(
@@ -108,7 +120,7 @@ pub(super) async fn list(
         created_to: time_param("created_to", q.created_to.as_deref())?,
         before_id,
         limit,
-        scheduled_after: q.scheduled.unwrap_or(false).then(|| state.clock.now()),
+        scheduled_after: scheduled.then(|| state.clock.now()),
     };
     let messages = state.store.list(&filter).await?;
     let next_cursor = if messages.len() == limit as usize {
@@ -130,7 +142,10 @@ pub(super) async fn list(
     ),
     security(("bearer" = []))
 )]
-pub(super) async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<MessageDetail>, ApiError> {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<MessageDetail>, ApiError> {
     let message = state.store.get(id).await?;
     let attempts = state.store.attempts(id).await?;
     let events = state.store.events(id).await?;
@@ -154,7 +169,7 @@ pub(super) async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> R
     ),
     security(("bearer" = []))
 )]
-pub(super) async fn retry(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Message>, ApiError> {
+pub(super) async fn retry(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<Message>, ApiError> {
     // The answer shows the row as the retry left it (a processor may take it
     // the moment after).
     let message = state.store.retry_one(id, state.clock.now()).await?;
@@ -174,6 +189,9 @@ pub(super) async fn retry(State(state): State<AppState>, Path(id): Path<i64>) ->
     ),
     security(("bearer" = []))
 )]
-pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Message>, ApiError> {
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Message>, ApiError> {
     Ok(Json(state.store.cancel(id, state.clock.now()).await?))
 }

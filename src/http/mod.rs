@@ -16,6 +16,7 @@ mod messages;
 mod openapi;
 mod ops;
 mod queueing;
+mod schema;
 mod serve;
 mod state;
 mod suppressions;

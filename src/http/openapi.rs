@@ -64,16 +64,11 @@ pub(super) fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
     };
     for (path, item) in doc.paths.paths.iter_mut() {
         let api = path.starts_with("/api/");
-        let has_path_params = path.contains('{');
         for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete]
             .into_iter()
             .flatten()
         {
             let json_body = api && op.request_body.is_some();
-            let has_query = op.parameters.as_ref().is_some_and(|ps| {
-                ps.iter()
-                    .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
-            });
             let responses = &mut op.responses.responses;
             let mut add = |code: &str, description: &str| {
                 responses.entry(code.to_owned()).or_insert_with(|| error(description));
@@ -90,12 +85,17 @@ pub(super) fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
                     "A field is missing, of the wrong type or invalid (`field` names it)",
                 );
             }
-            if has_path_params || has_query {
-                add("400", "A path or query parameter is malformed (`field` names it)");
+            // Every route refuses control characters in its path and query.
+            add("400", "A path or query parameter is malformed (`field` names it)");
+            if api {
+                add("500", "The database failed; nothing was changed");
+            }
+            if path.starts_with("/webhooks/") {
+                add("413", "The body is larger than the provider ever sends");
             }
             add(
                 "503",
-                "The request took longer than the server allows, or the server is shutting down",
+                "The request took longer than the server allows, too many webhook requests at once, or the server is shutting down",
             );
         }
     }

@@ -25,8 +25,10 @@ pub(super) const MAX_BATCH: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub(super) struct MessageRequest {
     /// `sms`, `whatsapp` or `email`.
+    #[schema(schema_with = super::schema::channel, required = true)]
     pub channel: Option<String>,
     /// E.164 phone number, `whatsapp:+E164`, or an email address.
+    #[schema(required = true)]
     pub recipient: Option<String>,
     /// Email subject (required for email).
     pub subject: Option<String>,
@@ -34,7 +36,8 @@ pub(super) struct MessageRequest {
     pub body: Option<String>,
     /// Email HTML part.
     pub html_body: Option<String>,
-    /// Not before this time: RFC 3339 with an offset.
+    /// Not before this time: RFC 3339 with an offset, years 1970 to 9999.
+    #[schema(format = DateTime)]
     pub send_at: Option<String>,
     /// A JSON object given back unchanged.
     #[schema(value_type = Option<Object>)]

@@ -1,14 +1,14 @@
 //! `/api/suppressions`: recipients who must not be messaged on a channel.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiPath, ErrorBody};
 use super::AppState;
 use crate::domain::{check_text, parse_channel_and_recipient, Channel, TextKind};
 use crate::store::Suppression;
@@ -16,7 +16,10 @@ use crate::store::Suppression;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SuppressionRequest {
+    #[schema(schema_with = super::schema::channel, required = true)]
     pub channel: Option<String>,
+    /// E.164 phone number, `whatsapp:+E164`, or an email address.
+    #[schema(required = true)]
     pub recipient: Option<String>,
     /// Why (shown in the `error` of messages it stops).
     pub reason: Option<String>,
@@ -32,9 +35,11 @@ pub(super) struct SuppressionList {
 #[into_params(parameter_in = Query)]
 pub(super) struct SuppressionQuery {
     /// Only this channel
+    #[param(schema_with = super::schema::channel)]
     pub channel: Option<String>,
     /// At most this many (1 to 1000, default 100)
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
 }
 
 /// List suppressed recipients, newest first.
@@ -52,12 +57,15 @@ pub(super) async fn list(
         .map(Channel::parse)
         .transpose()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()).field("channel"))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be from 1 to 1000").field("limit"),
-        );
-    }
+    let limit = q.limit.as_deref().map_or(Some(100), |l| l.trim().parse::<u32>().ok());
+    let Some(limit) = limit.filter(|l| (1..=1000).contains(l)) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be a whole number from 1 to 1000",
+        )
+        .field("limit"));
+    };
     let suppressions = state.store.suppressions(channel, limit).await?;
     Ok(Json(SuppressionList { suppressions }))
 }
@@ -103,7 +111,7 @@ pub(super) async fn add(
     security(("bearer" = [])))]
 pub(super) async fn remove(
     State(state): State<AppState>,
-    Path((channel, recipient)): Path<(String, String)>,
+    ApiPath((channel, recipient)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let recipient = parse_channel_and_recipient(Some(&channel), Some(&recipient))?;
     let channel = recipient.channel();

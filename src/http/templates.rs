@@ -2,14 +2,14 @@
 //! delete and preview message templates.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiPath, ErrorBody};
 use super::AppState;
 use crate::domain::{check_json, TemplateDraft, TemplateParts};
 use crate::store::TemplateVersion;
@@ -19,8 +19,10 @@ use crate::templates::{check, find, render_bounded};
 #[serde(deny_unknown_fields)]
 pub(super) struct TemplateRequest {
     /// sms, whatsapp or email; omit for every channel.
+    #[schema(schema_with = super::schema::channel)]
     pub channel: Option<String>,
     /// e.g. `pt-BR`, `pt`, `en` (default `en`).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,35}$")]
     pub locale: Option<String>,
     pub subject: Option<String>,
     pub body: Option<String>,
@@ -42,8 +44,10 @@ pub(super) struct TemplateList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PreviewRequest {
+    /// The locale wanted (falls back to its language, then the default).
     pub locale: Option<String>,
-    #[schema(value_type = Object)]
+    /// The template's variables (default: none).
+    #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
 }
 
@@ -68,7 +72,7 @@ pub(super) struct Preview {
     security(("bearer" = [])))]
 pub(super) async fn put(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: Result<Json<TemplateRequest>, JsonRejection>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
     let Json(req) = body?;
@@ -106,7 +110,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TemplateL
     security(("bearer" = [])))]
 pub(super) async fn show(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TemplateList>, ApiError> {
     let templates = state.store.templates(Some(&name)).await?;
     if templates.is_empty() {
@@ -119,7 +123,10 @@ pub(super) async fn show(
 #[utoipa::path(delete, path = "/api/templates/{name}", tag = "templates", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub(super) async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, ApiError> {
     if state.store.delete_template(&name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -135,7 +142,7 @@ pub(super) async fn delete(State(state): State<AppState>, Path(name): Path<Strin
     security(("bearer" = [])))]
 pub(super) async fn preview(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: Result<Json<PreviewRequest>, JsonRejection>,
 ) -> Result<Json<Preview>, ApiError> {
     let Json(req) = body?;

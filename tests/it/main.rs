@@ -7,6 +7,7 @@ mod support;
 mod adoption;
 mod api;
 mod cli;
+mod contract;
 mod crash;
 mod duplicates;
 mod e2e;
