@@ -227,3 +227,60 @@ async fn postgres_dropping_heralds_connections_mid_drain_loses_nothing() {
     assert_eq!(twice, 0, "no message was sent twice");
     eprintln!("{terminated} connections terminated mid-drain; all {N} sent once");
 }
+
+both_backends! {
+    async fn a_message_whose_send_kills_its_worker_each_time_ends_abandoned(db: TestDb) {
+        // Its provider call never returns, and its worker is SIGKILLed
+        // during that call, claim after claim. With MAX_RETRIES=1 it may be
+        // claimed twice; the third claim fails it without calling again.
+        let fake = FakeCustom::start().await;
+        const POISON: &str = "+14153239999";
+        for _ in 0..5 {
+            fake.state.script(POISON, Reply::Hang(Duration::from_secs(3600)));
+        }
+        let poison = db.insert_sql("sms", POISON, "never answered").await;
+        let dir = db.dir.path();
+        let watch = || {
+            let mut c = herald(&db, dir);
+            c.env("SMS_PROVIDER", "custom")
+                .env("CUSTOM_SMS_URL", &fake.url)
+                .env("CUSTOM_PROVIDER_SECRET", CUSTOM_SECRET)
+                .env("MAX_RETRIES", "1")
+                .env("LEASE_SECONDS", "120")
+                .env("PROVIDER_TIMEOUT_SECONDS", "60")
+                .env("POLL_INTERVAL_MS", "20")
+                .args(["process", "--watch"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            tokio::process::Command::from(c)
+        };
+        let calls = || fake.state.requests().iter().filter(|r| r["id"] == poison).count();
+        for kill in 1..=2 {
+            let mut worker = watch().spawn().unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while calls() < kill {
+                assert!(worker.try_wait().unwrap().is_none(), "worker {kill} exited early");
+                assert!(std::time::Instant::now() < deadline, "worker {kill} never called the provider");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            worker.kill().await.unwrap(); // SIGKILL, mid-call
+            // Its lease runs out (time passing, without waiting for it).
+            db.store
+                .execute_raw("UPDATE notification_messages SET lease_expires_at = '2000-01-01T00:00:00.000Z' WHERE status = 'processing'")
+                .await
+                .unwrap();
+        }
+        let mut last = watch().spawn().unwrap();
+        let fine = db.insert_sql("sms", "+14153234567", "others still go out").await;
+        wait_until("the poison message to be given up", || async { db.get(poison).await.status == "failed" }).await;
+        wait_until("the next message to be sent", || async { db.get(fine).await.status == "sent" }).await;
+        last.kill().await.unwrap();
+        let m = db.get(poison).await;
+        let e = m.error.unwrap();
+        assert_eq!(e["code"], "abandoned", "{e}");
+        assert!(e["message"].as_str().unwrap().contains("claimed 3 times"), "{e}");
+        assert_eq!(calls(), 2, "the third claim did not call the provider");
+        let outcomes: Vec<String> = db.store.attempts(poison).await.unwrap().into_iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, ["unknown", "unknown"], "both killed calls are in the history");
+    }
+}
