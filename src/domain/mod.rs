@@ -9,6 +9,7 @@ mod message;
 mod outcome;
 mod phone;
 pub mod provider_name;
+mod segments;
 mod status;
 mod template;
 mod text;
@@ -23,6 +24,7 @@ pub use message::{
 };
 pub use outcome::{AttemptOutcome, ErrorColumn};
 pub use phone::{parse_country, set_default_country, PhoneError, PhoneNumber, WhatsAppAddress, WHATSAPP_PREFIX};
+pub use segments::sms_segments;
 pub use status::MessageStatus;
 pub use template::{Locale, TemplateDraft, TemplateName, TemplateParts};
 pub use text::{

@@ -19,6 +19,7 @@ mod queueing;
 mod schema;
 mod serve;
 mod state;
+mod stats;
 mod suppressions;
 mod templates;
 mod webhooks;
@@ -73,6 +74,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::list))
         .routes(routes!(templates::put, templates::show, templates::delete))
         .routes(routes!(templates::preview))
+        .routes(routes!(stats::stats))
 }
 
 fn webhook_routes() -> OpenApiRouter<AppState> {

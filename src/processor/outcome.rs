@@ -6,16 +6,19 @@ use chrono::{DateTime, Utc};
 use super::stats::ProcessorStats;
 use super::Processor;
 use crate::clock::format_ts;
-use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, ValidationError};
+use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, MessageStatus, ValidationError};
 use crate::providers::{Receipt, SendError};
 use crate::retry::Decision;
-use crate::store::{AttemptRecord, Completion, Message, PastAttempt, RenderedFields};
+use crate::store::{AttemptRecord, Completion, Message, PastAttempt, RenderedFields, StatEvent};
 
 /// The outcome of handling one claimed message.
 pub(super) struct Outcome {
     pub completion: Completion,
     /// The provider call, if one was made.
     pub attempt: Option<AttemptRecord>,
+    /// The message's channel and SMS segments, for the statistics.
+    pub channel: String,
+    pub segments: u32,
 }
 
 impl Outcome {
@@ -23,7 +26,70 @@ impl Outcome {
         Outcome {
             completion,
             attempt: None,
+            channel: String::new(),
+            segments: 0,
         }
+    }
+
+    /// Note what the statistics need from the message.
+    pub(super) fn of_message(mut self, msg: &Message) -> Outcome {
+        self.channel = msg.channel.clone();
+        if msg.channel == "sms" && self.attempt.as_ref().is_some_and(|a| a.outcome == AttemptOutcome::Sent) {
+            let body = self
+                .completion
+                .rendered
+                .as_ref()
+                .and_then(|r| r.body.as_deref())
+                .or(msg.body.as_deref())
+                .unwrap_or("");
+            self.segments = crate::domain::sms_segments(body);
+        }
+        self
+    }
+
+    /// What to count: the provider call, and the message's failure.
+    /// `now` dates a failure that made no provider call.
+    pub(super) fn stat_events(&self, now: DateTime<Utc>) -> Vec<StatEvent> {
+        let code_of = |error: Option<&str>| {
+            error
+                .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+                .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        if let Some(a) = &self.attempt {
+            let code = if a.outcome == AttemptOutcome::Sent {
+                String::new()
+            } else {
+                code_of(a.error.as_deref())
+            };
+            out.push(StatEvent {
+                at: a.finished_at,
+                channel: self.channel.clone(),
+                provider: a.provider.clone(),
+                event: a.outcome.as_str().to_owned(),
+                code,
+                latency_ms: Some((a.finished_at - a.started_at).num_milliseconds().max(0) as u64),
+                segments: self.segments,
+            });
+        }
+        if self.completion.status == MessageStatus::Failed {
+            out.push(StatEvent {
+                at: self.attempt.as_ref().map_or(now, |a| a.finished_at),
+                channel: self.channel.clone(),
+                provider: self
+                    .completion
+                    .provider
+                    .clone()
+                    .or_else(|| self.attempt.as_ref().map(|a| a.provider.clone()))
+                    .unwrap_or_default(),
+                event: "failed".into(),
+                code: code_of(self.completion.error.as_deref()),
+                latency_ms: None,
+                segments: 0,
+            });
+        }
+        out
     }
 
     pub(super) fn with_rendered(mut self, rendered: Option<RenderedFields>) -> Outcome {
@@ -138,6 +204,8 @@ impl Processor {
         Outcome {
             completion,
             attempt: Some(attempt),
+            channel: String::new(),
+            segments: 0,
         }
     }
 

@@ -270,12 +270,13 @@ impl Processor {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let outcome = match verdict {
-                    Verdict::Send { unrecorded } => this.handle(msg, recipient, unrecorded, shutdown).await,
+                    Verdict::Send { unrecorded } => this.handle(&msg, recipient, unrecorded, shutdown).await,
                     Verdict::Suppressed(reason) => this.suppressed(&msg, &reason),
                     Verdict::AlreadyAccepted(a) => this.already_accepted(&msg, &a),
                     Verdict::Abandoned(claims) => this.abandoned(&msg, claims),
                     Verdict::HandBack => this.release(&msg, "history_unavailable", None),
-                };
+                }
+                .of_message(&msg);
                 // The receiver lives until every permit is back.
                 let _ = tx.send((outcome, permit));
             });
@@ -436,8 +437,15 @@ impl Processor {
                     }
                 }
             }
+            // The statistics: counted once the outcomes are written; they
+            // never hold recording up (a failure here is only logged).
+            let now = self.clock.now();
+            let events: Vec<_> = batch.iter().flat_map(|(o, _)| o.stat_events(now)).collect();
             batch.clear(); // returns the permits
             recorded.notify_one();
+            if let Err(e) = self.store.add_stats(&events).await {
+                tracing::warn!(error = %e, "could not update the statistics");
+            }
         }
     }
 }

@@ -22,18 +22,18 @@ impl Processor {
     /// may have called the provider in this window.
     pub(super) async fn handle(
         &self,
-        msg: Message,
+        msg: &Message,
         recipient: Option<Recipient>,
         unrecorded: Option<Window>,
         shutdown: Shutdown,
     ) -> Outcome {
-        match self.prepare(&msg, recipient).await {
+        match self.prepare(msg, recipient).await {
             Ok((parsed, rendered)) => self
-                .handle_parsed(&msg, parsed, unrecorded, shutdown)
+                .handle_parsed(msg, parsed, unrecorded, shutdown)
                 .await
                 .with_rendered(rendered),
-            Err(RenderError::Invalid(e)) => self.invalid(&msg, e),
-            Err(RenderError::Limit(text)) => self.template_limit(&msg, text),
+            Err(RenderError::Invalid(e)) => self.invalid(msg, e),
+            Err(RenderError::Limit(text)) => self.template_limit(msg, text),
         }
     }
 

@@ -118,6 +118,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (3, "api", include_str!("../../migrations/postgres/0003_api.sql")),
         (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
         (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
+        (6, "dashboard", include_str!("../../migrations/postgres/0006_dashboard.sql")),
     ];
     #[rustfmt::skip]
     const SQLITE: &[(i64, &str, &str)] = &[
@@ -126,6 +127,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (3, "api", include_str!("../../migrations/sqlite/0003_api.sql")),
         (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
         (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
+        (6, "dashboard", include_str!("../../migrations/sqlite/0006_dashboard.sql")),
     ];
     match backend {
         Backend::Postgres { .. } => POSTGRES,

@@ -25,6 +25,7 @@ mod receipts;
 mod rows;
 mod schema;
 mod sql;
+mod stats;
 mod suppressions;
 mod templates;
 
@@ -38,6 +39,9 @@ pub use receipts::{ReceiptResult, ReceiptUpdate};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};
 pub use schema::{Column, Inspection, Plan, Step};
 pub use sql::{Layout, MAPPABLE};
+pub use stats::{
+    aggregate, minute_of, percentile_ms, Bucket, StatDelta, StatEvent, StatGroups, StatRow, LATENCY_BOUNDS_MS,
+};
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]

@@ -114,6 +114,20 @@ impl Store {
                     if inserted == 0 {
                         ReceiptResult::Duplicate(id)
                     } else {
+                        if let Some((status, _)) = r.delivery_status {
+                            bound!(
+                                sqlx::query(&sql.stats_receipt.sql),
+                                sql.stats_receipt,
+                                [
+                                    id,
+                                    format_ts(super::stats::minute_of(now)),
+                                    format!("delivery:{status}"),
+                                    r.error_code.as_deref(),
+                                ]
+                            )
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         if let Some((status, rank)) = r.delivery_status {
                             bound!(
                                 sqlx::query(&sql.apply_delivery.sql),

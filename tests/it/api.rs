@@ -280,6 +280,7 @@ async fn openapi_lists_every_route_the_router_serves() {
         ("get", "/api/templates/{name}"),
         ("delete", "/api/templates/{name}"),
         ("post", "/api/templates/{name}/preview"),
+        ("get", "/api/stats"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = Vec::new();

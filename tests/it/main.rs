@@ -19,4 +19,5 @@ mod receipts;
 mod recording;
 mod router;
 mod smtp;
+mod stats;
 mod templates;

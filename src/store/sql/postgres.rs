@@ -39,6 +39,22 @@ impl Dialect for Postgres {
         format!("jsonb_array_elements_text({p}::jsonb)")
     }
 
+    fn stats_add(&self) -> String {
+        "INSERT INTO herald_stats AS s (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
+         SELECT bucket, channel, provider, event, code, count, segments, latency_ms,
+                ARRAY(SELECT jsonb_array_elements_text(lat)::bigint)
+           FROM jsonb_to_recordset($1::jsonb)
+             AS x(bucket timestamptz, channel text, provider text, event text, code text,
+                  count bigint, segments bigint, latency_ms bigint, lat jsonb)
+          ORDER BY bucket, channel, provider, event, code
+         ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE
+            SET count = s.count + excluded.count,
+                segments = s.segments + excluded.segments,
+                latency_ms = s.latency_ms + excluded.latency_ms,
+                lat = ARRAY(SELECT a + b FROM unnest(s.lat, excluded.lat) WITH ORDINALITY AS t(a, b, i) ORDER BY i)"
+            .to_owned()
+    }
+
     fn insert_many(&self, t: &Table) -> String {
         let cols = t.cols(&[
             "channel",

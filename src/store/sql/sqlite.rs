@@ -39,6 +39,22 @@ impl Dialect for Sqlite {
         format!("json_each({p})")
     }
 
+    fn stats_add(&self) -> String {
+        "INSERT INTO herald_stats (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
+         SELECT value ->> '$.bucket', value ->> '$.channel', value ->> '$.provider', value ->> '$.event',
+                value ->> '$.code', value ->> '$.count', value ->> '$.segments', value ->> '$.latency_ms',
+                value ->> '$.lat'
+           FROM json_each($1) WHERE true
+         ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE
+            SET count = count + excluded.count,
+                segments = segments + excluded.segments,
+                latency_ms = latency_ms + excluded.latency_ms,
+                lat = (SELECT json_group_array(v) FROM
+                         (SELECT a.value + b.value AS v FROM json_each(herald_stats.lat) AS a
+                            JOIN json_each(excluded.lat) AS b ON a.key = b.key ORDER BY a.key))"
+            .to_owned()
+    }
+
     fn insert_many(&self, t: &Table) -> String {
         let cols = t.cols(&[
             "channel",

@@ -116,6 +116,13 @@ pub(crate) struct Statements {
     pub templates: Statement,
     /// Delete template `$1`.
     pub template_delete: Statement,
+    /// See [`Dialect::stats_add`].
+    pub stats_add: Statement,
+    /// Count a receipt for message `$1` in minute `$2`: event `$3`, code `$4`.
+    pub stats_receipt: Statement,
+    /// Statistics rows from `$1` (inclusive) to `$2`: (bucket, channel,
+    /// provider, event, code, count, segments, latency_ms, histogram text).
+    pub stats_range: Statement,
 }
 
 impl Statements {
@@ -187,6 +194,23 @@ impl Statements {
                 d.ts_text("finished_at"),
                 d.int("value"),
                 d.json_array("$1")
+            )),
+            stats_add: st(&d.stats_add()),
+            stats_receipt: st(&format!(
+                "INSERT INTO herald_stats (bucket, channel, provider, event, code, count)
+                 SELECT {}, {}, coalesce(provider, ''), $3, coalesce($4, ''), 1
+                   FROM notification_messages WHERE id = $1
+                 ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE SET count = herald_stats.count + 1",
+                d.ts("$2"),
+                t.text_of("channel", "")
+            )),
+            stats_range: st(&format!(
+                "SELECT {}, channel, provider, event, code, count, segments, latency_ms, {}
+                   FROM herald_stats WHERE bucket >= {} AND bucket < {}",
+                d.ts_text("bucket"),
+                d.text("lat"),
+                d.ts("$1"),
+                d.ts("$2")
             )),
             owned_provider_ids: st(&format!(
                 "SELECT provider_message_id FROM notification_messages

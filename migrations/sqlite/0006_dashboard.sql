@@ -1,0 +1,59 @@
+-- Statistics, kept as outcomes and receipts are recorded (never by
+-- scanning notification_messages): one row per minute, channel, provider,
+-- event and code. Events: each provider call's outcome (sent, permanent,
+-- retryable, rate_limited, unknown, reconciled, unauthorized), `failed`
+-- when a message ends failed, `delivery:<status>` from receipts,
+-- `webhook_rejected`. Latency is a histogram (the buckets of /metrics),
+-- kept as a JSON array.
+CREATE TABLE IF NOT EXISTS herald_stats (
+    bucket TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    event TEXT NOT NULL,
+    code TEXT NOT NULL DEFAULT '',
+    count INTEGER NOT NULL DEFAULT 0,
+    segments INTEGER NOT NULL DEFAULT 0,
+    latency_ms INTEGER NOT NULL DEFAULT 0,
+    lat TEXT NOT NULL DEFAULT '[0,0,0,0,0,0,0,0,0,0,0,0,0]',
+    PRIMARY KEY (bucket, channel, provider, event, code)
+) WITHOUT ROWID;
+
+-- Dashboard sessions: only a hash of the cookie's token is stored.
+CREATE TABLE IF NOT EXISTS herald_sessions (
+    token_hash TEXT PRIMARY KEY,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+
+-- Alert rules added in the dashboard or the API (rules from the
+-- environment are not stored), each rule's state, and what happened.
+CREATE TABLE IF NOT EXISTS herald_alert_rules (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS herald_alert_state (
+    rule_id TEXT PRIMARY KEY,
+    firing INTEGER NOT NULL,
+    since TEXT,
+    last_change TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS herald_alert_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    deliveries TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS herald_alert_events_at ON herald_alert_events (at);
+
+-- Who evaluates alerts: one worker at a time, by lease.
+CREATE TABLE IF NOT EXISTS herald_leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
