@@ -243,7 +243,9 @@ impl Application {
             webhooks,
             processor.as_deref(),
         )
-        .with_metrics_cache(config.metrics_cache);
+        .with_metrics_cache(config.metrics_cache)
+        .with_dashboard(&config.dashboard)
+        .with_alerts(config.alerts.clone());
         let addr = format!("{}:{}", config.host, config.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -286,10 +288,17 @@ impl Application {
             let run_shutdown = shutdown.clone();
             tokio::spawn(async move { p.run(Mode::Watch, run_shutdown).await })
         });
+        let alerts = tokio::spawn(self.state.alert_runner().run(shutdown.clone()));
+        let webhook_counts = tokio::spawn(
+            self.state
+                .clone()
+                .flush_webhook_rejections(std::time::Duration::from_secs(10), shutdown.clone()),
+        );
         serve(self.listener, router(self.state), shutdown.clone(), self.limits).await;
         if let Some(p) = processor {
             p.await.context("processor task")?.context("processor")?;
         }
+        let _ = tokio::join!(alerts, webhook_counts);
         if self.owns_store {
             self.store.close().await;
         }

@@ -5,12 +5,14 @@
 //! 2. [`config`], [`retry`], [`ratelimit`], [`receipts`]: settings and pure policies
 //! 3. [`store`]: the tables, on SQLite or PostgreSQL
 //! 4. [`providers`], [`templates`]: delivery services and rendering
-//! 5. [`processor`]: claim → send → record, with leases and retries
+//! 5. [`processor`]: claim → send → record, with leases and retries; [`alerts`]:
+//!    rules over the statistics (its settings are plain data [`config`] fills in)
 //! 6. [`http`]: the API, webhooks and operations endpoints
 //! 7. [`app`]: building all of it from a [`config::Config`]
 //!
 //! See `ARCHITECTURE.md` for the flow and how to extend each layer.
 
+pub mod alerts;
 pub mod app;
 pub mod clock;
 pub mod config;

@@ -19,7 +19,7 @@ pub(crate) struct ProcessArgs {
 pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()> {
     app::announce_providers(&config);
     let store = app::open_store(&config).await?;
-    let processor = app::build_processor(&config, store, &app::Overrides::default())?;
+    let processor = app::build_processor(&config, store.clone(), &app::Overrides::default())?;
     let (handle, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         super::wait_for_signal().await;
@@ -27,8 +27,21 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         handle.trigger();
     });
     let mode = if args.watch { Mode::Watch } else { Mode::Once };
+    // A worker alone (no `serve`) evaluates alerts too; one worker at a time does.
+    let alerts = args.watch.then(|| {
+        let runner = std::sync::Arc::new(herald::alerts::AlertRunner::new(
+            store,
+            std::sync::Arc::new(herald::clock::SystemClock),
+            config.alerts.clone(),
+            processor.config().worker_id.clone(),
+        ));
+        tokio::spawn(runner.run(shutdown.clone()))
+    });
     tracing::info!(worker = %processor.config().worker_id, watch = args.watch, "processor started");
     let summary = processor.run(mode, shutdown).await.context("processing failed")?;
+    if let Some(a) = alerts {
+        let _ = a.await;
+    }
     tracing::info!(
         sent = summary.sent,
         failed = summary.failed,

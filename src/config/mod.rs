@@ -6,6 +6,8 @@
 //! - `providers.rs`: which provider serves each channel, and its credentials
 //! - `database.rs`: `DATABASE_URL`
 
+mod alerts;
+mod dashboard;
 mod database;
 pub mod dotenv;
 mod providers;
@@ -23,6 +25,7 @@ use crate::ratelimit::ChannelLimits;
 use crate::receipts::SendgridKey;
 use crate::retry::RetryPolicy;
 
+pub use dashboard::{hash_password, DashboardSettings, Prices};
 pub use database::{redact_url, DatabaseUrl};
 pub use providers::{
     Choices, CustomSettings, EmailFrom, ProviderChoice, SendgridSettings, SmtpSettings, TwilioSettings,
@@ -55,6 +58,10 @@ pub struct Config {
     pub server_limits: crate::http::ServerLimits,
     /// `METRICS_CACHE_SECONDS`: how old `/metrics`' queue gauges may be.
     pub metrics_cache: Duration,
+    /// Who may sign in to the dashboard, and prices for its estimates.
+    pub dashboard: DashboardSettings,
+    /// Alert rules, targets and timing (`ALERT_*`).
+    pub alerts: crate::alerts::AlertSettings,
     /// Bearer keys accepted by the HTTP API (`API_KEYS`, comma-separated).
     pub api_keys: Vec<SecretString>,
     /// The provider of each channel (`SMS_PROVIDER`, `WHATSAPP_PROVIDER`, `EMAIL_PROVIDER`).
@@ -333,7 +340,9 @@ impl Config {
             .parsed("DEFAULT_COUNTRY", crate::domain::parse_country)
             .map(|_| r.get("DEFAULT_COUNTRY").unwrap_or_default().to_ascii_uppercase());
         let server = server(&mut r);
+        let dashboard = dashboard::dashboard(&mut r);
         let providers = Choices::read(&mut r);
+        let alerts = alerts::alerts(&mut r, &providers, server.public_url.clone());
         let twilio = providers::twilio(&mut r, &providers);
         let email_from = providers::email_from(&mut r, &providers);
         let sendgrid = providers::sendgrid(&mut r, &providers);
@@ -354,6 +363,8 @@ impl Config {
                 default_country,
                 server_limits: server.limits,
                 metrics_cache: server.metrics_cache,
+                dashboard,
+                alerts,
                 host: server.host,
                 port: server.port,
                 api_keys: server.api_keys,

@@ -8,7 +8,9 @@
 //! - `webhooks.rs`: providers' delivery receipts
 //! - `ops.rs`: health, readiness, metrics; `openapi.rs`: the document
 
+mod alerting;
 mod auth;
+mod dashboard;
 mod enqueuer;
 mod error;
 mod gauges;
@@ -75,6 +77,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::put, templates::show, templates::delete))
         .routes(routes!(templates::preview))
         .routes(routes!(stats::stats))
+        .routes(routes!(alerting::list))
+        .routes(routes!(alerting::add))
+        .routes(routes!(alerting::remove))
 }
 
 fn webhook_routes() -> OpenApiRouter<AppState> {
@@ -125,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(ops)
         .merge(hooks)
+        .merge(dashboard::router().layer(DefaultBodyLimit::max(MAX_BODY)))
         .route_layer(middleware::from_fn(reject_control_characters))
         .fallback(not_found)
         .layer(middleware::from_fn(timeout))

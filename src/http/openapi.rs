@@ -28,6 +28,7 @@ impl Modify for BearerAuth {
         (name = "messages", description = "Queue, inspect and steer messages"),
         (name = "suppressions", description = "Recipients who must not be messaged"),
         (name = "templates", description = "Message templates (MiniJinja), versioned, per locale"),
+        (name = "alerts", description = "Alert rules, their state and history"),
         (name = "webhooks", description = "Delivery receipts from providers, authenticated by their signatures"),
         (name = "operations", description = "Health and metrics (no API key needed)")
     )

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use tokio::sync::Notify;
 
+use super::dashboard::DashboardAuth;
 use super::enqueuer::Enqueuer;
 use super::gauges::QueueGauges;
 use super::webhooks::ReceiptCounters;
+use crate::alerts::{AlertRunner, AlertSettings};
 use crate::clock::Clock;
 use crate::processor::{Processor, ProcessorStats, SendMetrics};
 use crate::receipts::SendgridKey;
@@ -31,6 +33,12 @@ pub struct AppState {
     pub(super) webhook_slots: Arc<tokio::sync::Semaphore>,
     /// The queue gauges of `/metrics`, refreshed at most once per period.
     pub(super) gauges: Arc<QueueGauges>,
+    /// Who may sign in to the dashboard.
+    pub(super) dashboard: Arc<DashboardAuth>,
+    /// Prices for the dashboard's cost estimate.
+    pub(super) prices: Arc<crate::config::Prices>,
+    /// Alert rules and their evaluation (run by the application).
+    pub(super) alerts: Arc<AlertRunner>,
 }
 
 /// What the provider webhooks need to authenticate requests.
@@ -67,6 +75,7 @@ impl AppState {
             metrics: p.metrics(),
         });
         let enqueuer = Enqueuer::start(store.clone(), clock.clone(), handles.as_ref().map(|h| h.wake.clone()));
+        let (store_for_alerts, clock_for_alerts) = (store.clone(), clock.clone());
         AppState {
             store,
             clock,
@@ -76,7 +85,92 @@ impl AppState {
             webhooks: Arc::new(webhooks),
             webhook_slots: Arc::new(tokio::sync::Semaphore::new(super::webhooks::WEBHOOK_CONCURRENCY)),
             gauges: Arc::new(QueueGauges::new(DEFAULT_METRICS_CACHE)),
+            dashboard: Arc::new(DashboardAuth::default()),
+            prices: Arc::new(crate::config::Prices::default()),
+            alerts: Arc::new(AlertRunner::new(
+                store_for_alerts,
+                clock_for_alerts,
+                AlertSettings::default(),
+                crate::processor::default_worker_id(),
+            )),
         }
+    }
+
+    /// Evaluate alerts with these settings.
+    pub fn with_alerts(mut self, settings: AlertSettings) -> AppState {
+        self.alerts = Arc::new(AlertRunner::new(
+            self.store.clone(),
+            self.clock.clone(),
+            settings,
+            crate::processor::default_worker_id(),
+        ));
+        self
+    }
+
+    /// Count webhook requests refused for their signature in the
+    /// statistics (so alerts see them, whichever worker evaluates), every
+    /// `every` until `shutdown`.
+    pub async fn flush_webhook_rejections(self, every: std::time::Duration, shutdown: crate::processor::Shutdown) {
+        use std::sync::atomic::Ordering;
+        let mut flushed = (0u64, 0u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait() => {}
+            }
+            let c = &self.webhooks.counters;
+            let now = (
+                c.twilio_rejected.load(Ordering::Relaxed),
+                c.sendgrid_rejected.load(Ordering::Relaxed),
+            );
+            let at = self.clock.now();
+            let event = |provider: &str| crate::store::StatEvent {
+                at,
+                channel: String::new(),
+                provider: provider.to_owned(),
+                event: "webhook_rejected".into(),
+                code: String::new(),
+                latency_ms: None,
+                segments: 0,
+            };
+            let mut events = Vec::new();
+            events.extend((flushed.0..now.0).take(10_000).map(|_| event(crate::providers::TWILIO)));
+            events.extend(
+                (flushed.1..now.1)
+                    .take(10_000)
+                    .map(|_| event(crate::providers::SENDGRID)),
+            );
+            match self.store.add_stats(&events).await {
+                Ok(()) => flushed = now,
+                Err(e) => tracing::warn!(error = %e, "could not count refused webhook requests"),
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        }
+    }
+
+    /// The alert evaluator (the application runs it).
+    pub fn alert_runner(&self) -> Arc<AlertRunner> {
+        self.alerts.clone()
+    }
+
+    /// Who may sign in to the dashboard (API keys always may), for how
+    /// long, and the prices its estimates use.
+    pub fn with_dashboard(mut self, settings: &crate::config::DashboardSettings) -> AppState {
+        let secure = self
+            .webhooks
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        self.dashboard = Arc::new(DashboardAuth {
+            password_hash: settings.password_hash.clone(),
+            session_ttl: settings.session_ttl,
+            secure,
+            ..DashboardAuth::default()
+        });
+        self.prices = Arc::new(settings.prices.clone());
+        self
     }
 
     /// Serve the queue gauges of `/metrics` from snapshots at most this old

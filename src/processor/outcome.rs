@@ -19,6 +19,9 @@ pub(super) struct Outcome {
     /// The message's channel and SMS segments, for the statistics.
     pub channel: String,
     pub segments: u32,
+    /// An alert Herald sends about itself: not counted (its failures must
+    /// not feed the alerts that sent it).
+    pub alert: bool,
 }
 
 impl Outcome {
@@ -28,12 +31,14 @@ impl Outcome {
             attempt: None,
             channel: String::new(),
             segments: 0,
+            alert: false,
         }
     }
 
     /// Note what the statistics need from the message.
     pub(super) fn of_message(mut self, msg: &Message) -> Outcome {
         self.channel = msg.channel.clone();
+        self.alert = msg.metadata.as_ref().is_some_and(|m| m.get("herald_alert").is_some());
         if msg.channel == "sms" && self.attempt.as_ref().is_some_and(|a| a.outcome == AttemptOutcome::Sent) {
             let body = self
                 .completion
@@ -57,6 +62,9 @@ impl Outcome {
                 .unwrap_or_default()
         };
         let mut out = Vec::new();
+        if self.alert {
+            return out;
+        }
         if let Some(a) = &self.attempt {
             let code = if a.outcome == AttemptOutcome::Sent {
                 String::new()
@@ -206,6 +214,7 @@ impl Processor {
             attempt: Some(attempt),
             channel: String::new(),
             segments: 0,
+            alert: false,
         }
     }
 

@@ -49,6 +49,7 @@ macro_rules! bound {
                 $crate::store::backend::Arg::Text(v) => q.bind(v.clone()),
                 $crate::store::backend::Arg::Int(v) => q.bind(*v),
                 $crate::store::backend::Arg::Int4(v) => q.bind(*v),
+                $crate::store::backend::Arg::Bool(v) => q.bind(*v),
             };
         }
         q
@@ -61,6 +62,13 @@ pub(crate) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
     Int4(Option<i32>),
+    Bool(Option<bool>),
+}
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg::Bool(Some(v))
+    }
 }
 
 impl From<&str> for Arg {

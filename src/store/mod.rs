@@ -16,6 +16,7 @@
 
 #[macro_use]
 mod backend;
+mod alerts;
 mod completion;
 mod listen;
 mod operator;
@@ -24,6 +25,7 @@ mod queue;
 mod receipts;
 mod rows;
 mod schema;
+mod sessions;
 mod sql;
 mod stats;
 mod suppressions;
@@ -31,6 +33,7 @@ mod templates;
 
 use std::sync::Arc;
 
+pub use alerts::{AlertEvent, AlertState};
 pub use completion::{AttemptRecord, Completion, RenderedFields};
 pub use operator::ListFilter;
 pub use outcomes::PastAttempt;
@@ -38,6 +41,7 @@ pub use queue::{ClaimFilter, Idempotent, IDEMPOTENCY_KEY_HOURS};
 pub use receipts::{ReceiptResult, ReceiptUpdate};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};
 pub use schema::{Column, Inspection, Plan, Step};
+pub use sessions::Session;
 pub use sql::{Layout, MAPPABLE};
 pub use stats::{
     aggregate, minute_of, percentile_ms, Bucket, StatDelta, StatEvent, StatGroups, StatRow, LATENCY_BOUNDS_MS,

@@ -186,6 +186,38 @@ impl Store {
         }
     }
 
+    /// Open messages (pending, processing) by status and channel.
+    pub async fn open_counts(&self) -> Result<Vec<Count>> {
+        let s = &self.sql.open_counts;
+        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool| sqlx::query_as(&s.sql).fetch_all(pool).await?);
+        let mut counts: Vec<Count> = rows
+            .into_iter()
+            .map(|(status, channel, count)| Count { status, channel, count })
+            .collect();
+        counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
+        Ok(counts)
+    }
+
+    /// The latest failed provider call of each provider: (provider, error
+    /// JSON, when), from the newest 200 failures.
+    pub async fn recent_failures(&self) -> Result<Vec<(String, Option<serde_json::Value>, Option<DateTime<Utc>>)>> {
+        let s = &self.sql.recent_failures;
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            with_pool!(self, |pool| sqlx::query_as(&s.sql).fetch_all(pool).await?);
+        let mut seen = std::collections::HashSet::new();
+        Ok(rows
+            .into_iter()
+            .filter(|(p, _, _)| seen.insert(p.clone()))
+            .map(|(p, e, at)| {
+                (
+                    p,
+                    e.and_then(|e| serde_json::from_str(&e).ok()),
+                    at.as_deref().and_then(crate::clock::parse_ts),
+                )
+            })
+            .collect())
+    }
+
     /// Message counts by status and channel.
     pub async fn counts(&self) -> Result<Vec<Count>> {
         let s = &self.sql.counts;

@@ -103,7 +103,13 @@ pub struct StatRow {
 }
 
 /// A grouped row's key: (bucket, channel, provider, event, code).
-type GroupKey = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+type GroupKey = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// How to group statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

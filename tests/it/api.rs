@@ -281,6 +281,9 @@ async fn openapi_lists_every_route_the_router_serves() {
         ("delete", "/api/templates/{name}"),
         ("post", "/api/templates/{name}/preview"),
         ("get", "/api/stats"),
+        ("get", "/api/alerts"),
+        ("post", "/api/alerts/rules"),
+        ("delete", "/api/alerts/rules/{id}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = Vec::new();

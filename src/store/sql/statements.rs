@@ -73,6 +73,11 @@ pub(crate) struct Statements {
     pub counts: Statement,
     /// See [`Dialect::oldest_due`].
     pub oldest_due: Statement,
+    /// Open messages (pending, processing) by status and channel: only the
+    /// open rows' index is read, however big the table.
+    pub open_counts: Statement,
+    /// The latest failed provider calls: (provider, error, finished at).
+    pub recent_failures: Statement,
     // --- receipts --------------------------------------------------------
     /// Message `$1` if it is an email sent through provider `$2` to `$3`
     /// (compared case-insensitively).
@@ -116,6 +121,33 @@ pub(crate) struct Statements {
     pub templates: Statement,
     /// Delete template `$1`.
     pub template_delete: Statement,
+    /// Take lease `$1` for `$2` until `$3` if free, expired (before `$4`)
+    /// or already `$2`'s; returns the holder when it is `$2`.
+    pub lease_take: Statement,
+    /// Stored alert rules: (id, rule JSON).
+    pub alert_rules: Statement,
+    /// Store rule `$1` (JSON `$2`) at `$3`, unless the id exists.
+    pub alert_rule_insert: Statement,
+    /// Remove stored rule `$1`.
+    pub alert_rule_delete: Statement,
+    /// Forget the states of rule `$1`'s conditions.
+    pub alert_state_delete_rule: Statement,
+    /// Every condition's state.
+    pub alert_states: Statement,
+    /// Set condition `$1`: firing `$2`, since `$3`, changed `$4`, detail `$5`.
+    pub alert_state_upsert: Statement,
+    /// Record an alert event: key, kind, at, summary, detail, deliveries.
+    pub alert_event_insert: Statement,
+    /// The newest `$1` alert events.
+    pub alert_events: Statement,
+    /// Drop sessions that expired before `$1`.
+    pub session_purge: Statement,
+    /// A session: `$1` token hash, `$2` CSRF token, `$3` created, `$4` expires.
+    pub session_insert: Statement,
+    /// (CSRF token, expiry) of session `$1` if it expires after `$2`.
+    pub session_get: Statement,
+    /// End session `$1`.
+    pub session_delete: Statement,
     /// See [`Dialect::stats_add`].
     pub stats_add: Statement,
     /// Count a receipt for message `$1` in minute `$2`: event `$3`, code `$4`.
@@ -195,6 +227,56 @@ impl Statements {
                 d.int("value"),
                 d.json_array("$1")
             )),
+            lease_take: st(&format!(
+                "INSERT INTO herald_leases (name, owner, expires_at) VALUES ($1, $2, {until})
+                 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                  WHERE herald_leases.owner = excluded.owner OR herald_leases.expires_at < {now}
+                 RETURNING owner",
+                until = d.ts("$3"),
+                now = d.ts("$4")
+            )),
+            alert_rules: st("SELECT id, rule FROM herald_alert_rules ORDER BY created_at, id"),
+            alert_rule_insert: st(&format!(
+                "INSERT INTO herald_alert_rules (id, rule, created_at) VALUES ($1, $2, {}) ON CONFLICT (id) DO NOTHING",
+                d.ts("$3")
+            )),
+            alert_rule_delete: st("DELETE FROM herald_alert_rules WHERE id = $1"),
+            alert_state_delete_rule: st(&format!(
+                "DELETE FROM herald_alert_state WHERE rule_id = $1 OR substr(rule_id, 1, length({p}) + 1) = {p} || '/'",
+                p = d.text("$1")
+            )),
+            alert_states: st(&format!(
+                "SELECT rule_id, firing, {}, {}, detail FROM herald_alert_state ORDER BY rule_id",
+                d.ts_text("since"),
+                d.ts_text("last_change")
+            )),
+            alert_state_upsert: st(&format!(
+                "INSERT INTO herald_alert_state (rule_id, firing, since, last_change, detail) VALUES ($1, $2, {}, {}, $5)
+                 ON CONFLICT (rule_id) DO UPDATE SET firing = excluded.firing, since = excluded.since,
+                        last_change = excluded.last_change, detail = excluded.detail",
+                d.ts("$3"),
+                d.ts("$4")
+            )),
+            alert_event_insert: st(&format!(
+                "INSERT INTO herald_alert_events (rule_id, kind, at, summary, detail, deliveries) VALUES ($1, $2, {}, $4, $5, $6)",
+                d.ts("$3")
+            )),
+            alert_events: st(&format!(
+                "SELECT id, rule_id, kind, {}, summary, detail, deliveries FROM herald_alert_events ORDER BY id DESC LIMIT $1",
+                d.ts_text("at")
+            )),
+            session_purge: st(&format!("DELETE FROM herald_sessions WHERE expires_at < {}", d.ts("$1"))),
+            session_insert: st(&format!(
+                "INSERT INTO herald_sessions (token_hash, csrf, created_at, expires_at) VALUES ($1, $2, {}, {})",
+                d.ts("$3"),
+                d.ts("$4")
+            )),
+            session_get: st(&format!(
+                "SELECT csrf, {} FROM herald_sessions WHERE token_hash = $1 AND expires_at > {}",
+                d.ts_text("expires_at"),
+                d.ts("$2")
+            )),
+            session_delete: st("DELETE FROM herald_sessions WHERE token_hash = $1"),
             stats_add: st(&d.stats_add()),
             stats_receipt: st(&format!(
                 "INSERT INTO herald_stats (bucket, channel, provider, event, code, count)
@@ -297,6 +379,18 @@ impl Statements {
                 t.col("channel")
             )),
             oldest_due: st(&d.oldest_due(t)),
+            open_counts: st(&format!(
+                "SELECT {}, {}, count(*) FROM notification_messages WHERE {} GROUP BY {status}, {}",
+                t.read("status", ""),
+                t.read("channel", ""),
+                t.open(),
+                t.col("channel")
+            )),
+            recent_failures: st(&format!(
+                "SELECT provider, error, {} FROM notification_attempts
+                  WHERE outcome NOT IN ('sent', 'reconciled') ORDER BY id DESC LIMIT 200",
+                d.ts_text("finished_at")
+            )),
             find_email_by_id: st(&format!(
                 "SELECT {id} FROM notification_messages
                   WHERE id = $1 AND provider = $2 AND {} = 'email' AND lower({recipient}) = lower($3)",
