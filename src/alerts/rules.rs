@@ -128,14 +128,16 @@ fn delivery(event: &str) -> Option<bool> {
     }
 }
 
-/// Subjects a rule splits into: its own channel/provider, or every one seen.
+/// Subjects a rule splits into: its own channel/provider, or every one seen
+/// (credentials and timeouts are a provider's matter: providers only).
 fn subjects(rule: &Rule, rows: &[StatRow]) -> Vec<(Option<String>, Option<String>)> {
     if rule.channel.is_some() || rule.provider.is_some() {
         return vec![(rule.channel.clone(), rule.provider.clone())];
     }
+    let by_channel = !matches!(rule.kind, RuleKind::Credentials | RuleKind::Timeouts { .. });
     let mut out: Vec<(Option<String>, Option<String>)> = Vec::new();
     for r in rows {
-        let c = (r.channel.clone().filter(|c| !c.is_empty()), None);
+        let c = (r.channel.clone().filter(|c| by_channel && !c.is_empty()), None);
         let p = (None, r.provider.clone().filter(|p| !p.is_empty()));
         for s in [c, p] {
             if (s.0.is_some() || s.1.is_some()) && !out.contains(&s) {

@@ -5,6 +5,7 @@
 mod support;
 
 mod adoption;
+mod alerts;
 mod api;
 mod cli;
 mod contract;
