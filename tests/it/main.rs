@@ -10,6 +10,7 @@ mod api;
 mod cli;
 mod contract;
 mod crash;
+mod dashboard;
 mod duplicates;
 mod e2e;
 mod hardening;

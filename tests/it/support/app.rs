@@ -30,6 +30,16 @@ pub(crate) async fn spawn_app(db: &TestDb, api_keys: &[&str]) -> TestApp {
 /// [`spawn_app`] with more configuration, as environment variables
 /// (e.g. `PUBLIC_URL` and `TWILIO_AUTH_TOKEN` for the webhooks).
 pub(crate) async fn spawn_app_with(db: &TestDb, api_keys: &[&str], vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_scripted(db, api_keys, vars, ScriptedProvider::ok()).await
+}
+
+/// [`spawn_app_with`] sending through `provider` on every channel.
+pub(crate) async fn spawn_app_scripted(
+    db: &TestDb,
+    api_keys: &[&str],
+    vars: &[(&str, &str)],
+    provider: ScriptedProvider,
+) -> TestApp {
     herald::telemetry::init(herald::config::LogFormat::Text, "error");
     let keys = api_keys.join(",");
     let mut env: HashMap<String, String> = [
@@ -49,7 +59,6 @@ pub(crate) async fn spawn_app_with(db: &TestDb, api_keys: &[&str], vars: &[(&str
     .collect();
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_vars(&env).expect("test configuration");
-    let provider = ScriptedProvider::ok();
     let app = Application::build(
         config,
         Overrides {

@@ -4,6 +4,7 @@
 //! - `db`: a fresh database per test, on SQLite or PostgreSQL
 //! - `provider`: a scripted provider and a processor on a manual clock
 //! - `app`: the application on port 0 (`Application::build`)
+//! - `browser`: headless Chromium through ChromeDriver
 //! - `cli`: the `herald` binary
 //! - `fakes`: loopback Twilio, SendGrid and custom-provider servers
 //! - `raw`: raw TCP clients (silent, slow, half-sent requests)
@@ -15,6 +16,7 @@
 #[macro_use]
 mod macros;
 mod app;
+mod browser;
 mod cli;
 mod db;
 pub(crate) mod fakes;
@@ -25,6 +27,7 @@ mod smtp;
 mod wait;
 
 pub(crate) use app::*;
+pub(crate) use browser::*;
 pub(crate) use cli::*;
 pub(crate) use db::*;
 pub(crate) use fakes::*;

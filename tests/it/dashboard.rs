@@ -1,0 +1,300 @@
+//! The operator dashboard: every route behind sign-in (checked against the
+//! router's own list), the security headers, CSRF, and an operator's
+//! journey in a real headless Chromium: sign in, read the overview, filter
+//! the messages, retry failed ones (one by one and in bulk), cancel a
+//! scheduled one, send a test message from a template, edit a template
+//! with its live preview, and sign out.
+
+use std::time::Duration;
+
+use herald::providers::{Receipt, SendError};
+use reqwest::{redirect, StatusCode};
+use serde_json::json;
+
+use crate::support::*;
+
+/// Recipients whose first send fails for good (error 21211); later sends
+/// succeed, so a retry from the dashboard goes through.
+const FAILS_ONCE: [&str; 2] = ["+14153230666", "+14153230667"];
+
+fn failing_once() -> ScriptedProvider {
+    ScriptedProvider::new(|m, call| {
+        if call == 1 && FAILS_ONCE.contains(&m.recipient.to_string().as_str()) {
+            Err(SendError::permanent(
+                "21211",
+                "The 'To' number is not a valid phone number.",
+            ))
+        } else {
+            Ok(Receipt::new(format!("T-{}", m.id)))
+        }
+    })
+}
+
+/// Every path the dashboard router declares, from its source, so a route
+/// added later is covered without editing this test.
+fn dashboard_routes() -> Vec<String> {
+    let source = include_str!("../../src/http/dashboard/mod.rs");
+    let mut routes: Vec<String> = source
+        .split(".route(")
+        .skip(1)
+        .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+        .map(|p| p.replace("{id}", "1").replace("{name}", "receipt"))
+        .collect();
+    routes.sort();
+    routes.dedup();
+    routes
+}
+
+both_backends! {
+    async fn every_dashboard_route_requires_sign_in(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        let routes = dashboard_routes();
+        assert!(routes.len() >= 15, "the router's routes were read: {routes:?}");
+        let public = ["/", "/dashboard/login", "/dashboard/static/app.css", "/dashboard/static/app.js"];
+        for path in &routes {
+            if public.contains(&path.as_str()) {
+                continue;
+            }
+            let mut guarded = 0;
+            for (method, cookie) in [
+                (reqwest::Method::GET, None),
+                (reqwest::Method::POST, None),
+                (reqwest::Method::GET, Some("herald_session=forged-or-expired")),
+                (reqwest::Method::POST, Some("herald_session=forged-or-expired")),
+            ] {
+                let mut req = http.request(method.clone(), format!("{}{path}", app.url))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("csrf=x&channel=sms&recipient=%2B14153234567&body=hi&name=x&secret=x");
+                // An API key is not a session: the dashboard wants its cookie.
+                req = req.bearer_auth(KEY);
+                if let Some(c) = cookie {
+                    req = req.header("cookie", c);
+                }
+                let r = req.send().await.unwrap();
+                match r.status() {
+                    StatusCode::SEE_OTHER => {
+                        let to = r.headers()["location"].to_str().unwrap();
+                        assert!(to.starts_with("/dashboard/login?next="), "{method} {path} → {to}");
+                        guarded += 1;
+                    }
+                    StatusCode::METHOD_NOT_ALLOWED => {}
+                    s => panic!("{method} {path} without a session answered {s}"),
+                }
+            }
+            assert!(guarded >= 2, "{path} is behind sign-in for its methods");
+        }
+        // Nothing was done by any of those requests.
+        assert_eq!(app.provider.calls().len(), 0);
+        assert_eq!(db.max_id().await, 0, "no test message was queued");
+
+        // The public pages carry the same strict headers.
+        let r = http.get(format!("{}/dashboard/login", app.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        let r = http.get(format!("{}/", app.url)).send().await.unwrap();
+        assert_eq!((r.status(), r.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/dashboard"));
+    }
+
+    async fn sign_in_is_refused_without_the_right_secret_and_its_own_form(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        // A sign-in post without the login page's own cookie and token (a
+        // login CSRF) is sent back to the form, even with the right key.
+        let r = http.post(format!("{}/dashboard/login", app.url))
+            .form(&[("secret", KEY), ("csrf", "made-up")])
+            .send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("/dashboard/login?failed=expired"), "{:?}", r.headers());
+        let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).collect();
+        assert!(!cookies.iter().any(|c| c.starts_with("herald_session=")), "{cookies:?}");
+    }
+}
+
+both_backends! {
+    async fn an_operator_uses_the_dashboard_in_a_browser(db: TestDb) {
+        let app = spawn_app_scripted(&db, &[KEY], &[("SMS_PRICE_PER_SEGMENT", "0.0079")], failing_once()).await;
+        // A day of traffic: sent receipts, two failures and one scheduled reminder.
+        let queue = |to: &str, body: &str, send_at: Option<String>| {
+            let req = app.post("/api/messages").json(&json!({"channel": "sms", "recipient": to, "body": body, "send_at": send_at, "metadata": {"order_id": format!("A-{}", &to[9..])}}));
+            async move {
+                let (s, m) = json_of(req.send().await.unwrap()).await;
+                assert_eq!(s, StatusCode::ACCEPTED, "{m}");
+                m["id"].as_i64().unwrap()
+            }
+        };
+        let mut sent = vec![];
+        for i in 0..3 {
+            sent.push(queue(&format!("+1415323456{i}"), &format!("Your receipt #{i}"), None).await);
+        }
+        let failed_a = queue(FAILS_ONCE[0], "Order A is ready", None).await;
+        let failed_b = queue(FAILS_ONCE[1], "Order B is ready", None).await;
+        let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let scheduled = queue("+14153234599", "Reminder: your appointment is tomorrow", Some(tomorrow)).await;
+        for id in &sent {
+            app.wait_status(*id, "sent").await;
+        }
+        app.wait_status(failed_a, "failed").await;
+        app.wait_status(failed_b, "failed").await;
+
+        let b = Browser::start(1280).await;
+        // Signed out, any page leads to sign-in, and back after it.
+        b.goto(&format!("{}/dashboard/messages", app.url)).await;
+        assert!(b.url().await.contains("/dashboard/login?next=%2Fdashboard%2Fmessages"), "{}", b.url().await);
+        b.screenshot("sign-in").await;
+        b.fill("#secret", "not-the-key-at-all").await;
+        b.click("#sign-in").await;
+        b.wait_for_text("main", "is not right", false).await;
+        assert!(b.cookie("herald_session").await.is_none());
+        b.fill("#secret", KEY).await;
+        b.click("#sign-in").await;
+        b.find("#message-list").await;
+        assert!(b.url().await.ends_with("/dashboard/messages"), "{}", b.url().await);
+        let session = b.cookie("herald_session").await.expect("a session cookie");
+        assert_eq!((session["httpOnly"].as_bool(), session["sameSite"].as_str()), (Some(true), Some("Strict")), "{session}");
+
+        // The overview: what was sent, what failed and why, the queue, the cost.
+        b.goto(&format!("{}/dashboard", app.url)).await;
+        b.wait_for_text("#totals", "sms", true).await;
+        b.wait_for_text("#errors", "21211", true).await;
+        let totals = b.text("#totals").await;
+        assert!(totals.contains("USD"), "an estimated cost from SMS_PRICE_PER_SEGMENT: {totals}");
+        assert!(b.text("#providers").await.contains("test"));
+        assert!(b.text("#queue").await.contains("pending"), "the scheduled message waits: {}", b.text("#queue").await);
+        assert!(b.has("#throughput svg").await, "the chart is drawn");
+        b.screenshot("overview").await;
+
+        // Filter the list down to the failed messages.
+        b.goto(&format!("{}/dashboard/messages", app.url)).await;
+        b.select("select[name=status]", "failed").await;
+        b.click("#filter").await;
+        b.wait_for_text("#message-list", FAILS_ONCE[0], false).await;
+        let list = b.text("#message-list").await;
+        assert!(list.contains(FAILS_ONCE[1]) && !list.contains("+14153234560"), "only failed messages: {list}");
+        b.screenshot("messages").await;
+
+        // Open one failed message: its error and attempt; retry it.
+        b.goto(&format!("{}/dashboard/messages/{failed_a}", app.url)).await;
+        assert!(b.text("#content").await.contains("21211"));
+        assert!(b.text("#attempts").await.contains("permanent") || b.text("#attempts").await.contains("failed"));
+        b.screenshot("message-failed").await;
+        b.click("#retry").await;
+        b.wait_for_text("#status", "sent", true).await;
+        assert_eq!(app.provider.calls_for(failed_a), 2);
+
+        // Bulk retry of the (remaining) failed messages, with a confirmation.
+        b.goto(&format!("{}/dashboard/messages?status=failed", app.url)).await;
+        b.click("#bulk-retry").await;
+        b.find("#confirm").await;
+        b.screenshot("bulk-retry").await;
+        b.click("#confirm").await;
+        app.wait_status(failed_b, "sent").await;
+
+        // A forged form (the session cookie, no CSRF token) changes nothing.
+        let forged = reqwest::Client::new()
+            .post(format!("{}/dashboard/messages/{scheduled}/cancel", app.url))
+            .header("cookie", format!("herald_session={}", session["value"].as_str().unwrap()))
+            .form(&[("csrf", "guessed")])
+            .send().await.unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+        let from_elsewhere = reqwest::Client::new()
+            .post(format!("{}/dashboard/messages/{scheduled}/cancel", app.url))
+            .header("cookie", format!("herald_session={}", session["value"].as_str().unwrap()))
+            .header("origin", "https://evil.example")
+            .form(&[("csrf", "guessed")])
+            .send().await.unwrap();
+        assert_eq!(from_elsewhere.status(), StatusCode::FORBIDDEN);
+        assert_eq!(app.message(scheduled).await["status"], "pending");
+
+        // Cancel the scheduled reminder.
+        b.goto(&format!("{}/dashboard/messages/{scheduled}", app.url)).await;
+        b.click("#cancel").await;
+        b.wait_for_text("#status", "cancelled", false).await;
+        assert_eq!(app.message(scheduled).await["status"], "cancelled");
+
+        // A template, written with its live preview.
+        b.goto(&format!("{}/dashboard/templates", app.url)).await;
+        b.fill("#new-name", "order_ready").await;
+        b.click("#new-template").await;
+        b.find("#template-form").await;
+        b.fill("#data", r#"{"name": "Ana", "order": "A-17"}"#).await;
+        b.fill("#body", "Hi {{ name }}, order {{ order }} is ready").await;
+        b.wait_for_text("#preview", "Hi Ana, order A-17 is ready", false).await;
+        b.fill("#body", "Hi {{ name ").await;
+        b.wait_for_text("#preview", "body: line 1: unexpected end of input", false).await;
+        b.fill("#body", "Hi {{ name }}, order {{ order }} is ready").await;
+        b.wait_for_text("#preview", "Hi Ana, order A-17 is ready", false).await;
+        b.screenshot("template").await;
+        b.click("#save").await;
+        b.wait_for_text(".flash", "Saved as a new version", false).await;
+        let saved = app.get("/api/templates/order_ready").send().await.unwrap();
+        assert_eq!(saved.status(), StatusCode::OK);
+
+        // Send a test message from that template and watch it go out.
+        b.goto(&format!("{}/dashboard/send", app.url)).await;
+        b.select("#channel", "sms").await;
+        b.fill("#recipient", "+14153234571").await;
+        b.select("#template", "order_ready").await;
+        b.fill("#data", r#"{"name": "Luis", "order": "B-2"}"#).await;
+        b.click("#send").await;
+        b.wait_for_text("#status", "sent", false).await;
+        assert!(b.text("#content").await.contains("Hi Luis, order B-2 is ready"));
+        b.screenshot("test-send").await;
+        let id: i64 = b.url().await.split("/dashboard/messages/").nth(1).unwrap().split('?').next().unwrap().parse().unwrap();
+        assert_eq!(app.provider.recipient_of(id).as_deref(), Some("+14153234571"));
+
+        // Sign out: the session ends on the server, not only in the browser.
+        b.click("#sign-out").await;
+        b.find("#secret").await;
+        b.goto(&format!("{}/dashboard", app.url)).await;
+        assert!(b.url().await.contains("/dashboard/login"));
+        let replay = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap()
+            .get(format!("{}/dashboard", app.url))
+            .header("cookie", format!("herald_session={}", session["value"].as_str().unwrap()))
+            .send().await.unwrap();
+        assert_eq!(replay.status(), StatusCode::SEE_OTHER, "the old cookie no longer works");
+        b.quit().await;
+    }
+}
+
+/// On a phone's width every page fits: nothing runs off the right edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_fits_a_phone() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&db, &[KEY]).await;
+    let (_, m) = json_of(
+        app.post("/api/messages")
+            .json(&json!({"channel": "email", "recipient": "ana@example.com", "subject": "Your receipt", "body": "Thanks for shopping with us"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = m["id"].as_i64().unwrap();
+    app.wait_status(id, "sent").await;
+    let b = Browser::start(390).await;
+    b.goto(&format!("{}/dashboard/login", app.url)).await;
+    b.fill("#secret", KEY).await;
+    b.click("#sign-in").await;
+    b.find("#totals").await;
+    for path in [
+        "/dashboard".to_owned(),
+        "/dashboard/messages".to_owned(),
+        format!("/dashboard/messages/{id}"),
+        "/dashboard/send".to_owned(),
+        "/dashboard/templates".to_owned(),
+        "/dashboard/suppressions".to_owned(),
+        "/dashboard/alerts".to_owned(),
+    ] {
+        b.goto(&format!("{}{path}", app.url)).await;
+        b.find("main").await;
+        let (page, view) = b.widths().await;
+        assert!(page <= view, "{path} is {page}px wide on a {view}px screen");
+    }
+    b.goto(&format!("{}/dashboard", app.url)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.screenshot("overview-phone").await;
+    b.quit().await;
+}
