@@ -11,6 +11,16 @@ use herald::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    if matches!(args.command, cli::Command::HashPassword) {
+        // Needs no configuration (it is how a part of it is made).
+        return match cli::hash_password() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {

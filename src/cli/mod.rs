@@ -64,6 +64,8 @@ pub(crate) enum Command {
     /// Message templates (MiniJinja), versioned, per locale.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Hash a dashboard password for DASHBOARD_PASSWORD (reads it from standard input; prints an argon2 hash).
+    HashPassword,
 }
 
 impl Command {
@@ -98,7 +100,27 @@ pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> 
         Command::Migrate(args) => migrate::run(config, args).await,
         Command::Suppressions(cmd) => suppressions::run(config, cmd).await,
         Command::Templates(cmd) => templates::run(config, cmd).await,
+        Command::HashPassword => hash_password(),
     }
+}
+
+/// `herald hash-password`: the password comes from standard input (one
+/// line), never from the command line, where `ps` and shell history see it.
+pub(crate) fn hash_password() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprintln!("Type the dashboard password (at least 12 characters) and press Enter:");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 12 {
+        anyhow::bail!("the password must be at least 12 characters");
+    }
+    let hash = herald::config::hash_password(password).map_err(anyhow::Error::msg)?;
+    // Single quotes: a `.env` file keeps the `$` signs as they are.
+    println!("DASHBOARD_PASSWORD='{hash}'");
+    Ok(())
 }
 
 /// The error and its causes on one line, each said once (a cause whose

@@ -114,6 +114,25 @@ both_backends! {
 }
 
 both_backends! {
+    async fn a_session_ends_when_it_expires(db: TestDb) {
+        let app = spawn_app_with(&db, &[KEY], &[("DASHBOARD_SESSION_HOURS", "1")]).await;
+        let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        let session = sign_in_http(&app, KEY).await.expect("signed in");
+        let get = || http.get(format!("{}/dashboard/messages", app.url)).header("cookie", &session).send();
+        assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+        let rows = db.query("SELECT created_at, expires_at FROM herald_sessions").await;
+        assert_eq!(rows.len(), 1, "one session; only its token's hash is stored: {rows:?}");
+        let hours = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(&v.as_str().unwrap().replace(' ', "T")).unwrap();
+        assert_eq!((hours(&rows[0]["expires_at"]) - hours(&rows[0]["created_at"])).num_minutes(), 60, "DASHBOARD_SESSION_HOURS");
+        // An hour later (moved back rather than waited for):
+        db.execute("UPDATE herald_sessions SET expires_at = created_at").await;
+        let r = get().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("/dashboard/login?next="));
+    }
+}
+
+both_backends! {
     async fn an_operator_uses_the_dashboard_in_a_browser(db: TestDb) {
         let app = spawn_app_scripted(&db, &[KEY], &[("SMS_PRICE_PER_SEGMENT", "0.0079")], failing_once()).await;
         // A day of traffic: sent receipts, two failures and one scheduled reminder.
@@ -297,4 +316,103 @@ async fn the_dashboard_fits_a_phone() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     b.screenshot("overview-phone").await;
     b.quit().await;
+}
+
+/// Sign in as a browser would, over plain HTTP: read the sign-in page
+/// (its cookie and form token), post the secret. The session cookie, or
+/// where the form sent us back to.
+async fn sign_in_http(app: &TestApp, secret: &str) -> Result<String, String> {
+    let http = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(format!("{}/dashboard/login", app.url)).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{}/dashboard/login", app.url))
+        .header("cookie", login_cookie)
+        .form(&[("csrf", csrf.as_str()), ("secret", secret), ("next", "/dashboard")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("herald_session="));
+    match session {
+        Some(c) => Ok(c.split(';').next().unwrap().to_owned()),
+        None => Err(r.headers()["location"].to_str().unwrap().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_hashed_by_the_cli_signs_in() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let hash_of = |password: &str| {
+        let mut child = Command::new(herald_bin())
+            .arg("hash-password")
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = hash_of("too-short");
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 12 characters"), "{}", stderr(&short));
+
+    let out = hash_of("correct horse battery staple");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(!line.contains("correct horse"), "the password itself is never printed");
+    let hash = line
+        .trim()
+        .strip_prefix("DASHBOARD_PASSWORD='")
+        .and_then(|l| l.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("a line for .env: {line}"));
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app_with(&db, &[KEY], &[("DASHBOARD_PASSWORD", hash)]).await;
+    let session = sign_in_http(&app, "correct horse battery staple")
+        .await
+        .expect("the password signs in");
+    let http = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/dashboard", app.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(!html.contains(hash) && !html.contains(KEY), "no secret is shown");
+    sign_in_http(&app, KEY).await.expect("an API key signs in too");
+    let refused = sign_in_http(&app, "correct horse battery stapl").await.unwrap_err();
+    assert!(refused.starts_with("/dashboard/login?failed="), "{refused}");
 }

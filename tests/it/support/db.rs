@@ -92,6 +92,22 @@ impl TestDb {
         connect(&self.url, 4).await.expect("second store")
     }
 
+    /// Run one statement as the POS (or an operator with psql) would.
+    pub(crate) async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
     /// Insert a row with plain SQL, as a POS would.
     pub(crate) async fn insert_sql(&self, channel: &str, recipient: &str, body: &str) -> i64 {
         self.insert_sql_with(channel, recipient, None, body).await
