@@ -128,8 +128,10 @@ fn delivery(event: &str) -> Option<bool> {
     }
 }
 
-/// Subjects a rule splits into: its own channel/provider, or every one seen
-/// (credentials and timeouts are a provider's matter: providers only).
+/// Subjects a rule splits into: its own channel/provider, or else each
+/// (channel, provider) pair seen, so one failing provider on one channel
+/// is one alert (credentials and timeouts are a provider's matter: each
+/// provider, whatever the channel).
 fn subjects(rule: &Rule, rows: &[StatRow]) -> Vec<(Option<String>, Option<String>)> {
     if rule.channel.is_some() || rule.provider.is_some() {
         return vec![(rule.channel.clone(), rule.provider.clone())];
@@ -137,12 +139,12 @@ fn subjects(rule: &Rule, rows: &[StatRow]) -> Vec<(Option<String>, Option<String
     let by_channel = !matches!(rule.kind, RuleKind::Credentials | RuleKind::Timeouts { .. });
     let mut out: Vec<(Option<String>, Option<String>)> = Vec::new();
     for r in rows {
-        let c = (r.channel.clone().filter(|c| by_channel && !c.is_empty()), None);
-        let p = (None, r.provider.clone().filter(|p| !p.is_empty()));
-        for s in [c, p] {
-            if (s.0.is_some() || s.1.is_some()) && !out.contains(&s) {
-                out.push(s);
-            }
+        let s = (
+            r.channel.clone().filter(|c| by_channel && !c.is_empty()),
+            r.provider.clone().filter(|p| !p.is_empty()),
+        );
+        if (s.0.is_some() || s.1.is_some()) && !out.contains(&s) {
+            out.push(s);
         }
     }
     out
@@ -351,14 +353,36 @@ mod tests {
         ];
         let c = evaluate(&[r], &inputs(rows));
         let get = |k: &str| c.iter().find(|c| c.key == k).unwrap();
-        assert!(get("failures/channel=sms").firing, "{c:?}");
-        assert!(get("failures/provider=twilio").firing);
-        assert!(!get("failures/channel=email").firing, "5 calls is under the volume");
-        assert!(get("failures/channel=sms").summary.contains("4 of 10"));
+        assert_eq!(c.len(), 2, "one condition per channel and provider: {c:?}");
+        assert!(get("failures/channel=sms,provider=twilio").firing, "{c:?}");
+        assert!(
+            !get("failures/channel=email,provider=smtp").firing,
+            "5 calls is under the volume"
+        );
+        assert!(get("failures/channel=sms,provider=twilio")
+            .summary
+            .contains("4 of 10 sends of sms through twilio"));
         assert_eq!(
-            get("failures/channel=sms").link,
+            get("failures/channel=sms,provider=twilio").link,
             "/dashboard/messages?status=failed&channel=sms"
         );
+        // Twilio failing on SMS but not on WhatsApp: only SMS is reported.
+        let rows = vec![
+            row("sms", "twilio", "permanent", "21211", 10),
+            row("whatsapp", "twilio", "sent", "", 10),
+        ];
+        let c = evaluate(
+            &[rule(
+                "f",
+                RuleKind::FailureRatio {
+                    threshold: 0.2,
+                    min_volume: 10,
+                },
+            )],
+            &inputs(rows),
+        );
+        let firing: Vec<&str> = c.iter().filter(|c| c.firing).map(|c| c.key.as_str()).collect();
+        assert_eq!(firing, vec!["f/channel=sms,provider=twilio"]);
     }
 
     #[test]
@@ -390,7 +414,7 @@ mod tests {
         for k in [
             "creds/provider=twilio",
             "slow/provider=sendgrid",
-            "delivery/channel=email",
+            "delivery/channel=email,provider=sendgrid",
             "stuck",
             "sigs",
         ] {
