@@ -71,12 +71,18 @@ INSERT INTO herald_stats (bucket, channel, provider, event, code, count)
 SELECT date_trunc('minute', created_at), channel, provider, 'delivery:delivered', '', count(*)
   FROM notification_messages WHERE delivery_status = 'delivered'
  GROUP BY 1, 2, 3;
+-- And per hour (every histogram here has one non-zero bucket, the 6th).
+INSERT INTO herald_stats_hourly (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
+SELECT date_trunc('hour', bucket), channel, provider, event, code,
+       sum(count), sum(segments), sum(latency_ms), ARRAY[0,0,0,0,0,sum(lat[6]),0,0,0,0,0,0,0]::bigint[]
+  FROM herald_stats GROUP BY 1, 2, 3, 4, 5;
 VACUUM ANALYZE;
 SQL
   echo "   filled in $(( $(date +%s) - start )) s"
 fi
 psql -Atq "$DATABASE_URL" -c "SELECT 'notification_messages: ' || count(*) FROM notification_messages" \
   -c "SELECT 'herald_stats: ' || count(*) || ' rows' FROM herald_stats" \
+  -c "SELECT 'herald_stats_hourly: ' || count(*) || ' rows' FROM herald_stats_hourly" \
   -c "SELECT 'database size: ' || pg_size_pretty(pg_database_size(current_database()))"
 
 ENABLE_MESSAGE_PROCESSOR=false target/release/herald serve & pid=$!

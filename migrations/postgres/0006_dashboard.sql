@@ -17,6 +17,21 @@ CREATE TABLE IF NOT EXISTS herald_stats (
     PRIMARY KEY (bucket, channel, provider, event, code)
 );
 
+-- The same, per hour: ranges longer than a few hours read this (a 30-day
+-- overview reads 720 hours, not 43,200 minutes).
+CREATE TABLE IF NOT EXISTS herald_stats_hourly (
+    bucket TIMESTAMPTZ NOT NULL,
+    channel TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    event TEXT NOT NULL,
+    code TEXT NOT NULL DEFAULT '',
+    count BIGINT NOT NULL DEFAULT 0,
+    segments BIGINT NOT NULL DEFAULT 0,
+    latency_ms BIGINT NOT NULL DEFAULT 0,
+    lat BIGINT[] NOT NULL DEFAULT '{0,0,0,0,0,0,0,0,0,0,0,0,0}',
+    PRIMARY KEY (bucket, channel, provider, event, code)
+);
+
 -- Dashboard sessions: only a hash of the cookie's token is stored.
 CREATE TABLE IF NOT EXISTS herald_sessions (
     token_hash TEXT PRIMARY KEY,

@@ -115,18 +115,18 @@ impl Store {
                         ReceiptResult::Duplicate(id)
                     } else {
                         if let Some((status, _)) = r.delivery_status {
-                            bound!(
-                                sqlx::query(&sql.stats_receipt.sql),
-                                sql.stats_receipt,
-                                [
-                                    id,
-                                    format_ts(super::stats::minute_of(now)),
-                                    format!("delivery:{status}"),
-                                    r.error_code.as_deref(),
-                                ]
-                            )
-                            .execute(&mut *tx)
-                            .await?;
+                            for (s, at) in [
+                                (&sql.stats_receipt, super::stats::minute_of(now)),
+                                (&sql.stats_receipt_hourly, super::stats::hour_of(now)),
+                            ] {
+                                bound!(
+                                    sqlx::query(&s.sql),
+                                    s,
+                                    [id, format_ts(at), format!("delivery:{status}"), r.error_code.as_deref()]
+                                )
+                                .execute(&mut *tx)
+                                .await?;
+                            }
                         }
                         if let Some((status, rank)) = r.delivery_status {
                             bound!(

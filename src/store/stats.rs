@@ -50,12 +50,25 @@ pub fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(chrono::Duration::minutes(1)).unwrap_or(t)
 }
 
-/// Sum events into one delta per row, in key order (so concurrent writers
-/// lock rows in the same order).
+/// The hour `t` falls in.
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::hours(1)).unwrap_or(t)
+}
+
+/// Sum events into one delta per row of `herald_stats` (per minute), in
+/// key order (so concurrent writers lock rows in the same order).
 pub fn aggregate<'a>(events: impl IntoIterator<Item = &'a StatEvent>) -> Vec<StatDelta> {
+    aggregate_by(events, minute_of)
+}
+
+/// [`aggregate`] with the bucket `at` gives (a minute or an hour).
+pub(crate) fn aggregate_by<'a>(
+    events: impl IntoIterator<Item = &'a StatEvent>,
+    at: impl Fn(DateTime<Utc>) -> DateTime<Utc>,
+) -> Vec<StatDelta> {
     let mut rows: BTreeMap<(String, String, String, String, String), StatDelta> = BTreeMap::new();
     for e in events {
-        let bucket = format_ts(minute_of(e.at));
+        let bucket = format_ts(at(e.at));
         let key = (
             bucket.clone(),
             e.channel.clone(),
@@ -173,12 +186,20 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let deltas = aggregate(events);
-        let s = &self.sql.stats_add;
-        let json = serde_json::to_string(&deltas).expect("stats serialize");
+        let minutes = serde_json::to_string(&aggregate(events)).expect("stats serialize");
+        let hours = serde_json::to_string(&aggregate_by(events, hour_of)).expect("stats serialize");
+        let (by_minute, by_hour) = (&self.sql.stats_add, &self.sql.stats_add_hourly);
         let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
-            bound!(sqlx::query(&s.sql), s, [json.as_str()]).execute(pool).await?;
+            // Both or neither: the two tables must agree.
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
+            bound!(sqlx::query(&by_minute.sql), by_minute, [minutes.as_str()])
+                .execute(&mut *tx)
+                .await?;
+            bound!(sqlx::query(&by_hour.sql), by_hour, [hours.as_str()])
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -192,17 +213,40 @@ impl Store {
         bucket: Option<Bucket>,
         groups: StatGroups,
     ) -> Result<Vec<StatRow>> {
-        let s = &self.sql.stats_range;
         type Row = (String, String, String, String, String, i64, i64, i64, String);
-        let rows: Vec<Row> = with_pool!(self, |pool| bound!(
-            sqlx::query_as(&s.sql),
-            s,
-            [format_ts(from), format_ts(to)]
-        )
-        .fetch_all(pool)
-        .await?);
-        // Rows are per minute; group here (a range holds at most a few
-        // hundred thousand rows even over 30 days of busy traffic).
+        // Whole hours come from the hourly table; the minutes before the
+        // first and after the last whole hour from the per-minute one.
+        let h1 = if hour_of(from) == from {
+            from
+        } else {
+            hour_of(from) + chrono::Duration::hours(1)
+        };
+        let h2 = hour_of(to);
+        let mut parts = Vec::new();
+        // Minute buckets need the per-minute table (ranges of 2 days at most).
+        if h1 < h2 && bucket != Some(Bucket::Minute) {
+            parts.push((&self.sql.stats_range, from, h1));
+            parts.push((&self.sql.stats_range_hourly, h1, h2));
+            parts.push((&self.sql.stats_range, h2, to));
+        } else {
+            parts.push((&self.sql.stats_range, from, to));
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        for (s, a, b) in parts {
+            if a >= b {
+                continue;
+            }
+            let got: Vec<Row> = with_pool!(self, |pool| bound!(
+                sqlx::query_as(&s.sql),
+                s,
+                [format_ts(a), format_ts(b)]
+            )
+            .fetch_all(pool)
+            .await?);
+            rows.extend(got);
+        }
+        // Group here: a range reads at most 2 × 59 minutes and its hours
+        // (a few thousand rows for 30 days of busy traffic).
         let mut out: BTreeMap<GroupKey, StatRow> = BTreeMap::new();
         for (b, channel, provider, event, code, count, segments, latency_ms, lat) in rows {
             let at = parse_ts(&b);

@@ -75,3 +75,56 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn ranges_read_whole_hours_from_the_hourly_rollup_and_the_edges_by_minute(db: TestDb) {
+        use chrono::TimeZone;
+        use herald::store::{Bucket, StatEvent, StatGroups};
+        // One send every 7 minutes over 10 hours, each 1 segment.
+        let start = chrono::Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap();
+        let events: Vec<StatEvent> = (0..86)
+            .map(|i| StatEvent {
+                at: start + chrono::Duration::minutes(7 * i) + chrono::Duration::seconds(13),
+                channel: "sms".into(),
+                provider: "twilio".into(),
+                event: "sent".into(),
+                code: String::new(),
+                latency_ms: Some(120),
+                segments: 1,
+            })
+            .collect();
+        // Written in two calls, as two processor batches would.
+        db.store.add_stats(&events[..40]).await.unwrap();
+        db.store.add_stats(&events[40..]).await.unwrap();
+        let all = StatGroups::default();
+        let at = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 11, 20, h, m, 0).unwrap();
+        for (from, to) in [
+            (at(8, 0), at(18, 0)),   // whole hours only
+            (at(8, 17), at(13, 42)), // ragged at both ends
+            (at(9, 0), at(9, 50)),   // inside one hour
+            (at(10, 59), at(11, 1)), // across one hour boundary
+            (at(7, 30), at(19, 30)), // beyond the data
+        ] {
+            let expected = events.iter().filter(|e| e.at >= from && e.at < to).count() as i64;
+            let rows = db.store.stats(from, to, None, all).await.unwrap();
+            let got: i64 = rows.iter().map(|r| r.count).sum();
+            assert_eq!(got, expected, "{from} to {to}");
+            let segments: i64 = rows.iter().map(|r| r.segments).sum();
+            assert_eq!(segments, expected);
+            let hist: i64 = rows.iter().flat_map(|r| r.latency_histogram.iter()).sum();
+            assert_eq!(hist, expected, "every latency is in the histogram");
+            // Per hour and per minute, the same total.
+            for bucket in [Bucket::Hour, Bucket::Minute] {
+                let rows = db.store.stats(from, to, Some(bucket), all).await.unwrap();
+                assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), expected, "{bucket:?} {from} to {to}");
+            }
+        }
+        let hours = db.store.stats(at(8, 0), at(18, 0), Some(Bucket::Hour), all).await.unwrap();
+        assert_eq!(hours.len(), 10);
+        assert_eq!(hours[0].bucket, Some(at(8, 0)));
+        assert_eq!(hours[0].count, 9, "08:00, 08:07 … 08:56");
+        let minutes = db.store.stats(at(8, 0), at(18, 0), Some(Bucket::Minute), all).await.unwrap();
+        assert_eq!(minutes.len(), 86, "one row per minute with a send");
+        assert_eq!(minutes[1].bucket, Some(at(8, 7)));
+    }
+}

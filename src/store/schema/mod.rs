@@ -103,6 +103,13 @@ pub(super) fn dialect_of(backend: &Backend) -> &'static dyn Dialect {
 impl Store {
     /// Look at the database: Herald's migrations, and the message table.
     pub async fn inspect(&self) -> Result<Inspection> {
+        self.inspect_with(false).await
+    }
+
+    /// [`Store::inspect`], and with `statuses` also the status words in use
+    /// (a whole-table scan: only `herald migrate` needs them, never the
+    /// readiness probe or start-up).
+    pub async fn inspect_with(&self, statuses: bool) -> Result<Inspection> {
         let d = dialect_of(&self.backend);
         let exists = |name: &'static str| async move {
             let n: i64 = with_pool!(self, |pool| sqlx::query_scalar(&d.statement(&d.table_exists()).sql)
@@ -153,7 +160,7 @@ impl Store {
                 ins.enum_labels.insert(c.ty.clone(), labels);
             }
         }
-        if ins.columns.iter().any(|c| c.name == "status") {
+        if statuses && ins.columns.iter().any(|c| c.name == "status") {
             ins.statuses_in_use = with_pool!(self, |pool| sqlx::query_as(&d.statuses_in_use())
                 .fetch_all(pool)
                 .await?);
@@ -164,7 +171,7 @@ impl Store {
     /// What `herald migrate` would do. `requested` is `COLUMN_MAP`
     /// (Herald's column → the table's), used when adopting a table.
     pub async fn plan_migration(&self, requested: &BTreeMap<String, String>) -> Result<Plan> {
-        let ins = self.inspect().await?;
+        let ins = self.inspect_with(true).await?;
         let d = dialect_of(&self.backend);
         let mut plan = if ins.needs_adoption() {
             plan::adopt(&ins, d, requested)

@@ -63,8 +63,9 @@ pub(crate) trait Dialect: Send + Sync {
 
     /// The values of a JSON array parameter, one row each, as `value`.
     fn json_array(&self, p: &str) -> String;
-    /// Add the JSON array of [`crate::store::StatDelta`] `$1` to `herald_stats`.
-    fn stats_add(&self) -> String;
+    /// Add the JSON array of [`crate::store::StatDelta`] `$1` to `table`
+    /// (`herald_stats` or `herald_stats_hourly`).
+    fn stats_add(&self, table: &str) -> String;
     /// Insert the messages of a JSON array (`$1`) created at `$2`.
     fn insert_many(&self, t: &Table) -> String;
     /// Lease due rows: `$1` worker, `$2` now, `$3` lease expiry, `$4` limit,

@@ -39,8 +39,9 @@ impl Dialect for Postgres {
         format!("jsonb_array_elements_text({p}::jsonb)")
     }
 
-    fn stats_add(&self) -> String {
-        "INSERT INTO herald_stats AS s (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
+    fn stats_add(&self, table: &str) -> String {
+        format!(
+            "INSERT INTO {table} AS s (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
          SELECT bucket, channel, provider, event, code, count, segments, latency_ms,
                 ARRAY(SELECT jsonb_array_elements_text(lat)::bigint)
            FROM jsonb_to_recordset($1::jsonb)
@@ -52,7 +53,7 @@ impl Dialect for Postgres {
                 segments = s.segments + excluded.segments,
                 latency_ms = s.latency_ms + excluded.latency_ms,
                 lat = ARRAY(SELECT a + b FROM unnest(s.lat, excluded.lat) WITH ORDINALITY AS t(a, b, i) ORDER BY i)"
-            .to_owned()
+        )
     }
 
     fn insert_many(&self, t: &Table) -> String {

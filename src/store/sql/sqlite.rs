@@ -39,8 +39,9 @@ impl Dialect for Sqlite {
         format!("json_each({p})")
     }
 
-    fn stats_add(&self) -> String {
-        "INSERT INTO herald_stats (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
+    fn stats_add(&self, table: &str) -> String {
+        format!(
+            "INSERT INTO {table} (bucket, channel, provider, event, code, count, segments, latency_ms, lat)
          SELECT value ->> '$.bucket', value ->> '$.channel', value ->> '$.provider', value ->> '$.event',
                 value ->> '$.code', value ->> '$.count', value ->> '$.segments', value ->> '$.latency_ms',
                 value ->> '$.lat'
@@ -50,9 +51,9 @@ impl Dialect for Sqlite {
                 segments = segments + excluded.segments,
                 latency_ms = latency_ms + excluded.latency_ms,
                 lat = (SELECT json_group_array(v) FROM
-                         (SELECT a.value + b.value AS v FROM json_each(herald_stats.lat) AS a
+                         (SELECT a.value + b.value AS v FROM json_each({table}.lat) AS a
                             JOIN json_each(excluded.lat) AS b ON a.key = b.key ORDER BY a.key))"
-            .to_owned()
+        )
     }
 
     fn insert_many(&self, t: &Table) -> String {

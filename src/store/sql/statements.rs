@@ -150,11 +150,17 @@ pub(crate) struct Statements {
     pub session_delete: Statement,
     /// See [`Dialect::stats_add`].
     pub stats_add: Statement,
+    /// The same for `herald_stats_hourly`.
+    pub stats_add_hourly: Statement,
     /// Count a receipt for message `$1` in minute `$2`: event `$3`, code `$4`.
     pub stats_receipt: Statement,
+    /// The same for `herald_stats_hourly` (`$2` the hour).
+    pub stats_receipt_hourly: Statement,
     /// Statistics rows from `$1` (inclusive) to `$2`: (bucket, channel,
     /// provider, event, code, count, segments, latency_ms, histogram text).
     pub stats_range: Statement,
+    /// The same from `herald_stats_hourly` (`$1`, `$2` on whole hours).
+    pub stats_range_hourly: Statement,
 }
 
 impl Statements {
@@ -163,6 +169,26 @@ impl Statements {
         let st = |sql: &str| d.statement(sql);
         let (status, recipient, created_at) = (t.col("status"), t.col("recipient"), t.col("created_at"));
         let updated_at = t.col("updated_at");
+        let stats_receipt = |table: &str| {
+            format!(
+                "INSERT INTO {table} (bucket, channel, provider, event, code, count)
+                 SELECT {}, {}, coalesce(provider, ''), $3, coalesce($4, ''), 1
+                   FROM notification_messages WHERE id = $1
+                 ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE SET count = {table}.count + 1",
+                d.ts("$2"),
+                t.text_of("channel", "")
+            )
+        };
+        let stats_range = |table: &str| {
+            format!(
+                "SELECT {}, channel, provider, event, code, count, segments, latency_ms, {}
+                   FROM {table} WHERE bucket >= {} AND bucket < {}",
+                d.ts_text("bucket"),
+                d.text("lat"),
+                d.ts("$1"),
+                d.ts("$2")
+            )
+        };
         let id = t.id("");
         // What "retry" takes: a failed message (a fresh round of retries),
         // or a pending one waiting for a retry delay or a provider's pause
@@ -277,23 +303,12 @@ impl Statements {
                 d.ts("$2")
             )),
             session_delete: st("DELETE FROM herald_sessions WHERE token_hash = $1"),
-            stats_add: st(&d.stats_add()),
-            stats_receipt: st(&format!(
-                "INSERT INTO herald_stats (bucket, channel, provider, event, code, count)
-                 SELECT {}, {}, coalesce(provider, ''), $3, coalesce($4, ''), 1
-                   FROM notification_messages WHERE id = $1
-                 ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE SET count = herald_stats.count + 1",
-                d.ts("$2"),
-                t.text_of("channel", "")
-            )),
-            stats_range: st(&format!(
-                "SELECT {}, channel, provider, event, code, count, segments, latency_ms, {}
-                   FROM herald_stats WHERE bucket >= {} AND bucket < {}",
-                d.ts_text("bucket"),
-                d.text("lat"),
-                d.ts("$1"),
-                d.ts("$2")
-            )),
+            stats_add: st(&d.stats_add("herald_stats")),
+            stats_add_hourly: st(&d.stats_add("herald_stats_hourly")),
+            stats_receipt: st(&stats_receipt("herald_stats")),
+            stats_receipt_hourly: st(&stats_receipt("herald_stats_hourly")),
+            stats_range: st(&stats_range("herald_stats")),
+            stats_range_hourly: st(&stats_range("herald_stats_hourly")),
             owned_provider_ids: st(&format!(
                 "SELECT provider_message_id FROM notification_messages
                   WHERE provider_message_id IN (SELECT {} FROM {}) AND provider = $2 AND id <> $3",
