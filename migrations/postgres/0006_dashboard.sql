@@ -71,3 +71,8 @@ CREATE TABLE IF NOT EXISTS herald_leases (
     owner TEXT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
+
+-- A customer's messages, newest first (the dashboard's and the API's
+-- recipient filter; the support desk's first question).
+CREATE INDEX IF NOT EXISTS notification_messages_recipient
+    ON notification_messages ({{recipient}}, id);

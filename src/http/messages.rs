@@ -67,7 +67,7 @@ fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Ut
     .transpose()
 }
 
-/// List messages, newest first, with filters and cursor pagination.
+/// List messages, newest first (within a creation range: newest created first), with filters and cursor pagination.
 #[utoipa::path(
     get, path = "/api/messages", tag = "messages",
     params(ListQuery),

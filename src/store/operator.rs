@@ -48,6 +48,9 @@ impl Store {
     }
 
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
+        if f.created_from.is_some() || f.created_to.is_some() {
+            return self.list_dated(f).await;
+        }
         let s = &self.sql.list;
         let rows = with_pool!(self, |pool| messages(
             bound!(
@@ -59,6 +62,32 @@ impl Store {
                     f.recipient.as_deref(),
                     f.created_from.map(format_ts),
                     f.created_to.map(format_ts),
+                    f.before_id,
+                    i64::from(f.limit),
+                    f.scheduled_after.map(format_ts),
+                ]
+            )
+            .fetch_all(pool)
+            .await?
+        )?);
+        Ok(rows)
+    }
+
+    /// [`Store::list`] with a creation range: newest created first.
+    async fn list_dated(&self, f: &ListFilter) -> Result<Vec<Message>> {
+        let s = &self.sql.list_dated;
+        let from = f.created_from.unwrap_or_else(crate::domain::earliest_instant);
+        let to = f.created_to.unwrap_or_else(crate::domain::latest_instant);
+        let rows = with_pool!(self, |pool| messages(
+            bound!(
+                sqlx::query(&s.sql),
+                s,
+                [
+                    f.status.map(|s| s.as_str()),
+                    f.channel.map(|c| c.as_str()),
+                    f.recipient.as_deref(),
+                    format_ts(from),
+                    format_ts(to),
                     f.before_id,
                     i64::from(f.limit),
                     f.scheduled_after.map(format_ts),

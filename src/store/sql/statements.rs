@@ -52,6 +52,12 @@ pub(crate) struct Statements {
     /// from, `$5` created before, `$6` ids below, `$7` limit, `$8` only those
     /// scheduled after this time.
     pub list: Statement,
+    /// [`Statements::list`] within a creation range (`$4` to `$5`, both
+    /// given): newest created first, read from the `created_at` index (the
+    /// id order would walk back over every newer row to reach an old day).
+    /// `$6`, the cursor, is an id: the page goes on below its
+    /// (created_at, id).
+    pub list_dated: Statement,
     /// Provider calls of message `$1`, oldest first.
     pub attempts: Statement,
     /// Failed messages among the JSON array of ids `$1` back to pending at
@@ -341,6 +347,25 @@ impl Statements {
                 d.ts("$4"),
                 d.ts("$5"),
                 d.ts("$5"),
+                d.int("$6"),
+                d.ts("$8"),
+                d.scheduled_after(t, "$8"),
+            )),
+            list_dated: st(&format!(
+                "SELECT {cols} FROM notification_messages
+                  WHERE {created_at} >= {} AND {created_at} < {}
+                    AND ({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2)
+                    AND ({} IS NULL OR {recipient} = $3)
+                    AND ({} IS NULL OR ({created_at}, id) < ((SELECT {created_at} FROM notification_messages WHERE id = $6), $6))
+                    AND ({} IS NULL OR {})
+                  ORDER BY {created_at} DESC, id DESC LIMIT $7",
+                d.ts("$4"),
+                d.ts("$5"),
+                d.text("$1"),
+                t.text_of("status", ""),
+                d.text("$2"),
+                t.text_of("channel", ""),
+                d.text("$3"),
                 d.int("$6"),
                 d.ts("$8"),
                 d.scheduled_after(t, "$8"),
