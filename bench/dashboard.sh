@@ -126,5 +126,7 @@ time_it "message detail (a failed one)" "/dashboard/messages/$failed_id"
 time_it "bulk retry confirmation (failed, 24 h)" "/dashboard/messages/retry?status=failed&from=$(date -u -d '-1 day' +%F)"
 time_it "/api/stats, 24 h, per minute, by channel+event" "/api/stats?bucket=minute&group_by=channel,event" bearer
 time_it "/api/stats, 30 d, per hour, by channel+event" "/api/stats?from=$(date -u -d '-30 days' +%FT%TZ)&bucket=hour&group_by=channel,event" bearer
-time_it "/api/stats, 93 d, per day, by provider+code" "/api/stats?from=$(date -u -d '-93 days' +%FT%TZ)&bucket=day&group_by=provider,code" bearer
+time_it "/api/stats, 92 d, per day, by provider+code" "/api/stats?from=$(date -u -d '-92 days' +%FT%TZ)&bucket=day&group_by=provider,code" bearer
 time_it "/api/messages?status=failed&limit=50" "/api/messages?status=failed&limit=50" bearer
+time_it "/metrics (queue gauges from a snapshot)" "/metrics" bearer
+time_it "/readyz" "/readyz" bearer

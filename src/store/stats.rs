@@ -225,8 +225,14 @@ impl Store {
         let mut parts = Vec::new();
         // Minute buckets need the per-minute table (ranges of 2 days at most).
         if h1 < h2 && bucket != Some(Bucket::Minute) {
+            // Hours summed per day by the database when hours are not asked for.
+            let hours = if bucket == Some(Bucket::Hour) {
+                &self.sql.stats_range_hourly
+            } else {
+                &self.sql.stats_range_daily
+            };
             parts.push((&self.sql.stats_range, from, h1));
-            parts.push((&self.sql.stats_range_hourly, h1, h2));
+            parts.push((hours, h1, h2));
             parts.push((&self.sql.stats_range, h2, to));
         } else {
             parts.push((&self.sql.stats_range, from, to));

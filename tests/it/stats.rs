@@ -114,7 +114,7 @@ both_backends! {
             let hist: i64 = rows.iter().flat_map(|r| r.latency_histogram.iter()).sum();
             assert_eq!(hist, expected, "every latency is in the histogram");
             // Per hour and per minute, the same total.
-            for bucket in [Bucket::Hour, Bucket::Minute] {
+            for bucket in [Bucket::Hour, Bucket::Minute, Bucket::Day] {
                 let rows = db.store.stats(from, to, Some(bucket), all).await.unwrap();
                 assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), expected, "{bucket:?} {from} to {to}");
             }

@@ -63,6 +63,11 @@ pub(crate) trait Dialect: Send + Sync {
 
     /// The values of a JSON array parameter, one row each, as `value`.
     fn json_array(&self, p: &str) -> String;
+    /// `herald_stats`-shaped rows of `table` from `$1` to `$2`, summed per
+    /// bucket truncated to `unit` (`minute`, `hour` or `day`) and per
+    /// channel, provider, event and code: (bucket text, channel, provider,
+    /// event, code, count, segments, latency_ms, histogram text).
+    fn stats_range(&self, table: &str, unit: &str) -> String;
     /// Add the JSON array of [`crate::store::StatDelta`] `$1` to `table`
     /// (`herald_stats` or `herald_stats_hourly`).
     fn stats_add(&self, table: &str) -> String;

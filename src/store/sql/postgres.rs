@@ -39,6 +39,18 @@ impl Dialect for Postgres {
         format!("jsonb_array_elements_text({p}::jsonb)")
     }
 
+    fn stats_range(&self, table: &str, unit: &str) -> String {
+        let lat: Vec<String> = (1..=13).map(|i| format!("sum(lat[{i}])")).collect();
+        format!(
+            "SELECT {}, channel, provider, event, code, sum(count)::bigint, sum(segments)::bigint,
+                    sum(latency_ms)::bigint, ARRAY[{}]::text
+               FROM {table} WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz
+              GROUP BY 1, 2, 3, 4, 5",
+            self.ts_text(&format!("date_trunc('{unit}', bucket, 'UTC')")),
+            lat.join(", ")
+        )
+    }
+
     fn stats_add(&self, table: &str) -> String {
         format!(
             "INSERT INTO {table} AS s (bucket, channel, provider, event, code, count, segments, latency_ms, lat)

@@ -39,6 +39,23 @@ impl Dialect for Sqlite {
         format!("json_each({p})")
     }
 
+    fn stats_range(&self, table: &str, unit: &str) -> String {
+        // Buckets are stored as `2026-11-25T12:34:00.000Z`.
+        let bucket = match unit {
+            "day" => "substr(bucket, 1, 10) || 'T00:00:00.000Z'",
+            "hour" => "substr(bucket, 1, 13) || ':00:00.000Z'",
+            _ => "bucket",
+        };
+        let lat: Vec<String> = (0..13).map(|i| format!("sum(lat ->> '$[{i}]')")).collect();
+        format!(
+            "SELECT {bucket}, channel, provider, event, code, sum(count), sum(segments), sum(latency_ms),
+                    '[' || {} || ']'
+               FROM {table} WHERE bucket >= $1 AND bucket < $2
+              GROUP BY 1, 2, 3, 4, 5",
+            lat.join(" || ',' || ")
+        )
+    }
+
     fn stats_add(&self, table: &str) -> String {
         format!(
             "INSERT INTO {table} (bucket, channel, provider, event, code, count, segments, latency_ms, lat)

@@ -162,11 +162,13 @@ pub(crate) struct Statements {
     pub stats_receipt: Statement,
     /// The same for `herald_stats_hourly` (`$2` the hour).
     pub stats_receipt_hourly: Statement,
-    /// Statistics rows from `$1` (inclusive) to `$2`: (bucket, channel,
-    /// provider, event, code, count, segments, latency_ms, histogram text).
+    /// Statistics rows from `$1` (inclusive) to `$2`, per minute (see
+    /// [`Dialect::stats_range`]).
     pub stats_range: Statement,
-    /// The same from `herald_stats_hourly` (`$1`, `$2` on whole hours).
+    /// From `herald_stats_hourly` (`$1`, `$2` on whole hours), per hour.
     pub stats_range_hourly: Statement,
+    /// From `herald_stats_hourly`, summed per day.
+    pub stats_range_daily: Statement,
 }
 
 impl Statements {
@@ -183,16 +185,6 @@ impl Statements {
                  ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE SET count = {table}.count + 1",
                 d.ts("$2"),
                 t.text_of("channel", "")
-            )
-        };
-        let stats_range = |table: &str| {
-            format!(
-                "SELECT {}, channel, provider, event, code, count, segments, latency_ms, {}
-                   FROM {table} WHERE bucket >= {} AND bucket < {}",
-                d.ts_text("bucket"),
-                d.text("lat"),
-                d.ts("$1"),
-                d.ts("$2")
             )
         };
         let id = t.id("");
@@ -313,8 +305,9 @@ impl Statements {
             stats_add_hourly: st(&d.stats_add("herald_stats_hourly")),
             stats_receipt: st(&stats_receipt("herald_stats")),
             stats_receipt_hourly: st(&stats_receipt("herald_stats_hourly")),
-            stats_range: st(&stats_range("herald_stats")),
-            stats_range_hourly: st(&stats_range("herald_stats_hourly")),
+            stats_range: st(&d.stats_range("herald_stats", "minute")),
+            stats_range_hourly: st(&d.stats_range("herald_stats_hourly", "hour")),
+            stats_range_daily: st(&d.stats_range("herald_stats_hourly", "day")),
             owned_provider_ids: st(&format!(
                 "SELECT provider_message_id FROM notification_messages
                   WHERE provider_message_id IN (SELECT {} FROM {}) AND provider = $2 AND id <> $3",
