@@ -117,7 +117,7 @@ pub struct StatRow {
 
 /// A grouped row's key: (bucket, channel, provider, event, code).
 type GroupKey = (
-    Option<String>,
+    Option<DateTime<Utc>>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -255,10 +255,9 @@ impl Store {
         // (a few thousand rows for 30 days of busy traffic).
         let mut out: BTreeMap<GroupKey, StatRow> = BTreeMap::new();
         for (b, channel, provider, event, code, count, segments, latency_ms, lat) in rows {
-            let at = parse_ts(&b);
-            let bucket_at = bucket.zip(at).map(|(k, t)| k.truncate(t));
+            let bucket_at = bucket.and_then(|k| parse_ts(&b).map(|t| k.truncate(t)));
             let key = (
-                bucket_at.map(format_ts),
+                bucket_at,
                 groups.channel.then(|| channel.clone()),
                 groups.provider.then(|| provider.clone()),
                 groups.event.then(|| event.clone()),
@@ -278,8 +277,7 @@ impl Store {
             row.count += count;
             row.segments += segments;
             row.latency_ms += latency_ms;
-            let hist: Vec<i64> = parse_histogram(&lat);
-            for (i, n) in hist.iter().enumerate().take(BUCKETS) {
+            for (i, n) in histogram_values(&lat).enumerate().take(BUCKETS) {
                 row.latency_histogram[i] += n;
             }
         }
@@ -287,12 +285,17 @@ impl Store {
     }
 }
 
-/// `[1,2,3]` (SQLite's JSON) or `{1,2,3}` (PostgreSQL's array text).
-fn parse_histogram(text: &str) -> Vec<i64> {
+/// The numbers of `[1,2,3]` (SQLite's JSON) or `{1,2,3}` (PostgreSQL's
+/// array text).
+fn histogram_values(text: &str) -> impl Iterator<Item = i64> + '_ {
     text.trim_matches(|c| matches!(c, '[' | ']' | '{' | '}'))
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
-        .collect()
+}
+
+#[cfg(test)]
+fn parse_histogram(text: &str) -> Vec<i64> {
+    histogram_values(text).collect()
 }
 
 #[cfg(test)]
