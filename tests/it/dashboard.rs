@@ -416,3 +416,34 @@ async fn a_password_hashed_by_the_cli_signs_in() {
     let refused = sign_in_http(&app, "correct horse battery stapl").await.unwrap_err();
     assert!(refused.starts_with("/dashboard/login?failed="), "{refused}");
 }
+
+both_backends! {
+    async fn the_overview_shows_delivery_rates_from_receipts(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        for i in 0..4 {
+            let (_, m) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": format!("+1415323458{i}"), "body": "hi"})).send().await.unwrap()).await;
+            app.wait_status(m["id"].as_i64().unwrap(), "sent").await;
+        }
+        // Three receipts say delivered, one undelivered (as the receipt
+        // handlers count them).
+        let receipt = |status: &str| herald::store::StatEvent {
+            at: chrono::Utc::now(),
+            channel: "sms".into(),
+            provider: "test".into(),
+            event: format!("delivery:{status}"),
+            code: String::new(),
+            latency_ms: None,
+            segments: 0,
+        };
+        db.store.add_stats(&[receipt("delivered"), receipt("delivered"), receipt("delivered"), receipt("undelivered")]).await.unwrap();
+        let session = sign_in_http(&app, KEY).await.unwrap();
+        let http = reqwest::Client::new();
+        wait_until("the overview to count four sends and three deliveries", || async {
+            let html = http.get(format!("{}/dashboard", app.url)).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+            let providers = html.split("id=\"providers\"").nth(1).unwrap_or("");
+            let totals = html.split("id=\"totals\"").nth(1).unwrap_or("");
+            providers.contains("75.0 %") && totals.contains("75.0 %")
+        })
+        .await;
+    }
+}

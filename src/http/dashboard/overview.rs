@@ -49,6 +49,8 @@ struct ProviderHealth {
     provider: String,
     calls: i64,
     success_rate: String,
+    /// Delivered (from receipts) / sent.
+    delivery_rate: String,
     /// `ok`, `warn` or `bad`.
     health: &'static str,
     latency: String,
@@ -248,6 +250,15 @@ pub(super) async fn overview(
             }
         }
     }
+    let mut delivered: BTreeMap<String, i64> = BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        matches!(
+            r.event.as_deref(),
+            Some("delivery:delivered" | "delivery:read" | "delivery:opened" | "delivery:clicked")
+        )
+    }) {
+        *delivered.entry(r.provider.clone().unwrap_or_default()).or_default() += r.count;
+    }
     let providers: Vec<ProviderHealth> = providers
         .into_iter()
         .map(|(provider, (calls, good, slowed, hist))| {
@@ -260,6 +271,10 @@ pub(super) async fn overview(
             ProviderHealth {
                 credentials_failing: failing.contains(&provider),
                 success_rate: percent(good, calls),
+                delivery_rate: match delivered.get(&provider) {
+                    Some(d) if *d > 0 => percent(*d, good),
+                    _ => "—".into(),
+                },
                 health: if rate >= 0.95 {
                     "ok"
                 } else if rate >= 0.8 {
