@@ -264,6 +264,11 @@ both_backends! {
         let id: i64 = b.url().await.split("/dashboard/messages/").nth(1).unwrap().split('?').next().unwrap().parse().unwrap();
         assert_eq!(app.provider.recipient_of(id).as_deref(), Some("+14153234571"));
 
+        // The alert rules from the environment, and adding one's own.
+        b.goto(&format!("{}/dashboard/alerts", app.url)).await;
+        b.wait_for_text("#alert-rules", "failure-ratio", false).await;
+        b.screenshot("alerts").await;
+
         // Sign out: the session ends on the server, not only in the browser.
         b.click("#sign-out").await;
         b.find("#secret").await;

@@ -89,7 +89,11 @@ pub(super) async fn alerts(State(state): State<AppState>, signed: Signed, Query(
                 (Some(c), Some(p)) => format!("{c} via {p}"),
                 (Some(c), None) => c.clone(),
                 (None, Some(p)) => p.clone(),
-                (None, None) => "each channel and provider".into(),
+                (None, None) => match r.kind {
+                    RuleKind::QueueAge { .. } | RuleKind::WebhookRejections { .. } => "all messages".into(),
+                    RuleKind::Credentials | RuleKind::Timeouts { .. } => "each provider".into(),
+                    _ => "each channel and provider".into(),
+                },
             };
             minijinja::context! { id => r.id, describe => describe(&r.kind), window_minutes => r.window_minutes, scope, source => r.source }
         })
