@@ -48,31 +48,36 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Check a rule's numbers.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check a rule: the field at fault and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let ratio = |t: f64| (0.0..=1.0).contains(&t);
-        let ok = match &self.kind {
+        let bad = |field: &'static str, what: &str| Err((field, what.to_owned()));
+        match &self.kind {
             RuleKind::FailureRatio { threshold, min_volume } | RuleKind::DeliveryRate { threshold, min_volume } => {
-                ratio(*threshold) && *min_volume >= 1
+                if !ratio(*threshold) {
+                    return bad("threshold", "threshold is a ratio from 0 to 1 (0.25 = 25 %)");
+                }
+                if *min_volume < 1 {
+                    return bad("min_volume", "min_volume must be at least 1");
+                }
             }
-            RuleKind::QueueAge { minutes } => *minutes >= 1,
-            RuleKind::Credentials => true,
-            RuleKind::Timeouts { count } | RuleKind::WebhookRejections { count } => *count >= 1,
-        };
-        if !ok {
-            return Err("thresholds are 0 to 1, counts, volumes and minutes at least 1".into());
+            RuleKind::QueueAge { minutes } if *minutes < 1 => return bad("minutes", "minutes must be at least 1"),
+            RuleKind::Timeouts { count } | RuleKind::WebhookRejections { count } if *count < 1 => {
+                return bad("count", "count must be at least 1")
+            }
+            _ => {}
         }
         if !(1..=7 * 24 * 60).contains(&self.window_minutes) {
-            return Err("window_minutes must be 1 to 10080".into());
+            return bad("window_minutes", "window_minutes must be 1 to 10080");
         }
         if self.id.is_empty()
             || self.id.len() > 64
             || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err("id: letters, digits, - _ . (at most 64)".into());
+            return bad("id", "id: letters, digits, - _ . (at most 64)");
         }
         if let Some(c) = &self.channel {
-            crate::domain::Channel::parse(c).map_err(|e| e.to_string())?;
+            crate::domain::Channel::parse(c).map_err(|e| ("channel", e.to_string()))?;
         }
         Ok(())
     }

@@ -72,7 +72,7 @@ pub(super) async fn add(
     let Json(mut rule) = body?;
     rule.source = "stored".into();
     rule.validate()
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e).field("rule"))?;
+        .map_err(|(field, e)| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e).field(field))?;
     let conflict = || ApiError::new(StatusCode::CONFLICT, "exists", "a rule with this id exists").field("id");
     if state.alerts.rules().await.iter().any(|r| r.id == rule.id) {
         return Err(conflict());

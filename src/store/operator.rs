@@ -47,37 +47,18 @@ impl Store {
         Ok(rows)
     }
 
+    /// Newest first; within a creation range, newest created first (read
+    /// from the `created_at` index).
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
-        if f.created_from.is_some() || f.created_to.is_some() {
-            return self.list_dated(f).await;
-        }
-        let s = &self.sql.list;
-        let rows = with_pool!(self, |pool| messages(
-            bound!(
-                sqlx::query(&s.sql),
-                s,
-                [
-                    f.status.map(|s| s.as_str()),
-                    f.channel.map(|c| c.as_str()),
-                    f.recipient.as_deref(),
-                    f.created_from.map(format_ts),
-                    f.created_to.map(format_ts),
-                    f.before_id,
-                    i64::from(f.limit),
-                    f.scheduled_after.map(format_ts),
-                ]
+        let (s, from, to) = if f.created_from.is_some() || f.created_to.is_some() {
+            (
+                &self.sql.list_dated,
+                Some(f.created_from.unwrap_or_else(crate::domain::earliest_instant)),
+                Some(f.created_to.unwrap_or_else(crate::domain::latest_instant)),
             )
-            .fetch_all(pool)
-            .await?
-        )?);
-        Ok(rows)
-    }
-
-    /// [`Store::list`] with a creation range: newest created first.
-    async fn list_dated(&self, f: &ListFilter) -> Result<Vec<Message>> {
-        let s = &self.sql.list_dated;
-        let from = f.created_from.unwrap_or_else(crate::domain::earliest_instant);
-        let to = f.created_to.unwrap_or_else(crate::domain::latest_instant);
+        } else {
+            (&self.sql.list, None, None)
+        };
         let rows = with_pool!(self, |pool| messages(
             bound!(
                 sqlx::query(&s.sql),
@@ -86,8 +67,8 @@ impl Store {
                     f.status.map(|s| s.as_str()),
                     f.channel.map(|c| c.as_str()),
                     f.recipient.as_deref(),
-                    format_ts(from),
-                    format_ts(to),
+                    from.map(format_ts),
+                    to.map(format_ts),
                     f.before_id,
                     i64::from(f.limit),
                     f.scheduled_after.map(format_ts),

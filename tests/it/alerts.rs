@@ -254,3 +254,49 @@ async fn alerts_work_with_only_the_worker_running() {
         "{body}"
     );
 }
+
+both_backends! {
+    async fn alert_rules_are_added_checked_and_removed_by_api(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        let add = |body: Value| {
+            let req = app.post("/api/alerts/rules").json(&body);
+            async move { json_of(req.send().await.unwrap()).await }
+        };
+        let good = serde_json::json!({"id": "whatsapp-failing", "kind": "failure_ratio", "threshold": 0.1, "min_volume": 5, "window_minutes": 30, "channel": "whatsapp"});
+        let (s, rule) = add(good.clone()).await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "{rule}");
+        assert_eq!(rule["source"], "stored");
+        let (s, e) = add(good.clone()).await;
+        assert_eq!((s, e["error"]["field"].as_str()), (reqwest::StatusCode::CONFLICT, Some("id")));
+        // Each wrong value is refused naming its field; nothing is stored.
+        for (patch, field) in [
+            (serde_json::json!({"threshold": 1.5}), "threshold"),
+            (serde_json::json!({"min_volume": 0}), "min_volume"),
+            (serde_json::json!({"window_minutes": 0}), "window_minutes"),
+            (serde_json::json!({"window_minutes": 20000}), "window_minutes"),
+            (serde_json::json!({"id": "no spaces please"}), "id"),
+            (serde_json::json!({"channel": "fax"}), "channel"),
+        ] {
+            let mut body = good.clone();
+            body["id"] = "another".into();
+            for (k, v) in patch.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let (s, e) = add(body).await;
+            assert_eq!((s, e["error"]["field"].as_str()), (reqwest::StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{patch}: {e}");
+        }
+        let (s, e) = add(serde_json::json!({"id": "x", "kind": "queue_age", "minutes": 0, "window_minutes": 15})).await;
+        assert_eq!((s, e["error"]["field"].as_str()), (reqwest::StatusCode::UNPROCESSABLE_ENTITY, Some("minutes")));
+        let (s, _) = add(serde_json::json!({"id": "x", "kind": "sms_storm"})).await;
+        assert!(s.is_client_error(), "an unknown kind is refused: {s}");
+        let (_, all) = json_of(app.get("/api/alerts").send().await.unwrap()).await;
+        let ids: Vec<&str> = all["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"whatsapp-failing") && ids.contains(&"failure-ratio"), "{ids:?}");
+        assert!(!ids.contains(&"another") && !ids.contains(&"x"));
+        // Stored rules can be removed; the environment's cannot.
+        let del = |id: &str| app.http.delete(format!("{}/api/alerts/rules/{id}", app.url)).bearer_auth(KEY).send();
+        assert_eq!(del("failure-ratio").await.unwrap().status(), reqwest::StatusCode::NOT_FOUND);
+        assert_eq!(del("whatsapp-failing").await.unwrap().status(), reqwest::StatusCode::NO_CONTENT);
+        assert_eq!(del("whatsapp-failing").await.unwrap().status(), reqwest::StatusCode::NOT_FOUND);
+    }
+}

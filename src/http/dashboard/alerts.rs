@@ -186,7 +186,7 @@ fn rule_of(f: &RuleForm) -> Result<Rule, String> {
         provider: Some(f.provider.trim().to_owned()).filter(|p| !p.is_empty()),
         source: "stored".into(),
     };
-    rule.validate()?;
+    rule.validate().map_err(|(_, e)| e)?;
     Ok(rule)
 }
 
