@@ -452,3 +452,56 @@ both_backends! {
         .await;
     }
 }
+
+both_backends! {
+    async fn suppressions_and_rules_are_managed_from_the_dashboard(db: TestDb) {
+        let app = spawn_app(&db, &[KEY]).await;
+        let session = sign_in_http(&app, KEY).await.unwrap();
+        let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        let page = |path: &'static str| {
+            let req = http.get(format!("{}{path}", app.url)).header("cookie", &session);
+            async move { req.send().await.unwrap().text().await.unwrap() }
+        };
+        let html = page("/dashboard/suppressions").await;
+        let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+            let req = http.post(format!("{}{path}", app.url)).header("cookie", &session).form(&form);
+            async move { req.send().await.unwrap() }
+        };
+        // A bad number is refused with a message; nothing is stored.
+        let r = post("/dashboard/suppressions", vec![("csrf", csrf.clone()), ("channel", "sms".into()), ("recipient", "555-1234".into()), ("reason", String::new())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(r.headers()["location"].to_str().unwrap().contains("error"), "{:?}", r.headers());
+        let r = post("/dashboard/suppressions", vec![("csrf", csrf.clone()), ("channel", "sms".into()), ("recipient", "+14153234567".into()), ("reason", "asked in the shop".into())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let html = page("/dashboard/suppressions").await;
+        let list = html.split("id=\"suppression-list\"").nth(1).unwrap();
+        assert!(list.contains("+14153234567") && list.contains("asked in the shop") && !list.contains("555-1234"), "{list}");
+        // A message to them is not sent.
+        let (s, m) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+14153234567", "body": "hi"})).send().await.unwrap()).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{m}");
+        let done = app.wait_status(m["id"].as_i64().unwrap(), "failed").await;
+        assert_eq!(done["error"]["code"], "suppressed", "{done}");
+        assert_eq!(app.provider.calls().len(), 0);
+        // Removed again.
+        let r = post("/dashboard/suppressions/remove", vec![("csrf", csrf.clone()), ("channel", "sms".into()), ("recipient", "+14153234567".into())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let html = page("/dashboard/suppressions").await;
+        assert!(html.contains("Nobody is suppressed."));
+        // Without the form's token, nothing changes.
+        let r = post("/dashboard/suppressions", vec![("csrf", "wrong".into()), ("channel", "sms".into()), ("recipient", "+14153234568".into()), ("reason", String::new())]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(page("/dashboard/suppressions").await.contains("Nobody is suppressed."));
+
+        // An alert rule added and removed on the Alerts page.
+        let r = post("/dashboard/alerts", vec![("csrf", csrf.clone()), ("id", "sms-failing".into()), ("kind", "failure_ratio".into()), ("value", "0.2".into()), ("min_volume", "5".into()), ("window_minutes", "30".into()), ("channel", "sms".into()), ("provider", String::new())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.headers());
+        let (_, all) = json_of(app.get("/api/alerts").send().await.unwrap()).await;
+        let added = all["rules"].as_array().unwrap().iter().find(|r| r["id"] == "sms-failing").cloned();
+        assert_eq!(added.as_ref().map(|r| (r["channel"].clone(), r["window_minutes"].clone(), r["threshold"].clone())), Some((json!("sms"), json!(30), json!(0.2))), "{all}");
+        let r = post("/dashboard/alerts/remove", vec![("csrf", csrf.clone()), ("id", "sms-failing".into())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let (_, all) = json_of(app.get("/api/alerts").send().await.unwrap()).await;
+        assert!(all["rules"].as_array().unwrap().iter().all(|r| r["id"] != "sms-failing"));
+    }
+}
