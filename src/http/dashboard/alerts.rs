@@ -5,7 +5,7 @@ use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{page, see_other, when, Flash, Signed};
+use super::{error_flash, page, see_other, when, Flash, Signed};
 use crate::alerts::{Rule, RuleKind};
 use crate::domain::Channel;
 use crate::http::AppState;
@@ -191,8 +191,7 @@ fn rule_of(f: &RuleForm) -> Result<Rule, String> {
 }
 
 fn back(e: impl std::fmt::Display) -> Response {
-    let text: String = form_urlencoded::byte_serialize(format!("error:{e}").as_bytes()).collect();
-    see_other(&format!("/dashboard/alerts?done={text}"))
+    error_flash("/dashboard/alerts", e)
 }
 
 pub(super) async fn add_rule(State(state): State<AppState>, signed: Signed, Form(f): Form<RuleForm>) -> Response {

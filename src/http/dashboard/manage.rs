@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{page, see_other, when, Flash, Signed};
+use super::{error_flash, page, see_other, when, Flash, Signed};
 use crate::domain::{parse_channel_and_recipient, Channel, TemplateDraft, TemplateName, TemplateParts};
 use crate::http::error::ApiPath;
 use crate::http::AppState;
@@ -275,11 +275,6 @@ pub(super) struct SuppressionForm {
     channel: String,
     recipient: String,
     reason: Option<String>,
-}
-
-fn error_flash(path: &str, e: impl std::fmt::Display) -> Response {
-    let text: String = form_urlencoded::byte_serialize(format!("error:{e}").as_bytes()).collect();
-    see_other(&format!("{path}?done={text}"))
 }
 
 pub(super) async fn add_suppression(

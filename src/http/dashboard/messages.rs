@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{page, see_other, summary, when, Flash, Signed};
+use super::{error_flash, page, see_other, summary, when, Flash, Signed};
 use crate::domain::{Channel, MessageStatus};
 use crate::http::error::ApiPath;
 use crate::http::queueing::MessageRequest;
@@ -299,10 +299,6 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-fn encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 pub(super) async fn retry(
     State(state): State<AppState>,
     signed: Signed,
@@ -317,10 +313,7 @@ pub(super) async fn retry(
             state.wake();
             see_other(&format!("/dashboard/messages/{id}?done=retried"))
         }
-        Err(e) => see_other(&format!(
-            "/dashboard/messages/{id}?done={}",
-            encode(&format!("error:{e}"))
-        )),
+        Err(e) => error_flash(&format!("/dashboard/messages/{id}"), e),
     }
 }
 
@@ -335,10 +328,7 @@ pub(super) async fn cancel(
     }
     match state.store.cancel(id, state.clock.now()).await {
         Ok(_) => see_other(&format!("/dashboard/messages/{id}?done=cancelled")),
-        Err(e) => see_other(&format!(
-            "/dashboard/messages/{id}?done={}",
-            encode(&format!("error:{e}"))
-        )),
+        Err(e) => error_flash(&format!("/dashboard/messages/{id}"), e),
     }
 }
 
@@ -421,7 +411,7 @@ pub(super) async fn bulk_retry(State(state): State<AppState>, signed: Signed, Fo
                 done.len()
             ))
         }
-        Err(e) => see_other(&format!("{back}&done={}", encode(&format!("error:{e}")))),
+        Err(e) => error_flash(&back, e),
     }
 }
 

@@ -154,6 +154,14 @@ fn see_other(to: &str) -> Response {
     r
 }
 
+/// After a form post that failed: back to `path` (which may already have a
+/// query) with the error as a one-line notice.
+fn error_flash(path: &str, e: impl std::fmt::Display) -> Response {
+    let text: String = form_urlencoded::byte_serialize(format!("error:{e}").as_bytes()).collect();
+    let sep = if path.contains('?') { '&' } else { '?' };
+    see_other(&format!("{path}{sep}done={text}"))
+}
+
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut r = (
         [
