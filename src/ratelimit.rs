@@ -92,8 +92,10 @@ pub struct ChannelLimits {
 }
 
 impl ChannelLimits {
-    /// Provider calls in flight per channel when nothing else is configured.
-    pub const DEFAULT_CONCURRENCY: usize = 100;
+    /// The most provider calls in flight per channel when nothing else is
+    /// configured (the processor finds how many the provider takes, up to
+    /// this): enough for 3,000 msg/s at 300 ms per call.
+    pub const DEFAULT_CONCURRENCY: usize = 1000;
 
     /// No rate limit, [`Self::DEFAULT_CONCURRENCY`] calls in flight.
     pub const UNLIMITED: ChannelLimits = ChannelLimits {

@@ -246,7 +246,13 @@ struct Processing {
 
 fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing {
     let enable_message_processor = r.boolean("ENABLE_MESSAGE_PROCESSOR", true);
-    let batch_size = r.number("BATCH_SIZE", 100u32, 1, 10_000, "messages");
+    let batch_size = r.number(
+        "BATCH_SIZE",
+        crate::processor::DEFAULT_BATCH_SIZE,
+        1,
+        10_000,
+        "messages",
+    );
     let lease = Duration::from_secs(r.number("LEASE_SECONDS", 120u64, 2, 86_400, "seconds"));
     let provider_timeout = Duration::from_secs(r.number("PROVIDER_TIMEOUT_SECONDS", 30u64, 1, 600, "seconds"));
     if provider_timeout >= lease && r.get("LEASE_SECONDS").is_some() && r.get("PROVIDER_TIMEOUT_SECONDS").is_some() {

@@ -7,6 +7,7 @@ use secrecy::SecretString;
 
 use super::reader::Reader;
 use crate::domain::{provider_name, Channel, EmailAddress, PhoneNumber, WhatsAppAddress};
+use crate::ratelimit::ChannelLimits;
 
 /// Which provider delivers a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +51,13 @@ impl ProviderChoice {
     /// commonly throttle bursts. 0 = unlimited.
     pub(super) fn default_limits(self, channel: Channel) -> (f64, u32, usize) {
         match (self, channel) {
-            (ProviderChoice::Twilio, Channel::Whatsapp) => (10.0, 10, 10),
-            (ProviderChoice::Twilio, _) => (1.0, 1, 10),
-            (ProviderChoice::Sendgrid, _) => (0.0, 1, 10),
+            (ProviderChoice::Twilio, Channel::Whatsapp) => (10.0, 10, ChannelLimits::DEFAULT_CONCURRENCY),
+            (ProviderChoice::Twilio, _) => (1.0, 1, ChannelLimits::DEFAULT_CONCURRENCY),
+            // An SMTP server counts connections: a few, each reused.
             (ProviderChoice::Smtp, _) => (10.0, 10, 5),
-            (ProviderChoice::Custom, _) => (0.0, 1, 10),
-            (ProviderChoice::Log, _) => (0.0, 1, 100),
+            (ProviderChoice::Sendgrid | ProviderChoice::Custom | ProviderChoice::Log, _) => {
+                (0.0, 1, ChannelLimits::DEFAULT_CONCURRENCY)
+            }
         }
     }
 }

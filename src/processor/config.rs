@@ -7,11 +7,15 @@ use crate::domain::Channel;
 use crate::ratelimit::ChannelLimits;
 use crate::retry::RetryPolicy;
 
+/// `BATCH_SIZE` when not set.
+pub const DEFAULT_BATCH_SIZE: u32 = 1000;
+
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
     /// Written to `lease_owner`; unique per process.
     pub worker_id: String,
-    /// Messages claimed per statement (`BATCH_SIZE`).
+    /// The most messages claimed per statement (`BATCH_SIZE`); claims
+    /// grow to this with the backlog (see `claimsize.rs`).
     pub batch_size: u32,
     /// Rate and concurrency per channel; a channel not listed is unlimited
     /// with [`ChannelLimits::DEFAULT_CONCURRENCY`] calls in flight.
@@ -32,7 +36,7 @@ impl ProcessorConfig {
     pub fn new(worker_id: impl Into<String>) -> Self {
         ProcessorConfig {
             worker_id: worker_id.into(),
-            batch_size: 100,
+            batch_size: DEFAULT_BATCH_SIZE,
             limits: HashMap::new(),
             lease: Duration::from_secs(120),
             send_timeout: Duration::from_secs(30),

@@ -29,6 +29,7 @@ struct Inner {
     /// provider and how the look-up went.
     resent_unknown: BTreeMap<(String, &'static str), u64>,
     credentials_failing: BTreeMap<String, bool>,
+    concurrency_limit: BTreeMap<&'static str, usize>,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +76,12 @@ impl SendMetrics {
             .filter(|(_, f)| **f)
             .map(|(p, _)| p.clone())
             .collect()
+    }
+
+    /// How many provider calls a channel may have in flight now (it adapts).
+    pub fn set_concurrency_limit(&self, channel: &'static str, limit: usize) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.concurrency_limit.insert(channel, limit);
     }
 
     /// A message went back to the queue unsent (rate limit, provider pause, shutdown).
@@ -166,6 +173,15 @@ impl SendMetrics {
             );
         }
         out.family(
+            "herald_send_concurrency_limit",
+            Kind::Gauge,
+            "Provider calls a channel may have in flight now: grows while the provider keeps up, shrinks when it \
+             pushes back (429, timeouts, 5xx), at most *_CONCURRENCY.",
+        );
+        for (channel, n) in &m.concurrency_limit {
+            out.sample("herald_send_concurrency_limit", &[("channel", channel)], n);
+        }
+        out.family(
             "herald_provider_credentials_failing",
             Kind::Gauge,
             "1 while a provider refuses Herald's credentials (an alert: fix them; its messages wait).",
@@ -191,6 +207,7 @@ mod tests {
         m.record_send("twilio", AttemptOutcome::Sent, Duration::from_millis(700));
         m.record_send("twilio", AttemptOutcome::Permanent, Duration::from_millis(20));
         m.record_rate_limit_wait("sms", Duration::from_millis(1500));
+        m.set_concurrency_limit("sms", 48);
         let mut e = Exposition::new();
         m.render(&mut e);
         let out = e.finish();
@@ -199,6 +216,7 @@ mod tests {
         assert!(out.contains("herald_send_duration_seconds_bucket{provider=\"twilio\",le=\"1\"} 3"));
         assert!(out.contains("herald_send_duration_seconds_count{provider=\"twilio\"} 3"));
         assert!(out.contains("herald_rate_limit_waits_total{channel=\"sms\"} 1"));
+        assert!(out.contains("herald_send_concurrency_limit{channel=\"sms\"} 48"));
         assert!(out.contains("herald_sends_total{provider=\"twilio\",outcome=\"permanent\"} 1"));
     }
 }

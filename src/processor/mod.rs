@@ -16,6 +16,8 @@
 //! - `outcome.rs`: what to write back for each result
 
 mod claimed;
+mod claimsize;
+mod concurrency;
 mod config;
 mod metrics;
 mod outcome;
@@ -28,7 +30,9 @@ mod stats;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
+
+use concurrency::{AdaptiveLimit, Window, INITIAL_CONCURRENCY};
 
 use crate::clock::{Clock, Random};
 use crate::domain::Channel;
@@ -36,7 +40,7 @@ use crate::providers::Providers;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
-pub use config::{default_worker_id, ProcessorConfig};
+pub use config::{default_worker_id, ProcessorConfig, DEFAULT_BATCH_SIZE};
 pub use metrics::SendMetrics;
 pub use shutdown::{Shutdown, ShutdownHandle};
 pub use stats::{ProcessorStats, RunSummary};
@@ -60,8 +64,9 @@ pub struct Processor {
     stats: Arc<ProcessorStats>,
     wake: Arc<Notify>,
     limiter: RateLimiter,
-    /// Provider calls in flight, per channel: a slow provider fills only its own.
-    slots: HashMap<Channel, Arc<Semaphore>>,
+    /// Provider calls in flight, per channel: a slow provider fills only its
+    /// own. Each limit adapts to how its provider answers.
+    slots: HashMap<Channel, Arc<AdaptiveLimit>>,
     metrics: Arc<SendMetrics>,
     /// Outcomes cannot be written right now: claim nothing.
     recording_blocked: std::sync::atomic::AtomicBool,
@@ -88,7 +93,10 @@ impl Processor {
         );
         let slots = Channel::ALL
             .into_iter()
-            .map(|c| (c, Arc::new(Semaphore::new(config.channel_limits(c).concurrency.max(1)))))
+            .map(|c| {
+                let max = config.channel_limits(c).concurrency.max(1);
+                (c, AdaptiveLimit::new(Window::new(INITIAL_CONCURRENCY.min(max), 1, max)))
+            })
             .collect();
         Processor {
             store,

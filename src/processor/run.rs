@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::claimed::{suppression_key, Verdict};
+use super::claimsize::ClaimSize;
 use super::outcome::Outcome;
 use super::reconcile::{unrecorded_attempts, unrecorded_window};
 use super::stats::ProcessorStats;
@@ -74,12 +75,7 @@ impl Processor {
     ) -> anyhow::Result<()> {
         let max_in_flight = self.config.max_in_flight();
         let mut db_failures = 0u32;
-        // Sweep: continue after the last id claimed while batches come back
-        // full; start again from the lowest id when one does not, and at
-        // least every second so that retries and expired leases below the
-        // cursor are not kept waiting behind a long backlog.
-        let mut cursor = 0i64;
-        let mut last_wrap = std::time::Instant::now();
+        let mut claim_size = ClaimSize::new(self.config.batch_size);
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
@@ -102,18 +98,21 @@ impl Processor {
                 }
                 continue;
             }
-            let want = (self.config.batch_size as usize).min(available) as u32;
-            if last_wrap.elapsed() > Duration::from_secs(1) {
-                cursor = 0;
+            // Keep about one claim's worth waiting for the senders.
+            let waiting = (max_in_flight - available).saturating_sub(self.sending());
+            if !claim_size.should_claim(waiting) {
+                tokio::select! {
+                    _ = recorded.notified() => {}
+                    _ = shutdown.wait() => {}
+                }
+                continue;
             }
-            if cursor == 0 {
-                last_wrap = std::time::Instant::now();
-            }
+            let want = (claim_size.get() as usize).min(available) as u32;
             // Whether anything was in flight *before* this claim: if not, and
             // the claim finds nothing, nothing can make more messages due
             // (checking afterwards would race with sends finishing meanwhile).
             let idle_before = in_flight.available_permits() == max_in_flight;
-            let (claimed, want, throttled) = match self.claim_round(want, cursor).await {
+            let (claimed, want, throttled) = match self.claim_round(want).await {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -131,16 +130,11 @@ impl Processor {
                 Err(e) => return Err(e.into()),
             };
             let got = claimed.len();
+            claim_size.after_claim(want, got, waiting);
             ProcessorStats::add(&self.stats.claimed, got as u64);
-            let swept_from = cursor;
-            cursor = if got == want as usize {
-                claimed.last().map_or(0, |m| m.id)
-            } else {
-                0
-            };
             self.dispatch(claimed, shutdown, in_flight, tx).await;
-            if got == want as usize || swept_from > 0 {
-                continue; // there may be more due right now (or below the cursor)
+            if got == want as usize {
+                continue; // there may be more due right now
             }
             match (mode, throttled) {
                 // A sender is out of tokens while messages may wait for it:
@@ -291,7 +285,6 @@ impl Processor {
     async fn claim_round(
         &self,
         want: u32,
-        cursor: i64,
     ) -> Result<(Vec<Message>, u32, Option<DateTime<Utc>>), StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono_duration(self.config.lease);
@@ -299,7 +292,7 @@ impl Processor {
         if !self.limiter.any_limited() && !self.limiter.any_paused(now) {
             let got = self
                 .store
-                .claim(ClaimFilter::Any, worker, now, lease_until, want, cursor)
+                .claim(ClaimFilter::Any, worker, now, lease_until, want)
                 .await?;
             return Ok((got, want, None));
         }
@@ -331,24 +324,27 @@ impl Processor {
                 continue;
             }
             asked += n;
-            // Per-channel claims always start from the lowest id: the sweep
-            // cursor is for the single-claim fast path.
             all.extend(
                 self.store
-                    .claim(ClaimFilter::Channel(channel), worker, now, lease_until, n, 0)
+                    .claim(ClaimFilter::Channel(channel), worker, now, lease_until, n)
                     .await?,
             );
         }
-        if cursor == 0 && asked < want {
+        if asked < want {
             let n = want - asked;
             all.extend(
                 self.store
-                    .claim(ClaimFilter::UnknownChannel, worker, now, lease_until, n, 0)
+                    .claim(ClaimFilter::UnknownChannel, worker, now, lease_until, n)
                     .await?,
             );
         }
         // Full if every channel that could take more got all it asked for.
         Ok((all, asked.max(1), throttled))
+    }
+
+    /// Provider calls in flight now, on every channel.
+    fn sending(&self) -> usize {
+        self.slots.values().map(|s| s.in_use()).sum()
     }
 
     /// How long to sleep when nothing is due: until the next scheduled

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
+use super::concurrency::Signal;
 use super::outcome::Outcome;
 use super::reconcile::Lookup;
 use super::{Processor, Shutdown};
@@ -73,8 +74,8 @@ impl Processor {
                 }
             }
         }
-        let _slot = tokio::select! {
-            slot = self.slots[&channel].clone().acquire_owned() => slot.expect("send slots are never closed"),
+        let slot = tokio::select! {
+            slot = self.slots[&channel].acquire() => slot,
             _ = shutdown.wait() => return self.release(msg, "shutdown", None),
         };
         if shutdown.is_triggered() {
@@ -138,6 +139,17 @@ impl Processor {
                 .with_outcome_unknown()),
             };
             let result = result.map_err(|e| self.clamp_provider_wait(e, provider.name()));
+            // A refusal of this message says nothing about the provider's
+            // capacity; a 429, a timeout, a 5xx or a broken connection does.
+            slot.done(match &result {
+                Ok(_) => Signal::Fine,
+                Err(e) => match e.class {
+                    FailureClass::RateLimited { .. } | FailureClass::Retryable => Signal::Congested,
+                    FailureClass::Permanent | FailureClass::Unauthorized => Signal::Fine,
+                },
+            });
+            self.metrics
+                .set_concurrency_limit(channel.as_str(), self.slots[&channel].limit());
             if let Err(SendError {
                 suppress: Some(reason), ..
             }) = &result

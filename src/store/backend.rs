@@ -127,6 +127,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (4, "receipts", include_str!("../../migrations/postgres/0004_receipts.sql")),
         (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
         (6, "dashboard", include_str!("../../migrations/postgres/0006_dashboard.sql")),
+        (7, "due", include_str!("../../migrations/postgres/0007_due.sql")),
     ];
     #[rustfmt::skip]
     const SQLITE: &[(i64, &str, &str)] = &[
@@ -136,6 +137,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (4, "receipts", include_str!("../../migrations/sqlite/0004_receipts.sql")),
         (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
         (6, "dashboard", include_str!("../../migrations/sqlite/0006_dashboard.sql")),
+        (7, "due", include_str!("../../migrations/sqlite/0007_due.sql")),
     ];
     match backend {
         Backend::Postgres { .. } => POSTGRES,
@@ -155,7 +157,11 @@ pub(super) fn migrator(backend: &Backend, table: &Table) -> sqlx::migrate::Migra
                 *v,
                 Cow::Borrowed(d),
                 MigrationType::Simple,
-                Cow::Owned(table.render_migration(sql)),
+                Cow::Owned(
+                    table
+                        .render_migration(sql)
+                        .replace("{{due_key}}", &super::schema::dialect_of(backend).due_key(table)),
+                ),
                 false,
             )
         })

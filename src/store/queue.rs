@@ -2,6 +2,7 @@
 //! lease owner, and when the next message falls due.
 
 use super::rows::{messages, Message, MessageRow};
+use super::backend::Backend;
 use super::{Result, Store};
 use crate::clock::{format_ts, parse_ts};
 use crate::domain::{Channel, NewMessage};
@@ -201,7 +202,6 @@ impl Store {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-        after_id: i64,
     ) -> Result<Vec<Message>> {
         let s = match filter {
             ClaimFilter::Any => &self.sql.claim_any,
@@ -213,24 +213,41 @@ impl Store {
             _ => None,
         };
         let _turn = self.write_turn().await;
-        let mut claimed = with_pool!(self, |pool| {
-            // Only the channel claim has a sixth parameter (the statement's
-            // order says so): a dummy one would skew PostgreSQL's row
-            // estimates for the generic plan.
-            let q = bound!(
-                sqlx::query(&s.sql),
-                s,
-                [
-                    worker,
-                    format_ts(now),
-                    format_ts(lease_until),
-                    i64::from(limit),
-                    after_id,
-                    channel
-                ]
-            );
-            messages(q.fetch_all(pool).await?)?
-        });
+        // Only the channel claim has a sixth parameter (the statement's
+        // order says so): a dummy one would skew PostgreSQL's row
+        // estimates for the generic plan. `$5` is no longer used.
+        macro_rules! query {
+            () => {
+                bound!(
+                    sqlx::query(&s.sql),
+                    s,
+                    [
+                        worker,
+                        format_ts(now),
+                        format_ts(lease_until),
+                        i64::from(limit),
+                        0i64,
+                        channel
+                    ]
+                )
+            };
+        }
+        let mut claimed = match &self.backend {
+            Backend::Sqlite { pool, .. } => messages(query!().fetch_all(pool).await?)?,
+            Backend::Postgres { pool } => {
+                // On a table just filled (a POS's bulk insert) PostgreSQL has
+                // no statistics yet, guesses one due row, and sorts every
+                // open row instead of reading the first few in due order
+                // from `notification_messages_due` (45 ms instead of 10 ms
+                // per claim of 1,000 at 100,000 open rows, spilling to disk).
+                // Sorting is never the better plan for this statement.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL enable_sort = off").execute(&mut *tx).await?;
+                let rows = query!().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                messages(rows)?
+            }
+        };
         claimed.sort_by_key(|m| m.id);
         Ok(claimed)
     }
@@ -238,7 +255,8 @@ impl Store {
     /// When the next open message becomes due (it may already be due).
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let s = &self.sql.next_due;
-        let t: Option<String> = with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_one(pool).await?);
-        Ok(t.as_deref().and_then(parse_ts))
+        let t: Option<Option<String>> =
+            with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_optional(pool).await?);
+        Ok(t.flatten().as_deref().and_then(parse_ts))
     }
 }

@@ -88,7 +88,6 @@ async fn claimed_by_a_dead_worker(
             now,
             now + chrono::Duration::seconds(60),
             10,
-            0,
         )
         .await
         .unwrap();

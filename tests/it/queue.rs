@@ -244,7 +244,7 @@ both_backends! {
                 barrier.wait().await;
                 let mut mine = Vec::new();
                 loop {
-                    let got = store.claim(herald::store::ClaimFilter::Any, &format!("w{w}"), t0(), t0() + chrono::Duration::seconds(60), 37, 0).await.unwrap();
+                    let got = store.claim(herald::store::ClaimFilter::Any, &format!("w{w}"), t0(), t0() + chrono::Duration::seconds(60), 37).await.unwrap();
                     if got.is_empty() {
                         break;
                     }
@@ -301,10 +301,10 @@ both_backends! {
     async fn expired_lease_is_reclaimed_and_the_old_owner_cannot_record(db: TestDb) {
         let id = db.insert_sql("sms", "+14153234567", "hi").await;
         let lease = chrono::Duration::seconds(60);
-        let a = db.store.claim(herald::store::ClaimFilter::Any, "dead-worker", t0(), t0() + lease, 10, 0).await.unwrap();
+        let a = db.store.claim(herald::store::ClaimFilter::Any, "dead-worker", t0(), t0() + lease, 10).await.unwrap();
         assert_eq!(a.len(), 1);
         // Held: nobody else gets it.
-        assert!(db.store.claim(herald::store::ClaimFilter::Any, "w2", t0() + chrono::Duration::seconds(59), t0() + lease * 2, 10, 0).await.unwrap().is_empty());
+        assert!(db.store.claim(herald::store::ClaimFilter::Any, "w2", t0() + chrono::Duration::seconds(59), t0() + lease * 2, 10).await.unwrap().is_empty());
         // Expired: the next worker takes it, and sending it counts a new attempt.
         let later = t0() + chrono::Duration::seconds(61);
         let b = db.store.claim(herald::store::ClaimFilter::Any, "w2", later, later + lease, 10, 0).await.unwrap();
@@ -319,7 +319,7 @@ both_backends! {
 
         // Through the processor: a stale lease is picked up by the next run.
         let id2 = db.insert_sql("sms", "+14153234567", "hi again").await;
-        db.store.claim(herald::store::ClaimFilter::Any, "dead-worker", t0(), t0() + lease, 10, 0).await.unwrap();
+        db.store.claim(herald::store::ClaimFilter::Any, "dead-worker", t0(), t0() + lease, 10).await.unwrap();
         let provider = ScriptedProvider::ok();
         let clock = ManualClock::new(t0() + chrono::Duration::seconds(30));
         let p = processor(&db.store, &provider, &clock, "w3");

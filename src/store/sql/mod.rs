@@ -74,13 +74,22 @@ pub(crate) trait Dialect: Send + Sync {
     /// Insert the messages of a JSON array (`$1`) created at `$2`.
     fn insert_many(&self, t: &Table) -> String;
     /// Lease due rows: `$1` worker, `$2` now, `$3` lease expiry, `$4` limit,
-    /// `$5` only ids above this, `$6` channel (only for [`ClaimKind::Channel`]).
+    /// `$6` channel (only for [`ClaimKind::Channel`]). Due rows are read in
+    /// [`Dialect::due_key`] order from the `notification_messages_due` index.
     fn claim(&self, t: &Table, kind: ClaimKind) -> String;
+    /// When an open row is due, as the `notification_messages_due` index
+    /// (migration 7) orders rows: the lease's end for a processing row, the
+    /// later of `send_at` and `next_attempt_at` for a pending one, and the
+    /// beginning of time for a pending row with neither (due at once, in id
+    /// order). The claim and the idle wake-up read this index, so rows
+    /// scheduled for next week are never walked over before next week.
+    fn due_key(&self, t: &Table) -> String;
     /// Record completions (`$1`, JSON array) at `$2`, only where `$3` holds the lease.
     fn complete(&self, t: &Table) -> String;
     /// Add attempts (`$1`, JSON array) made by worker `$2`.
     fn insert_attempts(&self) -> String;
-    /// When the next open row becomes due (Herald's text form).
+    /// When the next open row becomes due (Herald's text form; a time in
+    /// the past when one is due now).
     fn next_due(&self, t: &Table) -> String;
     /// The oldest due pending row's `created_at` at `$1` (Herald's text form).
     fn oldest_due(&self, t: &Table) -> String;

@@ -132,15 +132,19 @@ impl Dialect for Postgres {
             ClaimKind::Channel => format!("AND {channel} = $6"),
             ClaimKind::UnknownChannel => format!("AND {channel} NOT IN ({})", channel_list()),
         };
+        let due = self.due_key(t);
+        // A `timestamp` send_at is keyed as if in UTC; in another zone its
+        // row may be due up to 14 hours either side of its key.
+        let slack = if t.is_naive("send_at") { " + interval '14 hours'" } else { "" };
         format!(
             "WITH due AS (
                 SELECT id FROM notification_messages
-                 WHERE {open} AND id > $5 {filter}
+                 WHERE {open} AND ({due}) <= $2::timestamptz{slack} {filter}
                    AND (({status} = 'pending'
                          AND (send_at IS NULL OR send_at <= $2::timestamptz)
                          AND (next_attempt_at IS NULL OR next_attempt_at <= $2::timestamptz))
                      OR ({status} = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2::timestamptz)))
-                 ORDER BY id LIMIT $4
+                 ORDER BY ({due}), id LIMIT $4
                  FOR NO KEY UPDATE SKIP LOCKED)
              UPDATE notification_messages AS m
                 SET {status} = 'processing', lease_owner = $1, lease_expires_at = $3::timestamptz,
@@ -148,6 +152,19 @@ impl Dialect for Postgres {
               WHERE m.id = ANY (ARRAY(SELECT id FROM due))
           RETURNING {}",
             t.select("m.")
+        )
+    }
+
+    fn due_key(&self, t: &Table) -> String {
+        let send_at = if t.is_naive("send_at") {
+            "timezone('UTC', send_at)"
+        } else {
+            "send_at"
+        };
+        format!(
+            "CASE WHEN {status} = 'processing' THEN coalesce(lease_expires_at, '-infinity'::timestamptz)
+                  ELSE coalesce(greatest({send_at}, next_attempt_at), '-infinity'::timestamptz) END",
+            status = t.col("status")
         )
     }
 
@@ -213,14 +230,10 @@ impl Dialect for Postgres {
     }
 
     fn next_due(&self, t: &Table) -> String {
-        let (status, created_at) = (t.col("status"), t.read("created_at", ""));
+        let due = self.due_key(t);
         format!(
-            "SELECT {} FROM notification_messages WHERE {}",
-            self.ts_text(&format!(
-                "min(CASE WHEN {status} = 'pending'
-                          THEN coalesce(greatest(send_at, next_attempt_at), {created_at})
-                          ELSE coalesce(lease_expires_at, {created_at}) END)"
-            )),
+            "SELECT {} FROM notification_messages WHERE {} ORDER BY ({due}) LIMIT 1",
+            self.ts_text(&format!("greatest(({due}), '2000-01-01'::timestamptz)")),
             t.open()
         )
     }

@@ -121,20 +121,31 @@ impl Dialect for Sqlite {
             ClaimKind::Channel => format!("AND {channel} = $6"),
             ClaimKind::UnknownChannel => format!("AND {channel} NOT IN ({})", channel_list()),
         };
+        let due = self.due_key(t);
         format!(
             "UPDATE notification_messages
                 SET {status} = 'processing', lease_owner = $1, lease_expires_at = $3,
                     attempts = attempts + 1, {updated_at} = $2
               WHERE id IN (
                     SELECT id FROM notification_messages
-                     WHERE {open} AND id > $5 {filter}
+                     WHERE {open} AND ({due}) <= julianday($2) {filter}
                        AND (({status} = 'pending'
                              AND (send_at IS NULL OR julianday(send_at) IS NULL OR julianday(send_at) <= julianday($2))
                              AND (next_attempt_at IS NULL OR next_attempt_at <= $2))
                          OR ({status} = 'processing' AND (lease_expires_at IS NULL OR lease_expires_at < $2)))
-                     ORDER BY id LIMIT $4)
+                     ORDER BY ({due}), id LIMIT $4)
           RETURNING {}",
             t.select("")
+        )
+    }
+
+    // A Julian day: `send_at` in whatever form the POS wrote it (one
+    // julianday() cannot read counts as due now, as the claim treats it).
+    fn due_key(&self, t: &Table) -> String {
+        format!(
+            "CASE WHEN {status} = 'processing' THEN coalesce(julianday(lease_expires_at), 0)
+                  ELSE max(coalesce(julianday(send_at), 0), coalesce(julianday(next_attempt_at), 0)) END",
+            status = t.col("status")
         )
     }
 
@@ -186,13 +197,10 @@ impl Dialect for Sqlite {
     }
 
     fn next_due(&self, t: &Table) -> String {
-        let (status, created_at) = (t.col("status"), t.col("created_at"));
+        let due = self.due_key(t);
         format!(
-            "SELECT min(CASE WHEN {status} = 'pending'
-                             THEN max(coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', send_at), {created_at}),
-                                      coalesce(next_attempt_at, {created_at}))
-                             ELSE coalesce(lease_expires_at, {created_at}) END)
-               FROM notification_messages WHERE {}",
+            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', max(({due}), 2451544.5))
+               FROM notification_messages WHERE {} ORDER BY ({due}) LIMIT 1",
             t.open()
         )
     }

@@ -145,6 +145,11 @@ impl Table {
         }
     }
 
+    /// Whether Herald's column `col` is a `timestamp` without time zone here.
+    pub(crate) fn is_naive(&self, col: &str) -> bool {
+        self.kinds.get(col) == Some(&ColumnKind::Naive)
+    }
+
     /// `prefix` + column, comparable with a text parameter.
     pub(crate) fn text_of(&self, col: &str, prefix: &str) -> String {
         let c = format!("{prefix}{}", self.col(col));
@@ -185,7 +190,7 @@ impl Table {
     }
 
     /// The open-row predicate. It matches the partial index
-    /// `notification_messages_open` word for word, so planners use it.
+    /// `notification_messages_due` word for word, so planners use it.
     pub(crate) fn open(&self) -> String {
         format!("{} IN ('pending', 'processing')", self.col("status"))
     }
