@@ -1,8 +1,14 @@
 //! Token buckets keyed by (channel, provider, sender), and per-provider
 //! pauses after a 429. Every function takes `now`: no clock is read here, so
 //! the behaviour is tested without sleeping.
+//!
+//! A bucket lives in memory (one worker: SQLite), or in the database
+//! (PostgreSQL, where several workers share one limit): then the claim loop
+//! reserves tokens from the database for each claim ([`RateLimiter::add_grant`]),
+//! each send takes the next one, and unused ones go back with the next
+//! reservation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -113,6 +119,21 @@ pub struct RateLimiter {
     limits: HashMap<Channel, ChannelLimits>,
     buckets: Mutex<HashMap<Key, Bucket>>,
     paused: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The buckets are in the database: tokens are reserved per claim.
+    shared: bool,
+    shared_state: Mutex<HashMap<Key, Shared>>,
+}
+
+/// One sender's tokens taken from the shared bucket.
+#[derive(Debug, Default)]
+struct Shared {
+    /// When each token held may be used, soonest first.
+    held: VecDeque<DateTime<Utc>>,
+    /// Tokens taken and not used: given back with the next reservation.
+    unused: u32,
+    /// When the bucket will next have a token within the horizon (set
+    /// when a reservation got none).
+    next: Option<DateTime<Utc>>,
 }
 
 impl RateLimiter {
@@ -123,8 +144,88 @@ impl RateLimiter {
         }
     }
 
-    fn limit(&self, channel: Channel) -> Option<ChannelLimits> {
+    /// Buckets kept in the database, shared with other workers.
+    pub fn shared(limits: HashMap<Channel, ChannelLimits>) -> RateLimiter {
+        RateLimiter {
+            limits,
+            shared: true,
+            ..RateLimiter::default()
+        }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The channel's limits, when it has a rate limit.
+    pub fn limit(&self, channel: Channel) -> Option<ChannelLimits> {
         self.limits.get(&channel).copied().filter(|l| l.rate > 0.0)
+    }
+
+    /// The shared bucket's name for a sender.
+    pub fn bucket_name(channel: Channel, provider: &str, sender: &str) -> String {
+        format!("{channel}:{provider}:{sender}")
+    }
+
+    fn with_shared<T>(&self, key: Key, f: impl FnOnce(&mut Shared) -> T) -> T {
+        let mut all = self.shared_state.lock().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(key).or_default())
+    }
+
+    /// Shared buckets: the unused tokens to give back with the next
+    /// reservation (counted as given back).
+    pub fn take_unused(&self, channel: Channel, provider: &str, sender: &str) -> u32 {
+        self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
+            std::mem::take(&mut s.unused)
+        })
+    }
+
+    /// Shared buckets: `granted` tokens reserved at `now`, the bucket
+    /// holding `tokens` before the reservation. Returns how many.
+    pub fn add_grant(
+        &self,
+        channel: Channel,
+        provider: &str,
+        sender: &str,
+        now: DateTime<Utc>,
+        tokens: f64,
+        granted: u32,
+        horizon: Duration,
+    ) -> u32 {
+        let Some(limit) = self.limit(channel) else {
+            return 0;
+        };
+        let at = |offset: f64| {
+            if offset <= 0.0 {
+                now
+            } else {
+                now + chrono::Duration::microseconds((offset * 1e6).ceil() as i64)
+            }
+        };
+        self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
+            for i in 1..=granted {
+                s.held.push_back(at((f64::from(i) - tokens) / limit.rate));
+            }
+            s.next = (granted == 0).then(|| at((1.0 - tokens - horizon.as_secs_f64() * limit.rate) / limit.rate));
+        });
+        granted
+    }
+
+    /// Shared buckets: `n` unused tokens taken with [`Self::take_unused`]
+    /// could not be given back; keep them for the next reservation.
+    pub fn refund_unused(&self, channel: Channel, provider: &str, sender: &str, n: u32) {
+        self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| s.unused += n);
+    }
+
+    /// Shared buckets: the last `n` tokens reserved will not be used.
+    pub fn give_back(&self, channel: Channel, provider: &str, sender: &str, n: u32) {
+        self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
+            for _ in 0..n {
+                if s.held.pop_back().is_some() {
+                    s.unused += 1;
+                }
+            }
+        });
     }
 
     /// Whether any channel has a rate limit.
@@ -148,13 +249,25 @@ impl RateLimiter {
         Some(f(bucket))
     }
 
-    /// Reserve a send for this sender; returns when it may go.
-    pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.with_bucket(channel, provider, sender, now, |b| b.reserve(now))
-            .unwrap_or(now)
+    /// Reserve a send for this sender; returns when it may go. `None`: a
+    /// shared bucket and no token held for it (the message goes back).
+    pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.shared && self.limit(channel).is_some() {
+            return self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
+                s.held.pop_front()
+            });
+        }
+        Some(
+            self.with_bucket(channel, provider, sender, now, |b| b.reserve(now))
+                .unwrap_or(now),
+        )
     }
 
     pub fn refund(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) {
+        if self.shared && self.limit(channel).is_some() {
+            self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| s.unused += 1);
+            return;
+        }
         self.with_bucket(channel, provider, sender, now, Bucket::refund);
     }
 
@@ -186,6 +299,9 @@ impl RateLimiter {
     ) -> Option<DateTime<Utc>> {
         if self.paused_until(provider, now).is_some() {
             return None;
+        }
+        if self.shared && self.limit(channel).is_some() {
+            return self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| s.next);
         }
         self.with_bucket(channel, provider, sender, now, |b| b.next_available(now, horizon))
     }
@@ -300,14 +416,23 @@ mod tests {
     #[test]
     fn senders_are_separate() {
         let l = limiter();
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), t0());
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), t0() + secs(1.0));
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), Some(t0()));
+        assert_eq!(
+            l.reserve(Channel::Sms, "twilio", "+15550001", t0()),
+            Some(t0() + secs(1.0))
+        );
         // Another number has its own bucket; so does the same provider's WhatsApp sender.
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550002", t0()), t0());
-        assert_eq!(l.reserve(Channel::Whatsapp, "twilio", "whatsapp:+15550001", t0()), t0());
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550002", t0()), Some(t0()));
+        assert_eq!(
+            l.reserve(Channel::Whatsapp, "twilio", "whatsapp:+15550001", t0()),
+            Some(t0())
+        );
         // Unlimited channels never wait.
         for _ in 0..1000 {
-            assert_eq!(l.reserve(Channel::Email, "sendgrid", "shop@example.com", t0()), t0());
+            assert_eq!(
+                l.reserve(Channel::Email, "sendgrid", "shop@example.com", t0()),
+                Some(t0())
+            );
         }
         assert_eq!(
             l.budget(
@@ -348,6 +473,35 @@ mod tests {
         assert!(l.any_paused(t0()));
         assert_eq!(l.paused_until("sendgrid", until), None, "the pause ends on time");
         assert!(!l.any_paused(until));
+    }
+
+    #[test]
+    fn shared_tokens_are_spaced_as_granted_and_unused_ones_go_back() {
+        let l = RateLimiter::shared(limiter().limits);
+        let h = Duration::from_secs(2);
+        // The bucket held 1.5 tokens (rate 1/s): three granted, at 0, 0.5 s and 1.5 s.
+        assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), 1.5, 3, h), 3);
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0()));
+        // The last one will not be used: it goes back with the next reservation.
+        l.give_back(Channel::Sms, "twilio", "+1", 1);
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0() + secs(0.5)));
+        assert_eq!(
+            l.reserve(Channel::Sms, "twilio", "+1", t0()),
+            None,
+            "no token held: hand back"
+        );
+        l.refund(Channel::Sms, "twilio", "+1", t0());
+        assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 2);
+        assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 0);
+        // None granted: the bucket was 3 tokens in debt, so with a 2 s horizon
+        // the next is usable from 2 s on.
+        assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), -3.0, 0, h), 0);
+        assert_eq!(
+            l.next_budget_at(Channel::Sms, "twilio", "+1", t0(), h),
+            Some(t0() + secs(2.0))
+        );
+        // Unlimited channels never hold tokens.
+        assert_eq!(l.reserve(Channel::Email, "sendgrid", "a@b.c", t0()), Some(t0()));
     }
 
     #[test]

@@ -85,12 +85,16 @@ impl Processor {
         let mut config = config;
         // A send must fit inside the lease with room to record it.
         config.send_timeout = config.send_timeout.min(config.lease / 2);
-        let limiter = RateLimiter::new(
-            Channel::ALL
-                .into_iter()
-                .map(|c| (c, config.channel_limits(c)))
-                .collect(),
-        );
+        let limits = Channel::ALL
+            .into_iter()
+            .map(|c| (c, config.channel_limits(c)))
+            .collect();
+        // Workers sharing a PostgreSQL database share its rate limits.
+        let limiter = if store.shares_rate_limits() {
+            RateLimiter::shared(limits)
+        } else {
+            RateLimiter::new(limits)
+        };
         let slots = Channel::ALL
             .into_iter()
             .map(|c| {

@@ -19,6 +19,7 @@ use super::{Mode, Processor, RunSummary, Shutdown};
 use crate::clock::chrono_duration;
 use crate::domain::Channel;
 use crate::providers::Window;
+use crate::ratelimit::RateLimiter;
 use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, PastAttempt, StoreError};
 
 /// How far ahead a claim looks at a rate-limited sender's tokens: messages
@@ -282,10 +283,7 @@ impl Processor {
     /// it can send, and never crowds out the others). Returns the messages,
     /// how many were asked for (a full answer means "there may be more"), and
     /// when the soonest sender that had no tokens for this round gets one.
-    async fn claim_round(
-        &self,
-        want: u32,
-    ) -> Result<(Vec<Message>, u32, Option<DateTime<Utc>>), StoreError> {
+    async fn claim_round(&self, want: u32) -> Result<(Vec<Message>, u32, Option<DateTime<Utc>>), StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono_duration(self.config.lease);
         let worker = &self.config.worker_id;
@@ -296,39 +294,89 @@ impl Processor {
                 .await?;
             return Ok((got, want, None));
         }
-        let mut budgets = Vec::new();
+        // The channels that can send now, each with its share of the claim.
+        let mut open = Vec::new();
         let mut throttled: Option<DateTime<Utc>> = None;
         for channel in Channel::ALL {
             let provider = self.providers.get(channel);
-            let sender = provider.sender(channel);
-            let budget = self
-                .limiter
-                .budget(channel, provider.name(), &sender, now, RATE_HORIZON)
-                .unwrap_or(u32::MAX);
-            if budget > 0 {
-                budgets.push((channel, budget));
-            } else if let Some(at) = self
-                .limiter
-                .next_budget_at(channel, provider.name(), &sender, now, RATE_HORIZON)
-            {
-                throttled = Some(throttled.map_or(at, |t| t.min(at)));
+            if self.limiter.paused_until(provider.name(), now).is_none() {
+                open.push(channel);
             }
         }
-        // Share the batch between the channels that can send.
-        let share = (want / (budgets.len().max(1) as u32)).max(1);
+        let share = (want / (open.len().max(1) as u32)).max(1);
         let mut all = Vec::new();
         let mut asked = 0;
-        for (channel, budget) in budgets {
-            let n = budget.min(share).min(want - asked);
+        for channel in open {
+            let provider = self.providers.get(channel).clone();
+            let sender = provider.sender(channel);
+            let name = provider.name();
+            let n = share.min(want - asked);
             if n == 0 {
                 continue;
             }
-            asked += n;
-            all.extend(
-                self.store
-                    .claim(ClaimFilter::Channel(channel), worker, now, lease_until, n)
-                    .await?,
-            );
+            let limit = self.limiter.limit(channel);
+            // How many this sender may start within the horizon.
+            let budget = match limit {
+                None => n,
+                Some(limit) if self.limiter.is_shared() => {
+                    let unused = self.limiter.take_unused(channel, name, &sender);
+                    let bucket = RateLimiter::bucket_name(channel, name, &sender);
+                    let grant = self
+                        .store
+                        .reserve_tokens(
+                            &bucket,
+                            limit.rate,
+                            limit.burst,
+                            n,
+                            unused,
+                            now,
+                            RATE_HORIZON.as_secs_f64(),
+                        )
+                        .await;
+                    match grant {
+                        Ok(Some(g)) => {
+                            self.limiter
+                                .add_grant(channel, name, &sender, now, g.tokens, g.granted, RATE_HORIZON)
+                        }
+                        Ok(None) => 0,
+                        Err(e) => {
+                            // The tokens were not given back: keep them for the next try.
+                            self.limiter.refund_unused(channel, name, &sender, unused);
+                            return Err(e);
+                        }
+                    }
+                }
+                Some(_) => self
+                    .limiter
+                    .budget(channel, name, &sender, now, RATE_HORIZON)
+                    .unwrap_or(n)
+                    .min(n),
+            };
+            if budget == 0 {
+                if let Some(at) = self.limiter.next_budget_at(channel, name, &sender, now, RATE_HORIZON) {
+                    throttled = Some(throttled.map_or(at, |t| t.min(at)));
+                }
+                continue;
+            }
+            asked += budget;
+            let got = self
+                .store
+                .claim(ClaimFilter::Channel(channel), worker, now, lease_until, budget)
+                .await;
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    if limit.is_some() && self.limiter.is_shared() {
+                        self.limiter.give_back(channel, name, &sender, budget);
+                    }
+                    return Err(e);
+                }
+            };
+            if limit.is_some() && self.limiter.is_shared() && (got.len() as u32) < budget {
+                self.limiter
+                    .give_back(channel, name, &sender, budget - got.len() as u32);
+            }
+            all.extend(got);
         }
         if asked < want {
             let n = want - asked;

@@ -13,10 +13,12 @@
 //! - `operator.rs`: get, list, retry, cancel, counts
 //! - `receipts.rs`, `suppressions.rs`, `templates.rs`: the other tables
 //! - `listen.rs`: wake-ups from the database (PostgreSQL LISTEN/NOTIFY)
+//! - `buckets.rs`: rate-limit token buckets shared by workers (PostgreSQL)
 
 #[macro_use]
 mod backend;
 mod alerts;
+mod buckets;
 mod completion;
 mod listen;
 mod operator;
@@ -34,6 +36,7 @@ mod templates;
 use std::sync::Arc;
 
 pub use alerts::{AlertEvent, AlertState};
+pub use buckets::Grant;
 pub use completion::{AttemptRecord, Completion, RenderedFields};
 pub use operator::ListFilter;
 pub use outcomes::PastAttempt;

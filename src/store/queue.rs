@@ -1,8 +1,8 @@
 //! The queue: enqueue, claim with a lease, record outcomes guarded by the
 //! lease owner, and when the next message falls due.
 
-use super::rows::{messages, Message, MessageRow};
 use super::backend::Backend;
+use super::rows::{messages, Message, MessageRow};
 use super::{Result, Store};
 use crate::clock::{format_ts, parse_ts};
 use crate::domain::{Channel, NewMessage};
@@ -213,9 +213,8 @@ impl Store {
             _ => None,
         };
         let _turn = self.write_turn().await;
-        // Only the channel claim has a sixth parameter (the statement's
-        // order says so): a dummy one would skew PostgreSQL's row
-        // estimates for the generic plan. `$5` is no longer used.
+        // Only the channel claim has a fifth parameter (the statement's
+        // order says so).
         macro_rules! query {
             () => {
                 bound!(
@@ -226,7 +225,6 @@ impl Store {
                         format_ts(now),
                         format_ts(lease_until),
                         i64::from(limit),
-                        0i64,
                         channel
                     ]
                 )

@@ -58,7 +58,7 @@ both_backends! {
             let now = herald::clock::Clock::now(&clock);
             let got = db
                 .store
-                .claim(herald::store::ClaimFilter::Any, "doomed", now, now + chrono::Duration::seconds(60), 10, 0)
+                .claim(herald::store::ClaimFilter::Any, "doomed", now, now + chrono::Duration::seconds(60), 10)
                 .await
                 .unwrap();
             assert_eq!(got.len(), 1);

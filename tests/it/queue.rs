@@ -307,7 +307,7 @@ both_backends! {
         assert!(db.store.claim(herald::store::ClaimFilter::Any, "w2", t0() + chrono::Duration::seconds(59), t0() + lease * 2, 10).await.unwrap().is_empty());
         // Expired: the next worker takes it, and sending it counts a new attempt.
         let later = t0() + chrono::Duration::seconds(61);
-        let b = db.store.claim(herald::store::ClaimFilter::Any, "w2", later, later + lease, 10, 0).await.unwrap();
+        let b = db.store.claim(herald::store::ClaimFilter::Any, "w2", later, later + lease, 10).await.unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].id, id);
         assert_eq!(b[0].attempts, 2);

@@ -28,7 +28,7 @@ use crate::domain::Channel;
 pub(crate) enum ClaimKind {
     /// Any due row.
     Any,
-    /// Due rows of one channel (`$6`).
+    /// Due rows of one channel (`$5`).
     Channel,
     /// Due rows whose channel is none of Herald's (they are failed, not sent).
     UnknownChannel,
@@ -74,7 +74,7 @@ pub(crate) trait Dialect: Send + Sync {
     /// Insert the messages of a JSON array (`$1`) created at `$2`.
     fn insert_many(&self, t: &Table) -> String;
     /// Lease due rows: `$1` worker, `$2` now, `$3` lease expiry, `$4` limit,
-    /// `$6` channel (only for [`ClaimKind::Channel`]). Due rows are read in
+    /// `$5` channel (only for [`ClaimKind::Channel`]). Due rows are read in
     /// [`Dialect::due_key`] order from the `notification_messages_due` index.
     fn claim(&self, t: &Table, kind: ClaimKind) -> String;
     /// When an open row is due, as the `notification_messages_due` index

@@ -129,13 +129,17 @@ impl Dialect for Postgres {
         let updated_at = t.col("updated_at");
         let filter = match kind {
             ClaimKind::Any => String::new(),
-            ClaimKind::Channel => format!("AND {channel} = $6"),
+            ClaimKind::Channel => format!("AND {channel} = $5"),
             ClaimKind::UnknownChannel => format!("AND {channel} NOT IN ({})", channel_list()),
         };
         let due = self.due_key(t);
         // A `timestamp` send_at is keyed as if in UTC; in another zone its
         // row may be due up to 14 hours either side of its key.
-        let slack = if t.is_naive("send_at") { " + interval '14 hours'" } else { "" };
+        let slack = if t.is_naive("send_at") {
+            " + interval '14 hours'"
+        } else {
+            ""
+        };
         format!(
             "WITH due AS (
                 SELECT id FROM notification_messages

@@ -118,7 +118,7 @@ impl Dialect for Sqlite {
         let updated_at = t.col("updated_at");
         let filter = match kind {
             ClaimKind::Any => String::new(),
-            ClaimKind::Channel => format!("AND {channel} = $6"),
+            ClaimKind::Channel => format!("AND {channel} = $5"),
             ClaimKind::UnknownChannel => format!("AND {channel} NOT IN ({})", channel_list()),
         };
         let due = self.due_key(t);

@@ -516,7 +516,7 @@ mod tests {
             assert!(!all.contains("sql: \"\""), "{} has an empty statement", d.name());
             // Only Herald's own placeholder syntax is left.
             assert!(
-                s.claim_channel.order.len() == 6 && s.claim_any.order.len() == 5,
+                s.claim_channel.order.len() == 5 && s.claim_any.order.len() == 4,
                 "{}",
                 d.name()
             );

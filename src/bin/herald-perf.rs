@@ -1,0 +1,744 @@
+//! End-to-end performance of `herald process` as users run it.
+//!
+//! Starts its own loopback Twilio-shaped sink (it checks each request as
+//! Twilio would: path, Basic auth, form fields; answers 201 with Twilio's
+//! message JSON after a configurable latency), runs the real `herald`
+//! binary from the same build directory against SQLite files and a
+//! PostgreSQL database, and prints each case's figure, with the ratios the
+//! targets are stated in.
+//!
+//!     cargo build --release --bins && target/release/herald-perf
+//!
+//! `--only drain,sink,slow,workers,big,scheduled,latency` picks cases.
+//! PostgreSQL: a database `herald_perf` is created (and dropped) on the
+//! server at `--pg-url`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use base64::Engine;
+use clap::Parser;
+use herald::config::DatabaseUrl;
+use herald::store::Store;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// The backlog of the drain cases.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// The backlog of the big-backlog case.
+    #[arg(long, default_value_t = 1_000_000)]
+    big: u64,
+    /// sqlite, postgres or both
+    #[arg(long, default_value = "both")]
+    backend: String,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    /// The slow sink's answer time.
+    #[arg(long, default_value_t = 300)]
+    latency_ms: u64,
+    /// SMS_RATE_LIMIT values for the slow sink.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    rates: Vec<u32>,
+    /// Workers, their shared SMS_RATE_LIMIT, and how long the sink counts.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    #[arg(long, default_value_t = 50)]
+    worker_rate: u32,
+    #[arg(long, default_value_t = 60)]
+    worker_seconds: u64,
+    /// Cases to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+const SID: &str = "AC00000000000000000000000000000001";
+const TOKEN: &str = "perf-auth-token";
+const FROM: &str = "+14155550100";
+
+// ---------------------------------------------------------------- the sink
+
+#[derive(Default)]
+struct Sink {
+    latency: Mutex<Duration>,
+    arrivals: Mutex<Vec<Instant>>,
+    /// Insert → arrival, for bodies that carry `t=<unix µs>`.
+    delays_us: Mutex<Vec<u64>>,
+    rejected: AtomicU64,
+    next: AtomicU64,
+}
+
+fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = json!({"code": code, "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status.as_u16()});
+    (status, Json(body)).into_response()
+}
+
+async fn create_message(
+    State(sink): State<Arc<Sink>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"))
+    );
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(auth.as_str());
+    if account != SID || !authorized {
+        sink.rejected.fetch_add(1, Ordering::Relaxed);
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let to = form.get("To").cloned().unwrap_or_default();
+    let body = form.get("Body").cloned().unwrap_or_default();
+    if !to.starts_with('+') || form.get("From").map(String::as_str) != Some(FROM) || body.is_empty() {
+        sink.rejected.fetch_add(1, Ordering::Relaxed);
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21604,
+            "A 'To' phone number, a 'From' and a 'Body' are required.",
+        );
+    }
+    let latency = *sink.latency.lock().unwrap_or_else(|e| e.into_inner());
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let now = Instant::now();
+    sink.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push(now);
+    if let Some(t) = body.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()) {
+        let delay = unix_us().saturating_sub(t);
+        sink.delays_us.lock().unwrap_or_else(|e| e.into_inner()).push(delay);
+    }
+    let sid = format!("SM{:032x}", sink.next.fetch_add(1, Ordering::Relaxed));
+    let created = json!({
+        "account_sid": SID, "api_version": "2010-04-01", "body": body,
+        "date_created": chrono::Utc::now().to_rfc2822(), "date_sent": null,
+        "date_updated": chrono::Utc::now().to_rfc2822(), "direction": "outbound-api",
+        "error_code": null, "error_message": null, "from": FROM, "messaging_service_sid": null,
+        "num_media": "0", "num_segments": "1", "price": null, "price_unit": null, "sid": sid,
+        "status": "queued", "to": to,
+        "subresource_uris": {"media": format!("/2010-04-01/Accounts/{SID}/Messages/{sid}/Media.json")},
+        "uri": format!("/2010-04-01/Accounts/{SID}/Messages/{sid}.json"),
+    });
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+async fn start_sink() -> anyhow::Result<(Arc<Sink>, String)> {
+    let sink = Arc::new(Sink::default());
+    let app = Router::new()
+        .route("/2010-04-01/Accounts/{account}/Messages.json", post(create_message))
+        .with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((sink, url))
+}
+
+impl Sink {
+    fn reset(&self, latency: Duration) {
+        *self.latency.lock().unwrap_or_else(|e| e.into_inner()) = latency;
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.delays_us.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Arrivals per second from the first to the last.
+    fn rate(&self) -> f64 {
+        let a = self.arrivals();
+        match (a.first(), a.last()) {
+            (Some(f), Some(l)) if a.len() > 1 => (a.len() - 1) as f64 / (*l - *f).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The sink's raw capacity: requests per second that 64 keep-alive
+/// connections of this process get through it, as Herald's sends look.
+async fn capacity(url: &str) -> anyhow::Result<f64> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let endpoint = format!("{url}/2010-04-01/Accounts/{SID}/Messages.json");
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let until = start + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (client, endpoint, done) = (client.clone(), endpoint.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let r = client
+                    .post(&endpoint)
+                    .basic_auth(SID, Some(TOKEN))
+                    .form(&[
+                        ("To", format!("+1415{}", 2_000_000 + i)),
+                        ("From", FROM.to_owned()),
+                        ("Body", "capacity".to_owned()),
+                    ])
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status() == 201) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+// ------------------------------------------------------------- databases
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+struct Db {
+    url: String,
+    store: Store,
+    dir: Option<PathBuf>,
+    admin: Option<Store>,
+}
+
+async fn fresh_db(backend: Backend, pg_url: &str) -> anyhow::Result<Db> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("herald-perf-{}-{}", std::process::id(), fastrand::u32(..)));
+            std::fs::create_dir_all(&dir)?;
+            let url = format!("sqlite://{}", dir.join("perf.db").display());
+            let mut store = Store::connect(&DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?, 4).await?;
+            store.migrate().await?;
+            Ok(Db {
+                url,
+                store,
+                dir: Some(dir),
+                admin: None,
+            })
+        }
+        Backend::Postgres => {
+            let admin = Store::connect(&DatabaseUrl::parse(pg_url).map_err(anyhow::Error::msg)?, 2).await?;
+            admin
+                .execute_raw("DROP DATABASE IF EXISTS herald_perf WITH (FORCE)")
+                .await?;
+            admin.execute_raw("CREATE DATABASE herald_perf").await?;
+            let base = pg_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_default();
+            let url = format!("{base}/herald_perf");
+            let mut store = Store::connect(&DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?, 4).await?;
+            store.migrate().await?;
+            Ok(Db {
+                url,
+                store,
+                dir: None,
+                admin: Some(admin),
+            })
+        }
+    }
+}
+
+impl Db {
+    /// `n` SMS rows, due now or at `send_at` (SQL expression).
+    async fn fill(&self, n: u64, send_at: Option<&str>) -> anyhow::Result<()> {
+        let send_at = send_at.unwrap_or("NULL");
+        let sql = if self.store.backend_name() == "postgres" {
+            format!(
+                "INSERT INTO notification_messages (channel, recipient, body, send_at)
+                 SELECT 'sms', '+1415' || (2000000 + x % 1000000)::text, 'perf ' || x, {send_at}
+                   FROM generate_series(1, {n}) AS x"
+            )
+        } else {
+            format!(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
+                 INSERT INTO notification_messages (channel, recipient, body, send_at)
+                 SELECT 'sms', '+1415' || (2000000 + x % 1000000), 'perf ' || x, {send_at} FROM c"
+            )
+        };
+        self.store.execute_raw(&sql).await?;
+        Ok(())
+    }
+
+    async fn sent(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .store
+            .counts()
+            .await?
+            .iter()
+            .filter(|c| c.status == "sent")
+            .map(|c| c.count)
+            .sum())
+    }
+
+    async fn drop(self) {
+        self.store.close().await;
+        if let Some(dir) = self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(admin) = self.admin {
+            let _ = admin
+                .execute_raw("DROP DATABASE IF EXISTS herald_perf WITH (FORCE)")
+                .await;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ herald
+
+fn herald_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running program's path");
+    exe.with_file_name("herald")
+}
+
+fn herald(db: &Db, env: &[(&str, String)], args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(herald_bin());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn twilio_env(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SMS_PROVIDER", "twilio".into()),
+        ("TWILIO_API_URL", url.into()),
+        ("TWILIO_ACCOUNT_SID", SID.into()),
+        ("TWILIO_AUTH_TOKEN", TOKEN.into()),
+        ("TWILIO_PHONE_NUMBER", FROM.into()),
+    ]
+}
+
+/// Peak resident memory (kB) of a running process, from /proc.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Run {
+    secs: f64,
+    sent: i64,
+    rss_mb: f64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.sent as f64 / self.secs
+    }
+}
+
+/// `herald process` until it exits; wall time, messages sent, peak RSS.
+async fn process(db: &Db, env: &[(&str, String)]) -> anyhow::Result<Run> {
+    let before = db.sent().await?;
+    let start = Instant::now();
+    let mut child = herald(db, env, &["process"]).spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kb) = peak_rss_kb(pid) {
+            peak = peak.max(kb);
+        }
+        tokio::select! {
+            s = child.wait() => break s?,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "herald process failed: {status}");
+    Ok(Run {
+        secs,
+        sent: db.sent().await? - before,
+        rss_mb: peak as f64 / 1024.0,
+    })
+}
+
+// ------------------------------------------------------------------- cases
+
+struct Report {
+    lines: Vec<String>,
+}
+
+impl Report {
+    fn line(&mut self, s: String) {
+        println!("{s}");
+        self.lines.push(s);
+    }
+}
+
+fn env_of(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Result<f64> {
+    let mut best = 0.0f64;
+    let mut default = 0.0;
+    for (label, env) in [
+        ("defaults", vec![]),
+        ("BATCH_SIZE=500", vec![("BATCH_SIZE", "500")]),
+        ("BATCH_SIZE=2000", vec![("BATCH_SIZE", "2000")]),
+    ] {
+        let db = fresh_db(backend, &args.pg_url).await?;
+        db.fill(args.messages, None).await?;
+        let mut env = env_of(&env);
+        env.push(("SMS_PROVIDER", "log".into()));
+        let run = process(&db, &env).await?;
+        db.drop().await;
+        r.line(format!(
+            "drain {} {label}: {} messages in {:.2} s = {:.0} msg/s (peak RSS {:.1} MB)",
+            backend.name(),
+            run.sent,
+            run.secs,
+            run.rate(),
+            run.rss_mb
+        ));
+        if label == "defaults" {
+            default = run.rate();
+        }
+        best = best.max(run.rate());
+    }
+    r.line(format!(
+        "drain {}: defaults are {:.0} % of the best tuned figure",
+        backend.name(),
+        100.0 * default / best
+    ));
+    Ok(default)
+}
+
+async fn sink_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
+    sink.reset(Duration::ZERO);
+    let cap = capacity(url).await?;
+    r.line(format!(
+        "fast sink raw capacity (64 connections from this program): {cap:.0} req/s"
+    ));
+    let n = args.messages.min(50_000);
+    let mut figures = Vec::new();
+    for (label, extra) in [
+        ("defaults", vec![]),
+        (
+            "SMS_CONCURRENCY=64 BATCH_SIZE=1000",
+            vec![("SMS_CONCURRENCY", "64"), ("BATCH_SIZE", "1000")],
+        ),
+    ] {
+        sink.reset(Duration::ZERO);
+        let db = fresh_db(backend, &args.pg_url).await?;
+        db.fill(n, None).await?;
+        let mut env = twilio_env(url);
+        env.push(("SMS_RATE_LIMIT", "0".into()));
+        env.extend(env_of(&extra));
+        let run = process(&db, &env).await?;
+        db.drop().await;
+        r.line(format!(
+            "fast sink {} {label}: {} sent in {:.2} s = {:.0} msg/s, {:.0} % of the sink's capacity (peak RSS {:.1} MB)",
+            backend.name(),
+            run.sent,
+            run.secs,
+            run.rate(),
+            100.0 * run.rate() / cap,
+            run.rss_mb
+        ));
+        figures.push(run.rate());
+    }
+    r.line(format!(
+        "fast sink {}: defaults are {:.0} % of the tuned figure",
+        backend.name(),
+        100.0 * figures[0] / figures[1]
+    ));
+    Ok(())
+}
+
+async fn slow_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
+    let latency = Duration::from_millis(args.latency_ms);
+    let mut cases: Vec<u32> = args.rates.clone();
+    cases.push(0);
+    for rate in cases {
+        sink.reset(latency);
+        // About 10 s of sending at the limit (20,000 messages unlimited).
+        let n = if rate == 0 { 20_000 } else { u64::from(rate) * 10 };
+        let db = fresh_db(backend, &args.pg_url).await?;
+        db.fill(n, None).await?;
+        let mut env = twilio_env(url);
+        env.push(("SMS_RATE_LIMIT", rate.to_string()));
+        let run = process(&db, &env).await?;
+        db.drop().await;
+        let at_sink = sink.rate();
+        let target = if rate == 0 {
+            "unlimited".to_owned()
+        } else {
+            format!("{:.0} % of SMS_RATE_LIMIT={rate}", 100.0 * at_sink / f64::from(rate))
+        };
+        r.line(format!(
+            "{} ms sink {} SMS_RATE_LIMIT={rate}: {} sent in {:.2} s = {:.0} msg/s; at the sink {at_sink:.0} msg/s ({target}); peak RSS {:.1} MB",
+            args.latency_ms,
+            backend.name(),
+            run.sent,
+            run.secs,
+            run.rate(),
+            run.rss_mb
+        ));
+    }
+    Ok(())
+}
+
+/// Most arrivals within any `window`, from `from` on.
+fn max_in_window(arrivals: &[Instant], window: Duration) -> usize {
+    let mut best = 0;
+    let mut j = 0;
+    for i in 0..arrivals.len() {
+        while arrivals[i] - arrivals[j] >= window {
+            j += 1;
+        }
+        best = best.max(i - j + 1);
+    }
+    best
+}
+
+async fn workers_case(args: &Args, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
+    sink.reset(Duration::from_millis(50));
+    let db = fresh_db(Backend::Postgres, &args.pg_url).await?;
+    let rate = args.worker_rate;
+    db.fill(u64::from(rate) * (args.worker_seconds + 30), None).await?;
+    let mut env = twilio_env(url);
+    env.push(("SMS_RATE_LIMIT", rate.to_string()));
+    let mut children = Vec::new();
+    for _ in 0..args.workers {
+        children.push(herald(&db, &env, &["process", "--watch"]).spawn()?);
+    }
+    // Count for the configured time from the first arrival.
+    let deadline = Instant::now() + Duration::from_secs(args.worker_seconds + 30);
+    let first = loop {
+        if let Some(f) = sink.arrivals().first() {
+            break *f;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no message reached the sink");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    tokio::time::sleep_until((first + Duration::from_secs(args.worker_seconds)).into()).await;
+    for c in &children {
+        if let Some(pid) = c.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+    let arrivals: Vec<Instant> = sink
+        .arrivals()
+        .into_iter()
+        .filter(|a| *a < first + Duration::from_secs(args.worker_seconds))
+        .collect();
+    let after_first_second: Vec<Instant> = arrivals
+        .iter()
+        .copied()
+        .filter(|a| *a >= first + Duration::from_secs(1))
+        .collect();
+    let steady = after_first_second.len() as f64 / (args.worker_seconds - 1) as f64;
+    r.line(format!(
+        "{} workers on one PostgreSQL, SMS_RATE_LIMIT={rate} (burst {rate}): the sink saw {} in {} s = {:.1} msg/s \
+         ({:.1} % of the limit); after the first second {steady:.1} msg/s ({:.1} %); most in any 1 s: {} (limit + burst = {}); \
+         most in any 1 s after the first: {}",
+        args.workers,
+        arrivals.len(),
+        args.worker_seconds,
+        arrivals.len() as f64 / args.worker_seconds as f64,
+        100.0 * arrivals.len() as f64 / args.worker_seconds as f64 / f64::from(rate),
+        100.0 * steady / f64::from(rate),
+        max_in_window(&arrivals, Duration::from_secs(1)),
+        2 * rate,
+        max_in_window(&after_first_second, Duration::from_secs(1)),
+    ));
+    for mut c in children {
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+    }
+    db.drop().await;
+    Ok(())
+}
+
+async fn big_case(args: &Args, backend: Backend, small_rate: f64, r: &mut Report) -> anyhow::Result<()> {
+    let db = fresh_db(backend, &args.pg_url).await?;
+    db.fill(args.big, None).await?;
+    let run = process(&db, &[("SMS_PROVIDER", "log".into())]).await?;
+    db.drop().await;
+    r.line(format!(
+        "drain {} {} backlog, defaults: {:.2} s = {:.0} msg/s ({:.0} % of the {} rate); peak RSS {:.1} MB",
+        backend.name(),
+        args.big,
+        run.secs,
+        run.rate(),
+        100.0 * run.rate() / small_rate,
+        args.messages,
+        run.rss_mb
+    ));
+    Ok(())
+}
+
+async fn scheduled_case(args: &Args, backend: Backend, small_rate: f64, r: &mut Report) -> anyhow::Result<()> {
+    let db = fresh_db(backend, &args.pg_url).await?;
+    let next_week = if backend == Backend::Postgres {
+        "now() + interval '7 days'"
+    } else {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+7 days')"
+    };
+    db.fill(args.big, Some(next_week)).await?;
+    db.fill(args.messages, None).await?;
+    let run = process(&db, &[("SMS_PROVIDER", "log".into())]).await?;
+    db.drop().await;
+    r.line(format!(
+        "drain {} {} due now behind {} scheduled next week, defaults: {} sent in {:.2} s = {:.0} msg/s ({:.0} % of the no-backlog rate)",
+        backend.name(),
+        args.messages,
+        args.big,
+        run.sent,
+        run.secs,
+        run.rate(),
+        100.0 * run.rate() / small_rate
+    ));
+    Ok(())
+}
+
+async fn latency_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
+    sink.reset(Duration::ZERO);
+    let db = fresh_db(backend, &args.pg_url).await?;
+    let mut env = twilio_env(url);
+    env.push(("SMS_RATE_LIMIT", "0".into()));
+    let mut child = herald(&db, &env, &["process", "--watch"]).spawn()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // 1,000 msg/s for 10 s: ten rows every 10 ms, each carrying its insert time.
+    let start = Instant::now();
+    for tick in 0..1000u32 {
+        tokio::time::sleep_until((start + Duration::from_millis(10 * u64::from(tick))).into()).await;
+        let t = unix_us();
+        let values: Vec<String> = (0..10)
+            .map(|i| format!("('sms', '+1415{}', 't={t}')", 2_000_000 + i))
+            .collect();
+        db.store
+            .execute_raw(&format!(
+                "INSERT INTO notification_messages (channel, recipient, body) VALUES {}",
+                values.join(", ")
+            ))
+            .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.delays_us.lock().unwrap_or_else(|e| e.into_inner()).len() < 10_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    db.drop().await;
+    let mut d = sink.delays_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    d.sort_unstable();
+    let pct = |q: f64| {
+        d.get(((d.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    r.line(format!(
+        "latency {} at 1,000 msg/s inserted by SQL (watch mode, fast sink): {} arrived; insert to provider p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        backend.name(),
+        d.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    ));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        herald_bin().exists(),
+        "{} not found: build it first (cargo build --release --bins)",
+        herald_bin().display()
+    );
+    let wants = |case: &str| args.only.is_empty() || args.only.iter().any(|c| c == case);
+    let backends: Vec<Backend> = match args.backend.as_str() {
+        "sqlite" => vec![Backend::Sqlite],
+        "postgres" => vec![Backend::Postgres],
+        _ => vec![Backend::Sqlite, Backend::Postgres],
+    };
+    println!(
+        "herald-perf: {} CPU cores, release build: {}, herald at {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        !cfg!(debug_assertions),
+        herald_bin().display()
+    );
+    let (sink, url) = start_sink().await?;
+    let mut r = Report { lines: Vec::new() };
+    let mut small: HashMap<&str, f64> = HashMap::new();
+    for &b in &backends {
+        if wants("drain") || wants("big") || wants("scheduled") {
+            small.insert(b.name(), drain_case(&args, b, &mut r).await?);
+        }
+        if wants("sink") {
+            sink_case(&args, b, &sink, &url, &mut r).await?;
+        }
+        if wants("slow") {
+            slow_case(&args, b, &sink, &url, &mut r).await?;
+        }
+        if wants("big") {
+            big_case(&args, b, small[b.name()], &mut r).await?;
+        }
+        if wants("scheduled") {
+            scheduled_case(&args, b, small[b.name()], &mut r).await?;
+        }
+        if wants("latency") {
+            latency_case(&args, b, &sink, &url, &mut r).await?;
+        }
+    }
+    if wants("workers") && backends.contains(&Backend::Postgres) {
+        workers_case(&args, &sink, &url, &mut r).await?;
+    }
+    let rejected = sink.rejected.load(Ordering::Relaxed);
+    r.line(format!("requests the sink refused as Twilio would: {rejected}"));
+    println!("\nsummary:");
+    for l in &r.lines {
+        println!("  {l}");
+    }
+    Ok(())
+}
