@@ -59,7 +59,18 @@ struct Args {
     /// Cases to run (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Extra environment for every herald run (`--env SMS_CONCURRENCY=32`).
+    #[arg(long = "env", value_parser = parse_env)]
+    extra_env: Vec<(String, String)>,
 }
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s}: expected NAME=value"))
+}
+
+static EXTRA_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
 const SID: &str = "AC00000000000000000000000000000001";
 const TOKEN: &str = "perf-auth-token";
@@ -328,6 +339,9 @@ fn herald(db: &Db, env: &[(&str, String)], args: &[&str]) -> tokio::process::Com
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
     for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for (k, v) in EXTRA_ENV.get().into_iter().flatten() {
         cmd.env(k, v);
     }
     cmd
@@ -691,6 +705,7 @@ async fn latency_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    EXTRA_ENV.get_or_init(|| args.extra_env.clone());
     anyhow::ensure!(
         herald_bin().exists(),
         "{} not found: build it first (cargo build --release --bins)",

@@ -18,6 +18,7 @@ macro_rules! say {
 mod messages;
 mod migrate;
 mod process;
+mod progress;
 mod status;
 mod suppressions;
 mod templates;

@@ -20,6 +20,7 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
     app::announce_providers(&config);
     let store = app::open_store(&config).await?;
     let processor = app::build_processor(&config, store.clone(), &app::Overrides::default())?;
+    let store_for_progress = store.clone();
     let (handle, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         super::wait_for_signal().await;
@@ -38,7 +39,16 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         tokio::spawn(runner.run(shutdown.clone()))
     });
     tracing::info!(worker = %processor.config().worker_id, watch = args.watch, "processor started");
-    let summary = processor.run(mode, shutdown).await.context("processing failed")?;
+    let started = std::time::Instant::now();
+    let progress = (!args.quiet)
+        .then(|| super::progress::Progress::start(processor.stats(), store_for_progress))
+        .flatten();
+    let summary = processor.run(mode, shutdown).await;
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let summary = summary.context("processing failed")?;
+    let secs = started.elapsed().as_secs_f64();
     if let Some(a) = alerts {
         let _ = a.await;
     }
@@ -49,12 +59,16 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         released = summary.released,
         "processor stopped"
     );
-    if !args.watch && !args.quiet {
+    if !args.quiet {
+        let done = summary.sent + summary.failed;
         say!(
-            "sent {}, failed {}, retrying later {}",
+            "sent {}, failed {}, retrying later {} ({} in {:.1}s, {:.0} msg/s)",
             summary.sent,
             summary.failed,
-            summary.retried
+            summary.retried,
+            done,
+            secs,
+            if secs > 0.0 { done as f64 / secs } else { 0.0 }
         );
     }
     Ok(())

@@ -5,10 +5,16 @@
 //! round trip at first, then by one per round trip), and shrinks by 30 %
 //! when the provider pushes back (429, a timeout, a 5xx or a broken
 //! connection). At most one decrease per round trip: the calls already in
-//! flight when the limit came down do not bring it down again. So a 300 ms
-//! provider gets the hundreds of calls in flight it takes to reach its rate,
-//! a provider that starts refusing gets fewer, and `*_CONCURRENCY`, when
-//! set, is the ceiling.
+//! flight when the limit came down do not bring it down again.
+//!
+//! Latency tells the rest: more calls in flight only help while answers
+//! come as fast as they did with few. The limit stops growing once the
+//! smoothed call time is twice the lowest seen lately (the provider, or
+//! this machine, is queueing them), and gives back one slot per round trip
+//! above four times. So a 300 ms provider gets the hundreds of calls in
+//! flight it takes to reach its rate, a fast one on the same machine only
+//! as many as make it faster, a provider that starts refusing gets fewer,
+//! and `*_CONCURRENCY`, when set, is the ceiling.
 //!
 //! [`Window`] is the arithmetic alone (tested without a runtime);
 //! [`AdaptiveLimit`] applies it to a semaphore.
@@ -23,6 +29,19 @@ pub(super) const INITIAL_CONCURRENCY: usize = 16;
 /// How far one push-back brings the limit down.
 const DECREASE: f64 = 0.7;
 
+/// Call time over the lowest seen above which the limit stops growing,
+/// and above which it shrinks.
+const HOLD_ABOVE: f64 = 2.0;
+const SHRINK_ABOVE: f64 = 4.0;
+
+/// Calls per period of the lowest call time: the lowest of this period
+/// and the last one is the baseline (so it follows a provider that got slower).
+const PERIOD: u32 = 1000;
+
+/// Below this, call times are noise: a 0.2 ms call is not "five times
+/// faster" than a 1 ms one.
+const LATENCY_FLOOR: f64 = 0.001;
+
 /// The limit's arithmetic: a congestion window as TCP keeps one.
 #[derive(Debug, Clone)]
 pub(super) struct Window {
@@ -35,6 +54,12 @@ pub(super) struct Window {
     /// Bumped at each decrease: signals from calls started before it are
     /// about the old limit and do not count again.
     epoch: u64,
+    /// Smoothed call time (seconds; 1/16 of each new call).
+    smoothed: Option<f64>,
+    /// The lowest call time of this period, and of the last.
+    lowest: f64,
+    lowest_before: f64,
+    calls: u32,
 }
 
 impl Window {
@@ -46,6 +71,10 @@ impl Window {
             min: min.min(max),
             max,
             epoch: 0,
+            smoothed: None,
+            lowest: f64::INFINITY,
+            lowest_before: f64::INFINITY,
+            calls: 0,
         }
     }
 
@@ -58,18 +87,36 @@ impl Window {
         self.epoch
     }
 
-    /// A call succeeded. `saturated`: every slot was taken when it started,
-    /// so the limit was what held sends back (an idle limit does not grow).
-    pub(super) fn on_success(&mut self, saturated: bool) {
+    /// A call succeeded in `latency` seconds. `saturated`: every slot was
+    /// taken when it started, so the limit was what held sends back (an
+    /// idle limit does not grow).
+    pub(super) fn on_success(&mut self, saturated: bool, latency: f64) {
+        let smoothed = match self.smoothed {
+            Some(s) => s + (latency - s) / 16.0,
+            None => latency,
+        };
+        self.smoothed = Some(smoothed);
+        self.lowest = self.lowest.min(latency);
+        self.calls += 1;
+        if self.calls >= PERIOD {
+            self.lowest_before = std::mem::replace(&mut self.lowest, f64::INFINITY);
+            self.calls = 0;
+        }
         if !saturated {
             return;
         }
-        let step = if self.size < self.threshold {
-            1.0
-        } else {
-            1.0 / self.size
-        };
-        self.size = (self.size + step).min(self.max);
+        let baseline = self.lowest.min(self.lowest_before).max(LATENCY_FLOOR);
+        let queueing = smoothed / baseline;
+        if queueing > SHRINK_ABOVE {
+            self.size = (self.size - 1.0 / self.size).max(self.min);
+        } else if queueing <= HOLD_ABOVE {
+            let step = if self.size < self.threshold {
+                1.0
+            } else {
+                1.0 / self.size
+            };
+            self.size = (self.size + step).min(self.max);
+        }
     }
 
     /// The provider pushed back on a call started in `epoch`.
@@ -110,10 +157,11 @@ pub(super) struct Slot {
 }
 
 /// What a call told about the provider's capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Signal {
-    /// Answered (sent or refused for the message's own reasons).
-    Fine,
+    /// Answered (sent or refused for the message's own reasons) in this
+    /// many seconds.
+    Fine(f64),
     /// Pushed back: too many requests, a timeout, a 5xx, a broken connection.
     Congested,
     /// Nothing learned (e.g. the call was not made).
@@ -167,7 +215,7 @@ impl AdaptiveLimit {
     fn finish(&self, permit: OwnedSemaphorePermit, epoch: u64, saturated: bool, signal: Signal) {
         let mut state = self.lock();
         match signal {
-            Signal::Fine => state.window.on_success(saturated),
+            Signal::Fine(latency) => state.window.on_success(saturated, latency),
             Signal::Congested => state.window.on_congestion(epoch),
             Signal::None => {}
         }
@@ -220,20 +268,52 @@ mod tests {
         let mut w = Window::new(16, 1, 1000);
         // One round trip at 16: 16 successes, all saturated.
         for _ in 0..16 {
-            w.on_success(true);
+            w.on_success(true, 0.3);
         }
         assert_eq!(w.limit(), 32);
         // Push back: down 30 %, and from then on linear growth.
         w.on_congestion(w.epoch());
         assert_eq!(w.limit(), 22); // 22.4
         for _ in 0..22 {
-            w.on_success(true);
+            w.on_success(true, 0.3);
         }
         assert_eq!(w.limit(), 23, "one round trip adds about one slot"); // 23.37
         for _ in 0..30 {
-            w.on_success(true);
+            w.on_success(true, 0.3);
         }
         assert_eq!(w.limit(), 24);
+    }
+
+    #[test]
+    fn grows_only_while_answers_come_as_fast_as_with_few_calls() {
+        let mut w = Window::new(16, 1, 1000);
+        // A fast provider: 2 ms per call at 16 in flight.
+        for _ in 0..16 {
+            w.on_success(true, 0.002);
+        }
+        assert_eq!(w.limit(), 32);
+        // More calls in flight, and each takes longer (queueing): at about
+        // twice the lowest call time the limit holds.
+        for _ in 0..200 {
+            w.on_success(true, 0.0045);
+        }
+        let held = w.limit();
+        for _ in 0..200 {
+            w.on_success(true, 0.0045);
+        }
+        assert_eq!(w.limit(), held);
+        // Far slower than the lowest: it gives slots back.
+        for _ in 0..400 {
+            w.on_success(true, 0.02);
+        }
+        assert!(w.limit() < held, "{} < {held}", w.limit());
+        // Sub-millisecond differences are noise: 0.1 ms vs 0.5 ms still grows.
+        let mut w = Window::new(16, 1, 1000);
+        w.on_success(false, 0.0001);
+        for _ in 0..16 {
+            w.on_success(true, 0.0005);
+        }
+        assert_eq!(w.limit(), 32);
     }
 
     #[test]
@@ -255,11 +335,11 @@ mod tests {
     fn an_idle_limit_does_not_grow_and_the_ceiling_holds() {
         let mut w = Window::new(16, 1, 40);
         for _ in 0..1000 {
-            w.on_success(false);
+            w.on_success(false, 0.3);
         }
         assert_eq!(w.limit(), 16);
         for _ in 0..1000 {
-            w.on_success(true);
+            w.on_success(true, 0.3);
         }
         assert_eq!(w.limit(), 40);
         assert_eq!(Window::new(10, 10, 10).limit(), 10);
@@ -272,7 +352,7 @@ mod tests {
         assert_eq!(limit.semaphore.available_permits(), 0);
         // All four were taken with the limit full; each success grows it.
         for s in slots {
-            s.done(Signal::Fine);
+            s.done(Signal::Fine(0.01));
         }
         assert_eq!(limit.limit(), 5); // only the last start saw every slot taken
         assert_eq!(limit.semaphore.available_permits(), 5);

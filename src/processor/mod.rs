@@ -68,6 +68,10 @@ pub struct Processor {
     /// own. Each limit adapts to how its provider answers.
     slots: HashMap<Channel, Arc<AdaptiveLimit>>,
     metrics: Arc<SendMetrics>,
+    /// Claimed messages whose send (or other handling) has not finished.
+    unsent: std::sync::atomic::AtomicUsize,
+    /// Notified each time one of them is done.
+    handled: Notify,
     /// Outcomes cannot be written right now: claim nothing.
     recording_blocked: std::sync::atomic::AtomicBool,
     /// Provider ids that look-ups here matched to a message.
@@ -113,6 +117,8 @@ impl Processor {
             limiter,
             slots,
             metrics: Arc::new(SendMetrics::default()),
+            unsent: Default::default(),
+            handled: Notify::new(),
             recording_blocked: Default::default(),
             reserved: Default::default(),
         }

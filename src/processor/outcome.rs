@@ -174,7 +174,9 @@ impl Processor {
         };
         let completion = match result {
             Ok(receipt) => {
-                tracing::info!(provider_message_id = receipt.provider_message_id.as_deref(), "sent");
+                // One line per send drowns the log at thousands a second; the
+                // attempt history keeps every send (LOG_LEVEL=debug shows them).
+                tracing::debug!(provider_message_id = receipt.provider_message_id.as_deref(), "sent");
                 ProcessorStats::add(&self.stats.sent, 1);
                 self.metrics.record_send(provider, AttemptOutcome::Sent, took);
                 attempt.provider_message_id = receipt.provider_message_id.clone();

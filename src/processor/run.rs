@@ -77,6 +77,8 @@ impl Processor {
         let max_in_flight = self.config.max_in_flight();
         let mut db_failures = 0u32;
         let mut claim_size = ClaimSize::new(self.config.batch_size);
+        let mut round = 0usize;
+        let mut last_unknown = std::time::Instant::now() - Duration::from_secs(1);
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
@@ -99,11 +101,12 @@ impl Processor {
                 }
                 continue;
             }
-            // Keep about one claim's worth waiting for the senders.
-            let waiting = (max_in_flight - available).saturating_sub(self.sending());
+            // Keep about one claim's worth waiting for the senders (a sent
+            // message waiting to be recorded is not waiting for a sender).
+            let waiting = self.unsent.load(Ordering::Relaxed).saturating_sub(self.sending());
             if !claim_size.should_claim(waiting) {
                 tokio::select! {
-                    _ = recorded.notified() => {}
+                    _ = self.handled.notified() => {}
                     _ = shutdown.wait() => {}
                 }
                 continue;
@@ -113,7 +116,14 @@ impl Processor {
             // the claim finds nothing, nothing can make more messages due
             // (checking afterwards would race with sends finishing meanwhile).
             let idle_before = in_flight.available_permits() == max_in_flight;
-            let (claimed, want, throttled) = match self.claim_round(want).await {
+            // Rows whose channel is none of Herald's are failed, not sent:
+            // looked for once a second (the due index leads with the channel).
+            let unknown_due = last_unknown.elapsed() >= Duration::from_secs(1);
+            if unknown_due {
+                last_unknown = std::time::Instant::now();
+            }
+            round = round.wrapping_add(1);
+            let (claimed, full, throttled) = match self.claim_round(want, round, unknown_due).await {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -131,10 +141,10 @@ impl Processor {
                 Err(e) => return Err(e.into()),
             };
             let got = claimed.len();
-            claim_size.after_claim(want, got, waiting);
+            claim_size.after_claim(full, waiting);
             ProcessorStats::add(&self.stats.claimed, got as u64);
             self.dispatch(claimed, shutdown, in_flight, tx).await;
-            if got == want as usize {
+            if full {
                 continue; // there may be more due right now
             }
             match (mode, throttled) {
@@ -260,6 +270,7 @@ impl Processor {
                 .clone()
                 .try_acquire_owned()
                 .expect("claimed no more than the free permits");
+            self.unsent.fetch_add(1, Ordering::Relaxed);
             let this = self.clone();
             let shutdown = shutdown.clone();
             let tx = tx.clone();
@@ -272,75 +283,62 @@ impl Processor {
                     Verdict::HandBack => this.release(&msg, "history_unavailable", None),
                 }
                 .of_message(&msg);
+                this.unsent.fetch_sub(1, Ordering::Relaxed);
+                this.handled.notify_one();
                 // The receiver lives until every permit is back.
                 let _ = tx.send((outcome, permit));
             });
         }
     }
 
-    /// One claim, or one per channel when rate limits or a provider pause
-    /// are in force (so that a throttled channel is only claimed as fast as
-    /// it can send, and never crowds out the others). Returns the messages,
-    /// how many were asked for (a full answer means "there may be more"), and
-    /// when the soonest sender that had no tokens for this round gets one.
-    async fn claim_round(&self, want: u32) -> Result<(Vec<Message>, u32, Option<DateTime<Utc>>), StoreError> {
+    /// One claim per channel (each reads its own part of the due index),
+    /// each taking what is left of `want`, and no more than a rate-limited
+    /// sender can start within [`RATE_HORIZON`]; the first channel changes
+    /// each round so that none waits behind another's backlog. Returns the
+    /// messages, whether all of `want` was claimed (there may be more),
+    /// and when the soonest sender that had no tokens for this round gets one.
+    async fn claim_round(
+        &self,
+        want: u32,
+        round: usize,
+        unknown_due: bool,
+    ) -> Result<(Vec<Message>, bool, Option<DateTime<Utc>>), StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono_duration(self.config.lease);
         let worker = &self.config.worker_id;
-        if !self.limiter.any_limited() && !self.limiter.any_paused(now) {
-            let got = self
-                .store
-                .claim(ClaimFilter::Any, worker, now, lease_until, want)
-                .await?;
-            return Ok((got, want, None));
-        }
-        // The channels that can send now, each with its share of the claim.
-        let mut open = Vec::new();
         let mut throttled: Option<DateTime<Utc>> = None;
-        for channel in Channel::ALL {
-            let provider = self.providers.get(channel);
-            if self.limiter.paused_until(provider.name(), now).is_none() {
-                open.push(channel);
-            }
-        }
-        let share = (want / (open.len().max(1) as u32)).max(1);
         let mut all = Vec::new();
-        let mut asked = 0;
-        for channel in open {
+        let mut left = want;
+        let n = Channel::ALL.len();
+        for channel in (0..n).map(|i| Channel::ALL[(round + i) % n]) {
+            if left == 0 {
+                break;
+            }
             let provider = self.providers.get(channel).clone();
-            let sender = provider.sender(channel);
-            let name = provider.name();
-            let n = share.min(want - asked);
-            if n == 0 {
-                continue;
+            let (name, sender) = (provider.name(), provider.sender(channel));
+            if self.limiter.paused_until(name, now).is_some() {
+                continue; // a pause ends at its own time
             }
             let limit = self.limiter.limit(channel);
-            // How many this sender may start within the horizon.
+            let shared = limit.is_some() && self.limiter.is_shared();
             let budget = match limit {
-                None => n,
-                Some(limit) if self.limiter.is_shared() => {
+                None => left,
+                Some(limit) if shared => {
                     let unused = self.limiter.take_unused(channel, name, &sender);
                     let bucket = RateLimiter::bucket_name(channel, name, &sender);
-                    let grant = self
+                    let horizon = RATE_HORIZON.as_secs_f64();
+                    match self
                         .store
-                        .reserve_tokens(
-                            &bucket,
-                            limit.rate,
-                            limit.burst,
-                            n,
-                            unused,
-                            now,
-                            RATE_HORIZON.as_secs_f64(),
-                        )
-                        .await;
-                    match grant {
+                        .reserve_tokens(&bucket, limit.rate, limit.burst, left, unused, now, horizon)
+                        .await
+                    {
                         Ok(Some(g)) => {
                             self.limiter
                                 .add_grant(channel, name, &sender, now, g.tokens, g.granted, RATE_HORIZON)
                         }
                         Ok(None) => 0,
                         Err(e) => {
-                            // The tokens were not given back: keep them for the next try.
+                            // Not given back: keep them for the next reservation.
                             self.limiter.refund_unused(channel, name, &sender, unused);
                             return Err(e);
                         }
@@ -349,8 +347,8 @@ impl Processor {
                 Some(_) => self
                     .limiter
                     .budget(channel, name, &sender, now, RATE_HORIZON)
-                    .unwrap_or(n)
-                    .min(n),
+                    .unwrap_or(left)
+                    .min(left),
             };
             if budget == 0 {
                 if let Some(at) = self.limiter.next_budget_at(channel, name, &sender, now, RATE_HORIZON) {
@@ -358,36 +356,35 @@ impl Processor {
                 }
                 continue;
             }
-            asked += budget;
-            let got = self
+            let got = match self
                 .store
                 .claim(ClaimFilter::Channel(channel), worker, now, lease_until, budget)
-                .await;
-            let got = match got {
+                .await
+            {
                 Ok(got) => got,
                 Err(e) => {
-                    if limit.is_some() && self.limiter.is_shared() {
+                    if shared {
                         self.limiter.give_back(channel, name, &sender, budget);
                     }
                     return Err(e);
                 }
             };
-            if limit.is_some() && self.limiter.is_shared() && (got.len() as u32) < budget {
-                self.limiter
-                    .give_back(channel, name, &sender, budget - got.len() as u32);
+            let got_n = got.len() as u32;
+            if shared && got_n < budget {
+                self.limiter.give_back(channel, name, &sender, budget - got_n);
             }
+            left -= got_n.min(left);
             all.extend(got);
         }
-        if asked < want {
-            let n = want - asked;
+        if unknown_due && left > 0 {
             all.extend(
                 self.store
-                    .claim(ClaimFilter::UnknownChannel, worker, now, lease_until, n)
+                    .claim(ClaimFilter::UnknownChannel, worker, now, lease_until, left)
                     .await?,
             );
         }
-        // Full if every channel that could take more got all it asked for.
-        Ok((all, asked.max(1), throttled))
+        let full = all.len() >= want as usize;
+        Ok((all, full, throttled))
     }
 
     /// Provider calls in flight now, on every channel.

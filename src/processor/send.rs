@@ -101,7 +101,9 @@ impl Processor {
             recipient = %parsed.recipient.masked(),
             attempt = parsed.attempt,
         );
-        async {
+        // Boxed: a message waiting for its token or slot holds only the
+        // small future above; the call's state is allocated when it starts.
+        Box::pin(async {
             // An earlier attempt may have reached the provider: ask it first.
             let window = unknown_outcome_since(msg, provider.name())
                 .map(|ended| self.unknown_attempt_window(ended))
@@ -144,11 +146,12 @@ impl Processor {
             let result = result.map_err(|e| self.clamp_provider_wait(e, provider.name()));
             // A refusal of this message says nothing about the provider's
             // capacity; a 429, a timeout, a 5xx or a broken connection does.
+            let took = (self.clock.now() - started).to_std().unwrap_or_default().as_secs_f64();
             slot.done(match &result {
-                Ok(_) => Signal::Fine,
+                Ok(_) => Signal::Fine(took),
                 Err(e) => match e.class {
                     FailureClass::RateLimited { .. } | FailureClass::Retryable => Signal::Congested,
-                    FailureClass::Permanent | FailureClass::Unauthorized => Signal::Fine,
+                    FailureClass::Permanent | FailureClass::Unauthorized => Signal::Fine(took),
                 },
             });
             self.metrics
@@ -202,7 +205,7 @@ impl Processor {
                 None => outcome,
             }
         }
-        .instrument(span)
+        .instrument(span))
         .await
     }
 }

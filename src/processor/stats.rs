@@ -31,7 +31,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// What happened between `before` and `self`.
-    pub(super) fn since(self, before: RunSummary) -> RunSummary {
+    pub fn since(self, before: RunSummary) -> RunSummary {
         RunSummary {
             claimed: self.claimed - before.claimed,
             sent: self.sent - before.sent,

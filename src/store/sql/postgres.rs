@@ -2,6 +2,8 @@
 //! parameters are read with `jsonb_to_recordset`, claims use
 //! `FOR UPDATE SKIP LOCKED` so concurrent workers never wait for each other.
 
+use crate::domain::Channel;
+
 use super::{channel_list, numbered, ClaimKind, Dialect, Statement, Table};
 
 pub(crate) struct Postgres;
@@ -234,11 +236,22 @@ impl Dialect for Postgres {
     }
 
     fn next_due(&self, t: &Table) -> String {
-        let due = self.due_key(t);
+        // One look per channel (the index leads with the channel).
+        let (due, channel) = (self.due_key(t), t.col("channel"));
+        let per_channel: Vec<String> = Channel::ALL
+            .iter()
+            .map(|c| {
+                format!(
+                    "(SELECT ({due}) AS due FROM notification_messages
+                       WHERE {} AND {channel} = '{c}' ORDER BY ({due}) LIMIT 1)",
+                    t.open()
+                )
+            })
+            .collect();
         format!(
-            "SELECT {} FROM notification_messages WHERE {} ORDER BY ({due}) LIMIT 1",
-            self.ts_text(&format!("greatest(({due}), '2000-01-01'::timestamptz)")),
-            t.open()
+            "SELECT {} FROM ({}) AS d",
+            self.ts_text("greatest(min(due), '2000-01-01'::timestamptz)"),
+            per_channel.join(" UNION ALL ")
         )
     }
 

@@ -2,6 +2,8 @@
 //! and compare as text; `send_at` may hold other programs' forms and is
 //! compared through `julianday()`. JSON parameters are read with `json_each`.
 
+use crate::domain::Channel;
+
 use super::{channel_list, numbered, ClaimKind, Dialect, Statement, Table};
 
 pub(crate) struct Sqlite;
@@ -197,11 +199,21 @@ impl Dialect for Sqlite {
     }
 
     fn next_due(&self, t: &Table) -> String {
-        let due = self.due_key(t);
+        // One look per channel (the index leads with the channel).
+        let (due, channel) = (self.due_key(t), t.col("channel"));
+        let per_channel: Vec<String> = Channel::ALL
+            .iter()
+            .map(|c| {
+                format!(
+                    "SELECT * FROM (SELECT ({due}) AS due FROM notification_messages
+                       WHERE {} AND {channel} = '{c}' ORDER BY ({due}) LIMIT 1)",
+                    t.open()
+                )
+            })
+            .collect();
         format!(
-            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', max(({due}), 2451544.5))
-               FROM notification_messages WHERE {} ORDER BY ({due}) LIMIT 1",
-            t.open()
+            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', max(min(due), 2451544.5)) FROM ({})",
+            per_channel.join(" UNION ALL ")
         )
     }
 
