@@ -265,10 +265,12 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
     // A short lease (e.g. in tests) shortens the timeout to fit inside it.
     let provider_timeout = provider_timeout.min(lease / 2);
     // PostgreSQL wakes processors with NOTIFY: polling is only the fallback.
+    // SQLite is polled: 20 ms keeps a POS's insert under 50 ms from the
+    // provider at the 99th percentile, for a few index look-ups per poll.
     let poll_default = if matches!(database, Some(DatabaseUrl::Postgres(_))) {
         1000
     } else {
-        50
+        20
     };
     let poll_interval = Duration::from_millis(r.number("POLL_INTERVAL_MS", poll_default, 5, 60_000, "milliseconds"));
     let retry = RetryPolicy {

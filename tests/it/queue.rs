@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::clock::ManualClock;
-use herald::domain::{NewMessage, RawMessage};
+use herald::domain::{Channel, NewMessage, RawMessage};
 use herald::providers::{Receipt, SendError};
-use herald::store::{Completion, Message};
+use herald::store::{ClaimFilter, Completion, Message};
 use tokio::sync::Barrier;
 
 use crate::support::*;
@@ -381,6 +381,43 @@ both_backends! {
         clock.advance(Duration::from_secs(600));
         assert_eq!(run_once(&p).await.sent, 1);
         assert_eq!(db.get(msg.id).await.status, "sent");
+    }
+
+    async fn claims_read_what_is_due_first_and_skip_what_is_scheduled(db: TestDb) {
+        // Scheduled for next week and inserted first (lower ids), then a
+        // retry due a minute ago, then messages due now.
+        let schedule = |minutes: i64, body: &str| RawMessage {
+            channel: Some("sms".into()),
+            recipient: Some("+14153234567".into()),
+            body: Some(body.into()),
+            send_at: Some(t0() + chrono::Duration::minutes(minutes)),
+            ..RawMessage::default()
+        };
+        let mut later = Vec::new();
+        for i in 0..20 {
+            let m = db.store.enqueue(&NewMessage::parse(&schedule(7 * 24 * 60 + i, "next week")).unwrap(), t0()).await.unwrap();
+            later.push(m.id);
+        }
+        let retry = db.insert_sql("sms", "+14153234567", "retry").await;
+        let past = herald::clock::format_ts(t0() - chrono::Duration::minutes(1));
+        db.execute(&format!("UPDATE notification_messages SET next_attempt_at = '{past}' WHERE id = {retry}")).await;
+        let mut now_due = Vec::new();
+        for i in 0..3 {
+            now_due.push(db.insert_sql("sms", "+14153234567", &format!("now {i}")).await);
+        }
+        // Due now first (in id order), then the retry; nothing scheduled.
+        let lease = t0() + chrono::Duration::seconds(60);
+        let got: Vec<i64> = db.store.claim(ClaimFilter::Channel(Channel::Sms), "w1", t0(), lease, 10).await.unwrap().iter().map(|m| m.id).collect();
+        let mut want = now_due.clone();
+        want.push(retry);
+        want.sort();
+        assert_eq!(got, want);
+        // The next wake-up is the first scheduled message (read from the index).
+        assert_eq!(db.store.next_due().await.unwrap(), Some(t0() + chrono::Duration::minutes(7 * 24 * 60)));
+        // Next week they are due, in their order.
+        let week = t0() + chrono::Duration::days(8);
+        let got: Vec<i64> = db.store.claim(ClaimFilter::Channel(Channel::Sms), "w1", week, week + chrono::Duration::seconds(60), 5).await.unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(got, later[..5]);
     }
 
     async fn idempotency_keys_are_remembered_for_a_day(db: TestDb) {

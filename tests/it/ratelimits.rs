@@ -98,3 +98,47 @@ both_backends! {
         assert_eq!(db.count_status("sent").await, 6);
     }
 }
+
+/// Three workers on one PostgreSQL database with `SMS_RATE_LIMIT=2`,
+/// burst 2: together they send at 2 a second, not 6 (each reserves its
+/// tokens from the shared bucket, each token with its moment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_one_postgres_share_one_rate_limit() {
+    let db = TestDb::new(Backend::Postgres).await;
+    const N: usize = 30;
+    for i in 0..N {
+        db.insert_sql("sms", "+14153234567", &format!("sms {i}")).await;
+    }
+    let clock = ManualClock::new(t0());
+    let sms = ScriptedProvider::ok().named("twilio");
+    let email = ScriptedProvider::ok().named("sendgrid");
+    let limits = ChannelLimits { rate: 2.0, burst: 2, concurrency: 4 };
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let mut providers = Providers::all(Arc::new(email.clone()));
+            providers.set(Channel::Sms, Arc::new(sms.clone()));
+            let mut cfg = test_config(&format!("w{w}"));
+            cfg.limits.insert(Channel::Sms, limits);
+            Arc::new(Processor::new(db.store.clone(), providers, Arc::new(clock.clone()), zero_random(), cfg))
+        })
+        .collect();
+    let runs: Vec<_> = workers.iter().map(|p| tokio::spawn({
+        let p = p.clone();
+        async move { run_once(&p).await }
+    })).collect();
+    let mut sent = 0;
+    for r in runs {
+        sent += r.await.unwrap().sent;
+    }
+    assert_eq!(sent, N as u64);
+    assert!(sms.per_message().values().all(|n| *n == 1), "each message sent once");
+    // 30 messages at 2/s after a burst of 2 take at least 14 s of the
+    // clock (three separate limits would have taken about 5).
+    let elapsed = clock.now() - t0();
+    assert!(elapsed >= chrono::Duration::seconds(14), "the limit was not shared: all sent within {elapsed}");
+    // One bucket, in the database, for the one sender (the scripted
+    // provider's sender is empty).
+    let buckets = db.query("SELECT bucket FROM herald_rate_buckets").await;
+    assert_eq!(buckets.len(), 1);
+    assert_eq!(buckets[0]["bucket"], "sms:twilio:");
+}
