@@ -180,18 +180,18 @@ impl RateLimiter {
         })
     }
 
-    /// Shared buckets: `granted` tokens reserved at `now`, the bucket
-    /// holding `tokens` before the reservation. Returns how many.
+    /// Shared buckets: tokens reserved at `now` ([`crate::store::Grant`]).
+    /// Returns how many.
     pub fn add_grant(
         &self,
         channel: Channel,
         provider: &str,
         sender: &str,
         now: DateTime<Utc>,
-        tokens: f64,
-        granted: u32,
+        grant: crate::store::Grant,
         horizon: Duration,
     ) -> u32 {
+        let crate::store::Grant { tokens, granted } = grant;
         let Some(limit) = self.limit(channel) else {
             return 0;
         };
@@ -475,12 +475,16 @@ mod tests {
         assert!(!l.any_paused(until));
     }
 
+    fn grant(tokens: f64, granted: u32) -> crate::store::Grant {
+        crate::store::Grant { tokens, granted }
+    }
+
     #[test]
     fn shared_tokens_are_spaced_as_granted_and_unused_ones_go_back() {
         let l = RateLimiter::shared(limiter().limits);
         let h = Duration::from_secs(2);
         // The bucket held 1.5 tokens (rate 1/s): three granted, at 0, 0.5 s and 1.5 s.
-        assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), 1.5, 3, h), 3);
+        assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), grant(1.5, 3), h), 3);
         assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0()));
         // The last one will not be used: it goes back with the next reservation.
         l.give_back(Channel::Sms, "twilio", "+1", 1);
@@ -495,7 +499,7 @@ mod tests {
         assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 0);
         // None granted: the bucket was 3 tokens in debt, so with a 2 s horizon
         // the next is usable from 2 s on.
-        assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), -3.0, 0, h), 0);
+        assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), grant(-3.0, 0), h), 0);
         assert_eq!(
             l.next_budget_at(Channel::Sms, "twilio", "+1", t0(), h),
             Some(t0() + secs(2.0))

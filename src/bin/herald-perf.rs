@@ -686,7 +686,10 @@ async fn latency_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: 
     let mut d = sink.delays_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if std::env::var_os("HERALD_PERF_TRACE").is_some() {
         for (i, chunk) in d.chunks(500).enumerate() {
-            eprintln!("arrivals {i}: max {:.1} ms", chunk.iter().max().copied().unwrap_or(0) as f64 / 1000.0);
+            eprintln!(
+                "arrivals {i}: max {:.1} ms",
+                chunk.iter().max().copied().unwrap_or(0) as f64 / 1000.0
+            );
         }
     }
     d.sort_unstable();

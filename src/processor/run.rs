@@ -326,16 +326,12 @@ impl Processor {
                 Some(limit) if shared => {
                     let unused = self.limiter.take_unused(channel, name, &sender);
                     let bucket = RateLimiter::bucket_name(channel, name, &sender);
-                    let horizon = RATE_HORIZON.as_secs_f64();
                     match self
                         .store
-                        .reserve_tokens(&bucket, limit.rate, limit.burst, left, unused, now, horizon)
+                        .reserve_tokens(&bucket, limit, left, unused, now, RATE_HORIZON)
                         .await
                     {
-                        Ok(Some(g)) => {
-                            self.limiter
-                                .add_grant(channel, name, &sender, now, g.tokens, g.granted, RATE_HORIZON)
-                        }
+                        Ok(Some(g)) => self.limiter.add_grant(channel, name, &sender, now, g, RATE_HORIZON),
                         Ok(None) => 0,
                         Err(e) => {
                             // Not given back: keep them for the next reservation.

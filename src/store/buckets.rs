@@ -4,11 +4,14 @@
 //! the moment it may be used, so the bucket's row is touched once per claim,
 //! not once per message. SQLite has one worker: its buckets stay in memory.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use super::backend::Backend;
 use super::{Result, Store};
 use crate::clock::format_ts;
+use crate::ratelimit::ChannelLimits;
 
 /// What a reservation got from the shared bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,21 +45,20 @@ impl Store {
         matches!(self.backend, Backend::Postgres { .. })
     }
 
-    /// Reserve up to `want` tokens of bucket `bucket` (`rate` per second,
-    /// at most `burst` saved up) usable within `horizon_secs` of `now`,
-    /// first giving back `refund` tokens reserved earlier and not used.
-    /// The bucket is created full. `None` on SQLite.
-    #[allow(clippy::too_many_arguments)]
+    /// Reserve up to `want` tokens of bucket `bucket` (`limits.rate` per
+    /// second, at most `limits.burst` saved up) usable within `horizon` of
+    /// `now`, first giving back `refund` tokens reserved earlier and not
+    /// used. The bucket is created full. `None` on SQLite.
     pub async fn reserve_tokens(
         &self,
         bucket: &str,
-        rate: f64,
-        burst: u32,
+        limits: ChannelLimits,
         want: u32,
         refund: u32,
         now: DateTime<Utc>,
-        horizon_secs: f64,
+        horizon: Duration,
     ) -> Result<Option<Grant>> {
+        let (rate, burst, horizon_secs) = (limits.rate, limits.burst, horizon.as_secs_f64());
         let Backend::Postgres { pool } = &self.backend else {
             return Ok(None);
         };

@@ -112,20 +112,35 @@ async fn workers_on_one_postgres_share_one_rate_limit() {
     let clock = ManualClock::new(t0());
     let sms = ScriptedProvider::ok().named("twilio");
     let email = ScriptedProvider::ok().named("sendgrid");
-    let limits = ChannelLimits { rate: 2.0, burst: 2, concurrency: 4 };
+    let limits = ChannelLimits {
+        rate: 2.0,
+        burst: 2,
+        concurrency: 4,
+    };
     let workers: Vec<_> = (0..3)
         .map(|w| {
             let mut providers = Providers::all(Arc::new(email.clone()));
             providers.set(Channel::Sms, Arc::new(sms.clone()));
             let mut cfg = test_config(&format!("w{w}"));
             cfg.limits.insert(Channel::Sms, limits);
-            Arc::new(Processor::new(db.store.clone(), providers, Arc::new(clock.clone()), zero_random(), cfg))
+            Arc::new(Processor::new(
+                db.store.clone(),
+                providers,
+                Arc::new(clock.clone()),
+                zero_random(),
+                cfg,
+            ))
         })
         .collect();
-    let runs: Vec<_> = workers.iter().map(|p| tokio::spawn({
-        let p = p.clone();
-        async move { run_once(&p).await }
-    })).collect();
+    let runs: Vec<_> = workers
+        .iter()
+        .map(|p| {
+            tokio::spawn({
+                let p = p.clone();
+                async move { run_once(&p).await }
+            })
+        })
+        .collect();
     let mut sent = 0;
     for r in runs {
         sent += r.await.unwrap().sent;
@@ -135,7 +150,10 @@ async fn workers_on_one_postgres_share_one_rate_limit() {
     // 30 messages at 2/s after a burst of 2 take at least 14 s of the
     // clock (three separate limits would have taken about 5).
     let elapsed = clock.now() - t0();
-    assert!(elapsed >= chrono::Duration::seconds(14), "the limit was not shared: all sent within {elapsed}");
+    assert!(
+        elapsed >= chrono::Duration::seconds(14),
+        "the limit was not shared: all sent within {elapsed}"
+    );
     // One bucket, in the database, for the one sender (the scripted
     // provider's sender is empty).
     let buckets = db.query("SELECT bucket FROM herald_rate_buckets").await;
