@@ -119,15 +119,16 @@ async fn create_message(
             "A 'To' phone number, a 'From' and a 'Body' are required.",
         );
     }
-    let latency = *sink.latency.lock().unwrap_or_else(|e| e.into_inner());
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    // Counted as the provider sees it: when the request arrives.
     let now = Instant::now();
     sink.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push(now);
     if let Some(t) = body.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()) {
         let delay = unix_us().saturating_sub(t);
         sink.delays_us.lock().unwrap_or_else(|e| e.into_inner()).push(delay);
+    }
+    let latency = *sink.latency.lock().unwrap_or_else(|e| e.into_inner());
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     let sid = format!("SM{:032x}", sink.next.fetch_add(1, Ordering::Relaxed));
     let created = json!({

@@ -9,9 +9,9 @@
 //!
 //! Latency tells the rest: more calls in flight only help while answers
 //! come as fast as they did with few. The limit stops growing once the
-//! smoothed call time is twice the lowest seen lately (the provider, or
+//! smoothed call time is 1.5 times the lowest seen lately (the provider, or
 //! this machine, is queueing them), and gives back one slot per round trip
-//! above four times. So a 300 ms provider gets the hundreds of calls in
+//! above three times. So a 300 ms provider gets the hundreds of calls in
 //! flight it takes to reach its rate, a fast one on the same machine only
 //! as many as make it faster, a provider that starts refusing gets fewer,
 //! and `*_CONCURRENCY`, when set, is the ceiling.
@@ -31,8 +31,8 @@ const DECREASE: f64 = 0.7;
 
 /// Call time over the lowest seen above which the limit stops growing,
 /// and above which it shrinks.
-const HOLD_ABOVE: f64 = 2.0;
-const SHRINK_ABOVE: f64 = 4.0;
+const HOLD_ABOVE: f64 = 1.5;
+const SHRINK_ABOVE: f64 = 3.0;
 
 /// Calls per period of the lowest call time: the lowest of this period
 /// and the last one is the baseline (so it follows a provider that got slower).
@@ -292,8 +292,8 @@ mod tests {
             w.on_success(true, 0.002);
         }
         assert_eq!(w.limit(), 32);
-        // More calls in flight, and each takes longer (queueing): at about
-        // twice the lowest call time the limit holds.
+        // More calls in flight, and each takes longer (queueing): above 1.5
+        // times the lowest call time the limit holds.
         for _ in 0..200 {
             w.on_success(true, 0.0045);
         }

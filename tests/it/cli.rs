@@ -34,8 +34,12 @@ both_backends! {
         ]))).trim().parse().unwrap();
         assert_eq!(db.get(later).await.send_at, Some(chrono::DateTime::parse_from_rfc3339("2099-01-01T08:00:00Z").unwrap().into()));
 
-        let out = ok(run(herald(&db, dir).env("LOG_OUTBOX", &outbox).arg("process")));
-        assert!(out.contains("sent 3"), "{out}");
+        let o = run(herald(&db, dir).env("LOG_OUTBOX", &outbox).arg("process"));
+        // Not a terminal: no status line on stderr, only the summary on stdout.
+        assert!(!stderr(&o).contains("\x1b[2K"), "{}", stderr(&o));
+        let out = ok(o);
+        assert!(out.starts_with("sent 3, failed 0, retrying later 0 (3 in "), "{out}");
+        assert!(out.trim_end().ends_with("msg/s)"), "{out}");
         for i in [id, email, wa] {
             assert_eq!(db.get(i).await.status, "sent");
         }
