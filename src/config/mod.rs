@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(c.provider_for(Channel::Sms), ProviderChoice::Log);
         assert_eq!(c.retry.max_retries, 3);
         assert!(c.enable_message_processor);
-        assert_eq!(c.poll_interval, Duration::from_millis(50));
+        assert_eq!(c.poll_interval, Duration::from_millis(20));
     }
 
     #[test]

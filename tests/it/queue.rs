@@ -398,6 +398,8 @@ both_backends! {
             let m = db.store.enqueue(&NewMessage::parse(&schedule(7 * 24 * 60 + i, "next week")).unwrap(), t0()).await.unwrap();
             later.push(m.id);
         }
+        // The next wake-up is the first scheduled message (read from the index).
+        assert_eq!(db.store.next_due().await.unwrap(), Some(t0() + chrono::Duration::minutes(7 * 24 * 60)));
         let retry = db.insert_sql("sms", "+14153234567", "retry").await;
         let past = herald::clock::format_ts(t0() - chrono::Duration::minutes(1));
         db.execute(&format!("UPDATE notification_messages SET next_attempt_at = '{past}' WHERE id = {retry}")).await;
@@ -412,12 +414,16 @@ both_backends! {
         want.push(retry);
         want.sort();
         assert_eq!(got, want);
-        // The next wake-up is the first scheduled message (read from the index).
-        assert_eq!(db.store.next_due().await.unwrap(), Some(t0() + chrono::Duration::minutes(7 * 24 * 60)));
-        // Next week they are due, in their order.
+        // Now the claimed messages' leases end first.
+        assert_eq!(db.store.next_due().await.unwrap(), Some(lease));
+        // Next week: the four expired leases (due since t0 + 60 s) first,
+        // then the scheduled ones in their order.
         let week = t0() + chrono::Duration::days(8);
-        let got: Vec<i64> = db.store.claim(ClaimFilter::Channel(Channel::Sms), "w1", week, week + chrono::Duration::seconds(60), 5).await.unwrap().iter().map(|m| m.id).collect();
-        assert_eq!(got, later[..5]);
+        let got: Vec<i64> = db.store.claim(ClaimFilter::Channel(Channel::Sms), "w1", week, week + chrono::Duration::seconds(60), 6).await.unwrap().iter().map(|m| m.id).collect();
+        let mut expected = want.clone();
+        expected.extend(&later[..2]);
+        expected.sort();
+        assert_eq!(got, expected);
     }
 
     async fn idempotency_keys_are_remembered_for_a_day(db: TestDb) {
