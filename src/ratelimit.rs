@@ -253,9 +253,16 @@ impl RateLimiter {
     /// shared bucket and no token held for it (the message goes back).
     pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.shared && self.limit(channel).is_some() {
-            return self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
+            // The shared bucket's moment, and no sooner than this worker's
+            // own bucket allows: a token granted for a moment already past
+            // (its message waited for a send slot) does not make a burst.
+            let granted = self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
                 s.held.pop_front()
-            });
+            })?;
+            let own = self
+                .with_bucket(channel, provider, sender, now, |b| b.reserve(now))
+                .unwrap_or(now);
+            return Some(granted.max(own));
         }
         Some(
             self.with_bucket(channel, provider, sender, now, |b| b.reserve(now))
@@ -266,7 +273,6 @@ impl RateLimiter {
     pub fn refund(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) {
         if self.shared && self.limit(channel).is_some() {
             self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| s.unused += 1);
-            return;
         }
         self.with_bucket(channel, provider, sender, now, Bucket::refund);
     }
@@ -488,7 +494,9 @@ mod tests {
         assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0()));
         // The last one will not be used: it goes back with the next reservation.
         l.give_back(Channel::Sms, "twilio", "+1", 1);
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0() + secs(0.5)));
+        // Granted for 0.5 s, but this worker's own bucket (1/s, burst 1)
+        // paces it to 1 s: no worker sends faster than the limit itself.
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0() + secs(1.0)));
         assert_eq!(
             l.reserve(Channel::Sms, "twilio", "+1", t0()),
             None,

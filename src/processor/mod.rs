@@ -102,8 +102,12 @@ impl Processor {
         let slots = Channel::ALL
             .into_iter()
             .map(|c| {
-                let max = config.channel_limits(c).concurrency.max(1);
-                (c, AdaptiveLimit::new(Window::new(INITIAL_CONCURRENCY.min(max), 1, max)))
+                // A rate-limited channel starts with enough calls in flight
+                // to reach its rate at up to a second per call.
+                let limits = config.channel_limits(c);
+                let max = limits.concurrency.max(1);
+                let initial = INITIAL_CONCURRENCY.max(limits.rate.ceil() as usize).min(max);
+                (c, AdaptiveLimit::new(Window::new(initial, 1, max)))
             })
             .collect();
         Processor {

@@ -149,11 +149,14 @@ impl Processor {
             }
             match (mode, throttled) {
                 // A sender is out of tokens while messages may wait for it:
-                // its next token is the next thing that can happen.
+                // its next token is the next thing that can happen. The
+                // messages claimed already hold up to RATE_HORIZON of tokens,
+                // so waking for every single token would only cost round
+                // trips: look again after a quarter of it at the soonest.
                 (_, Some(at)) if got == 0 => {
+                    let at = at.max(self.clock.now() + chrono_duration(RATE_HORIZON / 4));
                     tokio::select! {
                         _ = self.clock.sleep_until(at) => {}
-                        _ = recorded.notified() => {}
                         _ = self.wake.notified(), if mode == Mode::Watch => {}
                         _ = shutdown.wait() => {}
                     }

@@ -52,9 +52,20 @@ impl Processor {
         if let Some(until) = self.limiter.paused_until(provider.name(), now) {
             return self.release(msg, "provider_paused", Some(until));
         }
+        // A send slot first, then the token: a token is only taken when the
+        // message can go at its moment, so tokens never pile up behind busy
+        // slots and then go out together (which would be a burst).
+        let slot = tokio::select! {
+            slot = self.slots[&channel].acquire() => slot,
+            _ = shutdown.wait() => return self.release(msg, "shutdown", None),
+        };
+        if shutdown.is_triggered() {
+            return self.release(msg, "shutdown", None);
+        }
         // Wait our turn for this sender. Over the limit, a message waits in
         // memory only while its lease allows; otherwise it goes back to the
         // queue, due when its token is.
+        let now = self.clock.now();
         let Some(ready) = self.limiter.reserve(channel, provider.name(), &sender, now) else {
             // A shared bucket, and no token reserved for this message.
             return self.release(msg, "rate_limited", Some(now + chrono::Duration::seconds(1)));
@@ -76,13 +87,6 @@ impl Processor {
                     return self.release(msg, "shutdown", None);
                 }
             }
-        }
-        let slot = tokio::select! {
-            slot = self.slots[&channel].acquire() => slot,
-            _ = shutdown.wait() => return self.release(msg, "shutdown", None),
-        };
-        if shutdown.is_triggered() {
-            return self.release(msg, "shutdown", None);
         }
         let now = self.clock.now();
         if let Some(until) = self.limiter.paused_until(provider.name(), now) {
