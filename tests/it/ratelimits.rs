@@ -18,9 +18,20 @@ fn processor_with(
     email: &ScriptedProvider,
     sms_limits: ChannelLimits,
 ) -> Arc<Processor> {
+    worker(db, "w1", clock, sms, email, sms_limits)
+}
+
+fn worker(
+    db: &TestDb,
+    name: &str,
+    clock: &ManualClock,
+    sms: &ScriptedProvider,
+    email: &ScriptedProvider,
+    sms_limits: ChannelLimits,
+) -> Arc<Processor> {
     let mut providers = Providers::all(Arc::new(email.clone()));
     providers.set(Channel::Sms, Arc::new(sms.clone()));
-    let mut cfg = test_config("w1");
+    let mut cfg = test_config(name);
     cfg.limits.insert(Channel::Sms, sms_limits);
     Arc::new(Processor::new(
         db.store.clone(),
@@ -118,19 +129,7 @@ async fn workers_on_one_postgres_share_one_rate_limit() {
         concurrency: 4,
     };
     let workers: Vec<_> = (0..3)
-        .map(|w| {
-            let mut providers = Providers::all(Arc::new(email.clone()));
-            providers.set(Channel::Sms, Arc::new(sms.clone()));
-            let mut cfg = test_config(&format!("w{w}"));
-            cfg.limits.insert(Channel::Sms, limits);
-            Arc::new(Processor::new(
-                db.store.clone(),
-                providers,
-                Arc::new(clock.clone()),
-                zero_random(),
-                cfg,
-            ))
-        })
+        .map(|w| worker(&db, &format!("w{w}"), &clock, &sms, &email, limits))
         .collect();
     let runs: Vec<_> = workers
         .iter()
