@@ -249,25 +249,25 @@ impl RateLimiter {
         Some(f(bucket))
     }
 
-    /// Reserve a send for this sender; returns when it may go. `None`: a
-    /// shared bucket and no token held for it (the message goes back).
-    pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// Reserve a send for this sender; returns when it may go.
+    ///
+    /// Shared buckets: at the moment of the next token reserved from the
+    /// database, and no sooner than this worker's own bucket allows (a token
+    /// granted for a moment already past, because its message waited for a
+    /// send slot, does not make a burst). A message claimed without a token
+    /// (its channel spelled `SMS` rather than `sms`: found by the claim of
+    /// unknown channels) is paced by this worker's bucket alone.
+    pub fn reserve(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+        let own = self
+            .with_bucket(channel, provider, sender, now, |b| b.reserve(now))
+            .unwrap_or(now);
         if self.shared && self.limit(channel).is_some() {
-            // The shared bucket's moment, and no sooner than this worker's
-            // own bucket allows: a token granted for a moment already past
-            // (its message waited for a send slot) does not make a burst.
             let granted = self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
                 s.held.pop_front()
-            })?;
-            let own = self
-                .with_bucket(channel, provider, sender, now, |b| b.reserve(now))
-                .unwrap_or(now);
-            return Some(granted.max(own));
+            });
+            return granted.map_or(own, |g| g.max(own));
         }
-        Some(
-            self.with_bucket(channel, provider, sender, now, |b| b.reserve(now))
-                .unwrap_or(now),
-        )
+        own
     }
 
     pub fn refund(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) {
@@ -422,23 +422,14 @@ mod tests {
     #[test]
     fn senders_are_separate() {
         let l = limiter();
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), Some(t0()));
-        assert_eq!(
-            l.reserve(Channel::Sms, "twilio", "+15550001", t0()),
-            Some(t0() + secs(1.0))
-        );
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), t0());
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550001", t0()), t0() + secs(1.0));
         // Another number has its own bucket; so does the same provider's WhatsApp sender.
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550002", t0()), Some(t0()));
-        assert_eq!(
-            l.reserve(Channel::Whatsapp, "twilio", "whatsapp:+15550001", t0()),
-            Some(t0())
-        );
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+15550002", t0()), t0());
+        assert_eq!(l.reserve(Channel::Whatsapp, "twilio", "whatsapp:+15550001", t0()), t0());
         // Unlimited channels never wait.
         for _ in 0..1000 {
-            assert_eq!(
-                l.reserve(Channel::Email, "sendgrid", "shop@example.com", t0()),
-                Some(t0())
-            );
+            assert_eq!(l.reserve(Channel::Email, "sendgrid", "shop@example.com", t0()), t0());
         }
         assert_eq!(
             l.budget(
@@ -491,17 +482,15 @@ mod tests {
         let h = Duration::from_secs(2);
         // The bucket held 1.5 tokens (rate 1/s): three granted, at 0, 0.5 s and 1.5 s.
         assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), grant(1.5, 3), h), 3);
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0()));
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), t0());
         // The last one will not be used: it goes back with the next reservation.
         l.give_back(Channel::Sms, "twilio", "+1", 1);
         // Granted for 0.5 s, but this worker's own bucket (1/s, burst 1)
         // paces it to 1 s: no worker sends faster than the limit itself.
-        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), Some(t0() + secs(1.0)));
-        assert_eq!(
-            l.reserve(Channel::Sms, "twilio", "+1", t0()),
-            None,
-            "no token held: hand back"
-        );
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), t0() + secs(1.0));
+        // No token held (a message claimed outside the budget): paced by the
+        // worker's own bucket alone.
+        assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), t0() + secs(2.0));
         l.refund(Channel::Sms, "twilio", "+1", t0());
         assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 2);
         assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 0);
@@ -513,7 +502,7 @@ mod tests {
             Some(t0() + secs(2.0))
         );
         // Unlimited channels never hold tokens.
-        assert_eq!(l.reserve(Channel::Email, "sendgrid", "a@b.c", t0()), Some(t0()));
+        assert_eq!(l.reserve(Channel::Email, "sendgrid", "a@b.c", t0()), t0());
     }
 
     #[test]

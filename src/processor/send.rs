@@ -66,10 +66,7 @@ impl Processor {
         // memory only while its lease allows; otherwise it goes back to the
         // queue, due when its token is.
         let now = self.clock.now();
-        let Some(ready) = self.limiter.reserve(channel, provider.name(), &sender, now) else {
-            // A shared bucket, and no token reserved for this message.
-            return self.release(msg, "rate_limited", Some(now + chrono::Duration::seconds(1)));
-        };
+        let ready = self.limiter.reserve(channel, provider.name(), &sender, now);
         if ready > now {
             let must_start_by = msg
                 .lease_expires_at

@@ -159,3 +159,23 @@ async fn workers_on_one_postgres_share_one_rate_limit() {
     assert_eq!(buckets.len(), 1);
     assert_eq!(buckets[0]["bucket"], "sms:twilio:");
 }
+
+/// A POS that writes `SMS` rather than `sms`: the row is found by the claim
+/// of unknown channels, holds no shared token, and is still sent (paced by
+/// the worker's own bucket), on both backends.
+mod spelled_differently {
+    use super::*;
+
+    both_backends! {
+        async fn a_channel_spelled_in_capitals_is_sent_under_a_rate_limit(db: TestDb) {
+            let id = db.insert_sql("SMS", "+14153234567", "capitals").await;
+            let clock = ManualClock::new(t0());
+            let sms = ScriptedProvider::ok().named("twilio");
+            let email = ScriptedProvider::ok().named("sendgrid");
+            let p = processor_with(&db, &clock, &sms, &email, ChannelLimits { rate: 2.0, burst: 2, concurrency: 4 });
+            assert_eq!(run_once(&p).await.sent, 1);
+            assert_eq!(db.get(id).await.status, "sent");
+            assert_eq!(sms.calls().len(), 1);
+        }
+    }
+}

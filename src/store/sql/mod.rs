@@ -199,18 +199,31 @@ pub(crate) fn numbered(sql: &str, prefix: &str) -> Statement {
     }
 }
 
-/// The channels Herald sends, as a SQL list: `'sms', 'whatsapp', 'email'`.
-pub(crate) fn channel_list() -> String {
-    Channel::ALL
-        .iter()
-        .map(|c| format!("'{}'", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `col` is none of Herald's channels, as ranges an index on `col` can
+/// answer (`NOT IN` reads the whole index): below the first name, between
+/// two names, or above the last.
+pub(crate) fn unknown_channel(col: &str) -> String {
+    let mut names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+    names.sort_unstable();
+    let mut ranges = vec![format!("{col} < '{}'", names[0])];
+    for pair in names.windows(2) {
+        ranges.push(format!("({col} > '{}' AND {col} < '{}')", pair[0], pair[1]));
+    }
+    ranges.push(format!("{col} > '{}'", names[names.len() - 1]));
+    format!("({})", ranges.join(" OR "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_channels_are_the_ranges_between_the_names() {
+        assert_eq!(
+            unknown_channel("c"),
+            "(c < 'email' OR (c > 'email' AND c < 'sms') OR (c > 'sms' AND c < 'whatsapp') OR c > 'whatsapp')"
+        );
+    }
 
     #[test]
     fn placeholders_outside_quotes_are_rewritten() {

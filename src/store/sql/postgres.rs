@@ -4,7 +4,7 @@
 
 use crate::domain::Channel;
 
-use super::{channel_list, numbered, ClaimKind, Dialect, Statement, Table};
+use super::{numbered, unknown_channel, ClaimKind, Dialect, Statement, Table};
 
 pub(crate) struct Postgres;
 
@@ -132,7 +132,7 @@ impl Dialect for Postgres {
         let filter = match kind {
             ClaimKind::Any => String::new(),
             ClaimKind::Channel => format!("AND {channel} = $5"),
-            ClaimKind::UnknownChannel => format!("AND {channel} NOT IN ({})", channel_list()),
+            ClaimKind::UnknownChannel => format!("AND {}", unknown_channel(&channel)),
         };
         let due = self.due_key(t);
         // A `timestamp` send_at is keyed as if in UTC; in another zone its
