@@ -4,9 +4,12 @@
 //!
 //! A bucket lives in memory (one worker: SQLite), or in the database
 //! (PostgreSQL, where several workers share one limit): then the claim loop
-//! reserves tokens from the database for each claim ([`RateLimiter::add_grant`]),
-//! each send takes the next one, and unused ones go back with the next
-//! reservation.
+//! reserves tokens from the database for each claim ([`RateLimiter::add_grant`])
+//! and each send takes the next one. Tokens not used are not given back:
+//! other workers may have reserved later moments since, and moving the
+//! bucket back would let those and the returned ones go out together. The
+//! group sends a little below the limit when claims come back short, never
+//! above it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -129,8 +132,6 @@ pub struct RateLimiter {
 struct Shared {
     /// When each token held may be used, soonest first.
     held: VecDeque<DateTime<Utc>>,
-    /// Tokens taken and not used: given back with the next reservation.
-    unused: u32,
     /// When the bucket will next have a token within the horizon (set
     /// when a reservation got none).
     next: Option<DateTime<Utc>>,
@@ -172,14 +173,6 @@ impl RateLimiter {
         f(all.entry(key).or_default())
     }
 
-    /// Shared buckets: the unused tokens to give back with the next
-    /// reservation (counted as given back).
-    pub fn take_unused(&self, channel: Channel, provider: &str, sender: &str) -> u32 {
-        self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
-            std::mem::take(&mut s.unused)
-        })
-    }
-
     /// Shared buckets: tokens reserved at `now` ([`crate::store::Grant`]).
     /// Returns how many.
     pub fn add_grant(
@@ -211,20 +204,12 @@ impl RateLimiter {
         granted
     }
 
-    /// Shared buckets: `n` unused tokens taken with [`Self::take_unused`]
-    /// could not be given back; keep them for the next reservation.
-    pub fn refund_unused(&self, channel: Channel, provider: &str, sender: &str, n: u32) {
-        self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| s.unused += n);
-    }
-
-    /// Shared buckets: the last `n` tokens reserved will not be used.
-    pub fn give_back(&self, channel: Channel, provider: &str, sender: &str, n: u32) {
+    /// Shared buckets: the last `n` tokens reserved will not be used (they
+    /// are dropped, not given back: see the module's note).
+    pub fn drop_unused(&self, channel: Channel, provider: &str, sender: &str, n: u32) {
         self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| {
-            for _ in 0..n {
-                if s.held.pop_back().is_some() {
-                    s.unused += 1;
-                }
-            }
+            let keep = s.held.len().saturating_sub(n as usize);
+            s.held.truncate(keep);
         });
     }
 
@@ -271,9 +256,8 @@ impl RateLimiter {
     }
 
     pub fn refund(&self, channel: Channel, provider: &str, sender: &str, now: DateTime<Utc>) {
-        if self.shared && self.limit(channel).is_some() {
-            self.with_shared((channel, provider.to_owned(), sender.to_owned()), |s| s.unused += 1);
-        }
+        // A shared token is not given back (see the module's note); this
+        // worker's own bucket is.
         self.with_bucket(channel, provider, sender, now, Bucket::refund);
     }
 
@@ -477,23 +461,20 @@ mod tests {
     }
 
     #[test]
-    fn shared_tokens_are_spaced_as_granted_and_unused_ones_go_back() {
+    fn shared_tokens_are_spaced_as_granted_and_unused_ones_are_dropped() {
         let l = RateLimiter::shared(limiter().limits);
         let h = Duration::from_secs(2);
         // The bucket held 1.5 tokens (rate 1/s): three granted, at 0, 0.5 s and 1.5 s.
         assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), grant(1.5, 3), h), 3);
         assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), t0());
-        // The last one will not be used: it goes back with the next reservation.
-        l.give_back(Channel::Sms, "twilio", "+1", 1);
+        // The last one will not be used: it is dropped.
+        l.drop_unused(Channel::Sms, "twilio", "+1", 1);
         // Granted for 0.5 s, but this worker's own bucket (1/s, burst 1)
         // paces it to 1 s: no worker sends faster than the limit itself.
         assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), t0() + secs(1.0));
         // No token held (a message claimed outside the budget): paced by the
         // worker's own bucket alone.
         assert_eq!(l.reserve(Channel::Sms, "twilio", "+1", t0()), t0() + secs(2.0));
-        l.refund(Channel::Sms, "twilio", "+1", t0());
-        assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 2);
-        assert_eq!(l.take_unused(Channel::Sms, "twilio", "+1"), 0);
         // None granted: the bucket was 3 tokens in debt, so with a 2 s horizon
         // the next is usable from 2 s on.
         assert_eq!(l.add_grant(Channel::Sms, "twilio", "+1", t0(), grant(-3.0, 0), h), 0);

@@ -327,20 +327,14 @@ impl Processor {
             let budget = match limit {
                 None => left,
                 Some(limit) if shared => {
-                    let unused = self.limiter.take_unused(channel, name, &sender);
                     let bucket = RateLimiter::bucket_name(channel, name, &sender);
                     match self
                         .store
-                        .reserve_tokens(&bucket, limit, left, unused, now, RATE_HORIZON)
-                        .await
+                        .reserve_tokens(&bucket, limit, left, now, RATE_HORIZON)
+                        .await?
                     {
-                        Ok(Some(g)) => self.limiter.add_grant(channel, name, &sender, now, g, RATE_HORIZON),
-                        Ok(None) => 0,
-                        Err(e) => {
-                            // Not given back: keep them for the next reservation.
-                            self.limiter.refund_unused(channel, name, &sender, unused);
-                            return Err(e);
-                        }
+                        Some(g) => self.limiter.add_grant(channel, name, &sender, now, g, RATE_HORIZON),
+                        None => 0,
                     }
                 }
                 Some(_) => self
@@ -363,14 +357,14 @@ impl Processor {
                 Ok(got) => got,
                 Err(e) => {
                     if shared {
-                        self.limiter.give_back(channel, name, &sender, budget);
+                        self.limiter.drop_unused(channel, name, &sender, budget);
                     }
                     return Err(e);
                 }
             };
             let got_n = got.len() as u32;
             if shared && got_n < budget {
-                self.limiter.give_back(channel, name, &sender, budget - got_n);
+                self.limiter.drop_unused(channel, name, &sender, budget - got_n);
             }
             left -= got_n.min(left);
             all.extend(got);

@@ -16,8 +16,8 @@ use crate::ratelimit::ChannelLimits;
 /// What a reservation got from the shared bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grant {
-    /// Tokens in the bucket at `now`, after the refill and the refund and
-    /// before this grant (negative: already promised ahead).
+    /// Tokens in the bucket at `now`, after the refill and before this
+    /// grant (negative: already promised ahead).
     pub tokens: f64,
     /// Tokens granted: the i-th (from 1) may be used `(i - tokens) / rate`
     /// seconds after `now` (at once when that is not positive).
@@ -30,11 +30,11 @@ const CREATE: &str = "INSERT INTO herald_rate_buckets (bucket, tokens, refilled_
 // The row lock (FOR UPDATE) serialises workers on one bucket; the refill
 // runs on the reserving worker's clock, and never backwards.
 const RESERVE: &str = "UPDATE herald_rate_buckets AS b
-        SET tokens = r.t - r.g, refilled_at = greatest(b.refilled_at, $6::timestamptz)
-       FROM (SELECT t, least($4::bigint, greatest(0, floor(t + $2::float8 * $7::float8)))::bigint AS g
+        SET tokens = r.t - r.g, refilled_at = greatest(b.refilled_at, $5::timestamptz)
+       FROM (SELECT t, least($4::bigint, greatest(0, floor(t + $2::float8 * $6::float8)))::bigint AS g
                FROM (SELECT least($3::float8,
-                                  tokens + $2::float8 * greatest(0, extract(epoch FROM ($6::timestamptz - refilled_at)))
-                                  + $5::float8) AS t
+                                  tokens + $2::float8 * greatest(0, extract(epoch FROM ($5::timestamptz - refilled_at))))
+                               AS t
                        FROM herald_rate_buckets WHERE bucket = $1 FOR UPDATE) AS x) AS r
       WHERE b.bucket = $1
   RETURNING r.t, r.g";
@@ -47,14 +47,12 @@ impl Store {
 
     /// Reserve up to `want` tokens of bucket `bucket` (`limits.rate` per
     /// second, at most `limits.burst` saved up) usable within `horizon` of
-    /// `now`, first giving back `refund` tokens reserved earlier and not
-    /// used. The bucket is created full. `None` on SQLite.
+    /// `now`. The bucket is created full. `None` on SQLite.
     pub async fn reserve_tokens(
         &self,
         bucket: &str,
         limits: ChannelLimits,
         want: u32,
-        refund: u32,
         now: DateTime<Utc>,
         horizon: Duration,
     ) -> Result<Option<Grant>> {
@@ -68,7 +66,6 @@ impl Store {
                 .bind(rate)
                 .bind(f64::from(burst))
                 .bind(i64::from(want))
-                .bind(f64::from(refund))
                 .bind(format_ts(now))
                 .bind(horizon_secs)
         };
