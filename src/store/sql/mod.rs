@@ -68,6 +68,19 @@ pub(crate) trait Dialect: Send + Sync {
     /// channel, provider, event and code: (bucket text, channel, provider,
     /// event, code, count, segments, latency_ms, histogram text).
     fn stats_range(&self, table: &str, unit: &str) -> String;
+    /// [`Dialect::stats_range`] of a table already one row per bucket and
+    /// key in `unit` (`herald_stats` by minute, `herald_stats_hourly` by
+    /// hour): read as stored.
+    fn stats_as_stored(&self, table: &str) -> String {
+        format!(
+            "SELECT {}, channel, provider, event, code, count, segments, latency_ms, {}
+               FROM {table} WHERE bucket >= {} AND bucket < {}",
+            self.ts_text("bucket"),
+            self.text("lat"),
+            self.ts("$1"),
+            self.ts("$2")
+        )
+    }
     /// Add the JSON array of [`crate::store::StatDelta`] `$1` to `table`
     /// (`herald_stats` or `herald_stats_hourly`).
     fn stats_add(&self, table: &str) -> String;

@@ -43,15 +43,7 @@ impl Dialect for Postgres {
 
     fn stats_range(&self, table: &str, unit: &str) -> String {
         if (table, unit) == ("herald_stats", "minute") || (table, unit) == ("herald_stats_hourly", "hour") {
-            // Already one row per bucket and key: read as stored.
-            return format!(
-                "SELECT {}, channel, provider, event, code, count, segments, latency_ms, {}
-                   FROM {table} WHERE bucket >= {} AND bucket < {}",
-                self.ts_text("bucket"),
-                self.text("lat"),
-                self.ts("$1"),
-                self.ts("$2")
-            );
+            return self.stats_as_stored(table);
         }
         let lat: Vec<String> = (1..=13).map(|i| format!("sum(lat[{i}])")).collect();
         format!(
