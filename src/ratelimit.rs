@@ -213,11 +213,6 @@ impl RateLimiter {
         });
     }
 
-    /// Whether any channel has a rate limit.
-    pub fn any_limited(&self) -> bool {
-        Channel::ALL.into_iter().any(|c| self.limit(c).is_some())
-    }
-
     fn with_bucket<T>(
         &self,
         channel: Channel,
@@ -308,12 +303,6 @@ impl RateLimiter {
     pub fn paused_until(&self, provider: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
         paused.get(provider).copied().filter(|t| *t > now)
-    }
-
-    /// Whether any provider is paused now.
-    pub fn any_paused(&self, now: DateTime<Utc>) -> bool {
-        let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-        paused.values().any(|t| *t > now)
     }
 }
 
@@ -425,8 +414,8 @@ mod tests {
             ),
             None
         );
-        assert!(l.any_limited());
-        assert!(!RateLimiter::new(HashMap::new()).any_limited());
+        assert!(l.limit(Channel::Sms).is_some());
+        assert!(RateLimiter::new(HashMap::new()).limit(Channel::Sms).is_none());
     }
 
     #[test]
@@ -451,9 +440,9 @@ mod tests {
             l.budget(Channel::Whatsapp, "twilio", "whatsapp:+1", t0(), Duration::from_secs(1)),
             Some(20)
         );
-        assert!(l.any_paused(t0()));
+        assert!(l.paused_until("sendgrid", t0()).is_some());
         assert_eq!(l.paused_until("sendgrid", until), None, "the pause ends on time");
-        assert!(!l.any_paused(until));
+        assert!(l.paused_until("sendgrid", until).is_none());
     }
 
     fn grant(tokens: f64, granted: u32) -> crate::store::Grant {
