@@ -91,29 +91,37 @@ pub fn build_providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
     let mut providers = Providers::all(log.clone());
     for channel in Channel::ALL {
         let missing = || anyhow::anyhow!("{channel}: provider settings missing after validation");
-        let provider: Arc<dyn Provider> = match config.provider_for(channel) {
-            ProviderChoice::Log => log.clone(),
-            ProviderChoice::Twilio => twilio.clone().ok_or_else(missing)?,
-            ProviderChoice::Custom => custom.clone().ok_or_else(missing)?,
-            ProviderChoice::Sendgrid => {
-                let (s, from) = config
-                    .sendgrid
-                    .clone()
-                    .zip(config.email_from.clone())
-                    .ok_or_else(missing)?;
-                Arc::new(Sendgrid::new(s, from, timeout, clock.clone()))
-            }
-            ProviderChoice::Smtp => {
-                let (s, from) = config
-                    .smtp
-                    .as_ref()
-                    .zip(config.email_from.as_ref())
-                    .ok_or_else(missing)?;
-                let pool = config.limits.get(&Channel::Email).map_or(5, |l| l.concurrency) as u32;
-                Arc::new(Smtp::new(s, from, timeout, pool)?)
-            }
-        };
-        providers.set(channel, provider);
+        let mut chain: Vec<Arc<dyn Provider>> = Vec::new();
+        for (i, choice) in config.providers.chain(channel).iter().enumerate() {
+            let provider: Arc<dyn Provider> = match choice {
+                ProviderChoice::Log => log.clone(),
+                ProviderChoice::Twilio => twilio.clone().ok_or_else(missing)?,
+                ProviderChoice::Custom => custom.clone().ok_or_else(missing)?,
+                ProviderChoice::Sendgrid => {
+                    let (s, from) = config
+                        .sendgrid
+                        .clone()
+                        .zip(config.email_from.clone())
+                        .ok_or_else(missing)?;
+                    Arc::new(Sendgrid::new(s, from, timeout, clock.clone()))
+                }
+                ProviderChoice::Smtp => {
+                    let (s, from) = config
+                        .smtp
+                        .as_ref()
+                        .zip(config.email_from.as_ref())
+                        .ok_or_else(missing)?;
+                    // Its connections: EMAIL_CONCURRENCY when SMTP is the
+                    // channel's first provider; behind another, the few an
+                    // SMTP server takes (the channel's limit is the first's).
+                    let channel_limit = config.limits.get(&Channel::Email).map_or(5, |l| l.concurrency);
+                    let pool = if i == 0 { channel_limit } else { channel_limit.min(5) };
+                    Arc::new(Smtp::new(s, from, timeout, pool as u32)?)
+                }
+            };
+            chain.push(provider);
+        }
+        providers.set_chain(channel, chain);
     }
     Ok(providers)
 }
@@ -130,17 +138,27 @@ pub fn announce_providers(config: &Config) {
                 "unlimited".to_owned()
             }
         });
-        match config.provider_for(channel) {
-            ProviderChoice::Log => tracing::info!(
+        let chain: Vec<&str> = config.providers.chain(channel).iter().map(|p| p.as_str()).collect();
+        match config.providers.chain(channel) {
+            [ProviderChoice::Log] => tracing::info!(
                 %channel,
                 "no provider configured for {channel}: using the log provider (messages are recorded, not sent)"
             ),
-            other => tracing::info!(
+            [other] => tracing::info!(
                 %channel,
                 provider = other.as_str(),
                 rate = rate.as_deref().unwrap_or("unlimited"),
                 concurrency = limits.map_or(0, |l| l.concurrency),
                 "{channel} is sent through {}", other.as_str()
+            ),
+            _ => tracing::info!(
+                %channel,
+                providers = %chain.join(","),
+                rate = rate.as_deref().unwrap_or("unlimited"),
+                concurrency = limits.map_or(0, |l| l.concurrency),
+                "{channel} is sent through {}, then {} while it is unavailable",
+                chain[0],
+                chain[1..].join(", then ")
             ),
         }
     }
@@ -154,6 +172,8 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
         send_timeout: config.provider_timeout,
         poll_interval: config.poll_interval,
         retry: config.retry,
+        breaker: config.breaker,
+        whatsapp_fallback: config.whatsapp_fallback.is_some(),
         ..ProcessorConfig::new(default_worker_id())
     }
 }
@@ -235,6 +255,7 @@ impl Application {
             twilio_token: config.twilio_webhook_token.clone(),
             sendgrid_key: config.sendgrid_webhook_key.clone(),
             counters: Default::default(),
+            whatsapp_fallback: config.whatsapp_fallback,
         };
         let state = AppState::new(
             store.clone(),

@@ -2,7 +2,7 @@
 //!
 //! Layers, lowest first (a module only uses modules on its own floor or below):
 //! 1. [`domain`], [`clock`], [`prometheus`]: pure types and helpers
-//! 2. [`config`], [`retry`], [`ratelimit`], [`receipts`]: settings and pure policies
+//! 2. [`config`], [`retry`], [`ratelimit`], [`breaker`], [`receipts`]: settings and pure policies
 //! 3. [`store`]: the tables, on SQLite or PostgreSQL
 //! 4. [`providers`], [`templates`]: delivery services and rendering
 //! 5. [`processor`]: claim → send → record, with leases and retries; [`alerts`]:
@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod domain;

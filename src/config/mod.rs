@@ -84,6 +84,11 @@ pub struct Config {
     pub provider_timeout: Duration,
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
+    /// When a provider's circuit opens, for how long (`CIRCUIT_*`).
+    pub breaker: crate::breaker::BreakerPolicy,
+    /// `WHATSAPP_FALLBACK=sms`: WhatsApp messages their recipient cannot
+    /// get are sent again as SMS.
+    pub whatsapp_fallback: Option<crate::domain::FallbackPolicy>,
     pub log_outbox: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -242,6 +247,7 @@ struct Processing {
     provider_timeout: Duration,
     poll_interval: Duration,
     retry: RetryPolicy,
+    breaker: crate::breaker::BreakerPolicy,
 }
 
 fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing {
@@ -285,6 +291,28 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
             "seconds",
         )),
     };
+    let defaults = crate::breaker::BreakerPolicy::default();
+    let breaker = crate::breaker::BreakerPolicy {
+        failures_to_open: r.number(
+            "CIRCUIT_FAILURE_THRESHOLD",
+            defaults.failures_to_open,
+            1,
+            10_000,
+            "failures",
+        ),
+        open_for: Duration::from_secs(r.number(
+            "CIRCUIT_OPEN_SECONDS",
+            defaults.open_for.as_secs(),
+            1,
+            3600,
+            "seconds",
+        )),
+        ..defaults
+    };
+    let breaker = crate::breaker::BreakerPolicy {
+        max_open_for: breaker.max_open_for.max(breaker.open_for),
+        ..breaker
+    };
     Processing {
         enable_message_processor,
         batch_size,
@@ -292,7 +320,37 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
         provider_timeout,
         poll_interval,
         retry,
+        breaker,
     }
+}
+
+/// `WHATSAPP_FALLBACK=sms` (off by default) and its receipt window.
+fn whatsapp_fallback(r: &mut Reader<'_>, choices: &Choices) -> Option<crate::domain::FallbackPolicy> {
+    let word = r.get("WHATSAPP_FALLBACK").map(|w| w.trim().to_ascii_lowercase());
+    let on = match word.as_deref() {
+        None | Some("" | "off" | "none" | "false") => false,
+        Some("sms") => true,
+        Some(other) => {
+            r.errors.push(format!(
+                "WHATSAPP_FALLBACK must be sms (send as SMS what a WhatsApp recipient cannot get) or off (got {other:?})"
+            ));
+            false
+        }
+    };
+    let minutes = r.number("WHATSAPP_FALLBACK_MINUTES", 60u64, 0, 7 * 24 * 60, "minutes");
+    if !on {
+        return None;
+    }
+    if choices.chain(Channel::Sms) == [ProviderChoice::Log] && choices.chain(Channel::Whatsapp) != [ProviderChoice::Log]
+    {
+        r.errors.push(
+            "WHATSAPP_FALLBACK=sms needs an SMS provider: set SMS_PROVIDER (e.g. twilio), or WHATSAPP_FALLBACK=off"
+                .into(),
+        );
+    }
+    Some(crate::domain::FallbackPolicy {
+        receipt_window: Duration::from_secs(minutes * 60),
+    })
 }
 
 fn log_format(r: &mut Reader<'_>) -> LogFormat {
@@ -358,6 +416,7 @@ impl Config {
         let custom = providers::custom(&mut r, &providers);
         let limits = limits(&mut r, &providers);
         let processing = processing(&mut r, database_url.as_ref());
+        let whatsapp_fallback = whatsapp_fallback(&mut r, &providers);
         let log_outbox = r.get("LOG_OUTBOX").map(PathBuf::from);
         let log_format = log_format(&mut r);
         let log_level = r.string("LOG_LEVEL", "info");
@@ -392,6 +451,8 @@ impl Config {
                 provider_timeout: processing.provider_timeout,
                 poll_interval: processing.poll_interval,
                 retry: processing.retry,
+                breaker: processing.breaker,
+                whatsapp_fallback,
                 log_outbox,
                 log_format,
                 log_level,

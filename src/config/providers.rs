@@ -111,34 +111,47 @@ pub struct EmailFrom {
     pub name: Option<String>,
 }
 
-/// The provider chosen for each channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The providers of each channel, in the order they are tried: the first
+/// is the primary; the others take over while it is unavailable
+/// (`EMAIL_PROVIDER=sendgrid,smtp`). Never empty, no provider twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choices {
-    pub sms: ProviderChoice,
-    pub whatsapp: ProviderChoice,
-    pub email: ProviderChoice,
+    pub sms: Vec<ProviderChoice>,
+    pub whatsapp: Vec<ProviderChoice>,
+    pub email: Vec<ProviderChoice>,
 }
 
 impl Choices {
     pub(super) fn read(r: &mut Reader<'_>) -> Choices {
         Choices {
-            sms: r.provider("SMS_PROVIDER", Channel::Sms),
-            whatsapp: r.provider("WHATSAPP_PROVIDER", Channel::Whatsapp),
-            email: r.provider("EMAIL_PROVIDER", Channel::Email),
+            sms: r.provider_chain("SMS_PROVIDER", Channel::Sms),
+            whatsapp: r.provider_chain("WHATSAPP_PROVIDER", Channel::Whatsapp),
+            email: r.provider_chain("EMAIL_PROVIDER", Channel::Email),
         }
     }
 
+    /// The channel's primary provider.
     pub fn for_channel(&self, channel: Channel) -> ProviderChoice {
+        self.chain(channel).first().copied().unwrap_or(ProviderChoice::Log)
+    }
+
+    /// The channel's providers, primary first.
+    pub fn chain(&self, channel: Channel) -> &[ProviderChoice] {
         match channel {
-            Channel::Sms => self.sms,
-            Channel::Whatsapp => self.whatsapp,
-            Channel::Email => self.email,
+            Channel::Sms => &self.sms,
+            Channel::Whatsapp => &self.whatsapp,
+            Channel::Email => &self.email,
         }
     }
 
-    /// The channels that use `p`.
+    /// Whether `p` serves `channel` (first or as a fallback).
+    pub fn uses(&self, channel: Channel, p: ProviderChoice) -> bool {
+        self.chain(channel).contains(&p)
+    }
+
+    /// The channels that use `p`, first or as a fallback.
     fn channels_using(&self, p: ProviderChoice) -> Vec<Channel> {
-        Channel::ALL.into_iter().filter(|c| self.for_channel(*c) == p).collect()
+        Channel::ALL.into_iter().filter(|c| self.uses(*c, p)).collect()
     }
 }
 
@@ -151,7 +164,11 @@ fn var_of(ch: Channel) -> String {
 pub(super) fn twilio(r: &mut Reader<'_>, choices: &Choices) -> Option<TwilioSettings> {
     let channels = choices.channels_using(ProviderChoice::Twilio);
     let first = *channels.first()?;
-    let because = format!("{}=twilio", var_of(first));
+    let because = if choices.chain(first).len() == 1 {
+        format!("{}=twilio", var_of(first))
+    } else {
+        format!("{} uses twilio", var_of(first))
+    };
     let account_sid = r.required("TWILIO_ACCOUNT_SID", &because);
     if let Some(sid) = &account_sid {
         r.sid("TWILIO_ACCOUNT_SID", "AC", sid);
@@ -191,12 +208,9 @@ pub(super) fn twilio(r: &mut Reader<'_>, choices: &Choices) -> Option<TwilioSett
         (Channel::Sms, "TWILIO_PHONE_NUMBER"),
         (Channel::Whatsapp, "TWILIO_WHATSAPP_NUMBER"),
     ] {
-        if choices.for_channel(channel) == ProviderChoice::Twilio
-            && r.get(var).is_none()
-            && messaging_service_sid.is_none()
-        {
+        if choices.uses(channel, ProviderChoice::Twilio) && r.get(var).is_none() && messaging_service_sid.is_none() {
             r.errors.push(format!(
-                "{var} is not set (needed because {}=twilio; or set TWILIO_MESSAGING_SERVICE_SID)",
+                "{var} is not set (needed because {} uses twilio; or set TWILIO_MESSAGING_SERVICE_SID)",
                 var_of(channel)
             ));
         }
@@ -216,10 +230,11 @@ pub(super) fn twilio(r: &mut Reader<'_>, choices: &Choices) -> Option<TwilioSett
 
 /// `EMAIL_FROM_*`, when the email provider needs a sender.
 pub(super) fn email_from(r: &mut Reader<'_>, choices: &Choices) -> Option<EmailFrom> {
-    if !matches!(choices.email, ProviderChoice::Sendgrid | ProviderChoice::Smtp) {
-        return None;
-    }
-    let because = format!("EMAIL_PROVIDER={}", choices.email.as_str());
+    let needs = choices
+        .email
+        .iter()
+        .find(|p| matches!(p, ProviderChoice::Sendgrid | ProviderChoice::Smtp))?;
+    let because = format!("EMAIL_PROVIDER uses {}", needs.as_str());
     let address = r
         .required("EMAIL_FROM_ADDRESS", &because)
         .and_then(|a| match EmailAddress::parse(&a) {
@@ -239,10 +254,10 @@ pub(super) fn email_from(r: &mut Reader<'_>, choices: &Choices) -> Option<EmailF
 
 /// `SENDGRID_*`, when email uses SendGrid.
 pub(super) fn sendgrid(r: &mut Reader<'_>, choices: &Choices) -> Option<SendgridSettings> {
-    if choices.email != ProviderChoice::Sendgrid {
+    if !choices.uses(Channel::Email, ProviderChoice::Sendgrid) {
         return None;
     }
-    let key = r.required("SENDGRID_API_KEY", "EMAIL_PROVIDER=sendgrid");
+    let key = r.required("SENDGRID_API_KEY", "EMAIL_PROVIDER uses sendgrid");
     if let Some(k) = &key {
         if !k.starts_with("SG.") || k.contains(char::is_whitespace) {
             r.errors
@@ -258,13 +273,23 @@ pub(super) fn sendgrid(r: &mut Reader<'_>, choices: &Choices) -> Option<Sendgrid
 
 /// `SMTP_*`, when email uses SMTP.
 pub(super) fn smtp(r: &mut Reader<'_>, choices: &Choices) -> Option<SmtpSettings> {
-    if choices.email != ProviderChoice::Smtp {
+    if !choices.uses(Channel::Email, ProviderChoice::Smtp) {
         return None;
     }
-    let because = format!(
-        "EMAIL_PROVIDER={}",
-        r.get("EMAIL_PROVIDER").unwrap_or("smtp").to_ascii_lowercase()
-    );
+    let word = r
+        .get("EMAIL_PROVIDER")
+        .unwrap_or("smtp")
+        .to_ascii_lowercase()
+        .split(',')
+        .map(str::trim)
+        .find(|w| matches!(*w, "smtp" | "nodemailer"))
+        .unwrap_or("smtp")
+        .to_owned();
+    let because = if choices.email.len() == 1 {
+        format!("EMAIL_PROVIDER={word}")
+    } else {
+        format!("EMAIL_PROVIDER uses {word}")
+    };
     let host = r.required("SMTP_HOST", &because);
     let secure = r.boolean("SMTP_SECURE", false);
     let port = r.number("SMTP_PORT", if secure { 465u16 } else { 587 }, 1, 65535, "port");
@@ -290,14 +315,14 @@ pub(super) fn custom(r: &mut Reader<'_>, choices: &Choices) -> Option<CustomSett
     let mut urls: HashMap<Channel, String> = HashMap::new();
     for ch in &channels {
         let name = format!("CUSTOM_{}_URL", ch.as_str().to_ascii_uppercase());
-        if r.required(&name, &format!("{}=custom", var_of(*ch))).is_some() {
+        if r.required(&name, &format!("{} uses custom", var_of(*ch))).is_some() {
             if let Some(u) = r.url(&name, None) {
                 urls.insert(*ch, u);
             }
         }
     }
     let lookup_url = r.url("CUSTOM_LOOKUP_URL", None);
-    let secret = r.secret("CUSTOM_PROVIDER_SECRET", &format!("{}=custom", var_of(first)));
+    let secret = r.secret("CUSTOM_PROVIDER_SECRET", &format!("{} uses custom", var_of(first)));
     if let Some(s) = &secret {
         use secrecy::ExposeSecret;
         if s.expose_secret().len() < 16 {

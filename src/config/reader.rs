@@ -143,21 +143,38 @@ impl<'a> Reader<'a> {
         ok
     }
 
-    pub(super) fn provider(&mut self, name: &str, channel: Channel) -> ProviderChoice {
-        let Some(raw) = self.get(name) else {
-            return ProviderChoice::Log;
+    /// A channel's providers: one name, or several separated by commas,
+    /// tried in that order (`EMAIL_PROVIDER=sendgrid,smtp`).
+    pub(super) fn provider_chain(&mut self, name: &str, channel: Channel) -> Vec<ProviderChoice> {
+        let Some(raw) = self.get(name).map(str::to_owned) else {
+            return vec![ProviderChoice::Log];
         };
-        match ProviderChoice::parse(raw, channel) {
-            Some(p) => p,
-            None => {
-                let choices = match channel {
-                    Channel::Sms | Channel::Whatsapp => "twilio, custom or log",
-                    Channel::Email => "sendgrid, smtp (or nodemailer), custom or log",
-                };
-                self.errors
-                    .push(format!("{name} must be one of {choices} (got {raw:?})"));
-                ProviderChoice::Log
+        let choices = match channel {
+            Channel::Sms | Channel::Whatsapp => "twilio, custom or log",
+            Channel::Email => "sendgrid, smtp (or nodemailer), custom or log",
+        };
+        let mut chain = Vec::new();
+        for word in raw.split(',').map(str::trim) {
+            match ProviderChoice::parse(word, channel) {
+                Some(p) if chain.contains(&p) => self.errors.push(format!(
+                    "{name} names {} twice (got {raw:?}); list each provider once, the first is tried first",
+                    p.as_str()
+                )),
+                Some(p) => chain.push(p),
+                None if word.is_empty() => self.errors.push(format!(
+                    "{name} has an empty name (got {raw:?}): write one provider, or several separated by commas, e.g. sendgrid,smtp"
+                )),
+                None if !raw.contains(',') => self
+                    .errors
+                    .push(format!("{name} must be one of {choices} (got {raw:?})")),
+                None => self.errors.push(format!(
+                    "{name}: each provider must be one of {choices} (got {word:?} in {raw:?})"
+                )),
             }
         }
+        if chain.is_empty() {
+            chain.push(ProviderChoice::Log);
+        }
+        chain
     }
 }

@@ -5,6 +5,7 @@ mod channel;
 mod content;
 mod email;
 mod failure;
+mod fallback;
 mod message;
 mod outcome;
 mod phone;
@@ -18,6 +19,7 @@ pub use channel::{Channel, ChannelError};
 pub use content::{Content, ContentInput, ProviderTemplate, MAX_EMAIL_PART_BYTES, MAX_TEXT_CHARS};
 pub use email::{EmailAddress, EmailError};
 pub use failure::FailureClass;
+pub use fallback::{FallbackPolicy, SmsFallback};
 pub use message::{
     parse_channel_and_recipient, parse_metadata, parse_metadata_text, NewMessage, OutgoingMessage, RawMessage,
     Recipient, TemplateRef, ValidationError,

@@ -97,6 +97,10 @@ pub struct ErrorColumn {
     /// The message field at fault (invalid messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// WhatsApp messages: what the SMS fallback did (`sent as SMS message
+    /// 43`, or why it could not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -119,6 +123,7 @@ impl ErrorColumn {
             next_attempt_at: None,
             alert: false,
             field: None,
+            fallback: None,
         }
     }
 

@@ -27,10 +27,32 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Providers' circuits: detail only. An open circuit does not make
+    // Herald unready (messages queue and wait, or go to the next provider).
+    let circuits: serde_json::Map<String, serde_json::Value> = if migrated {
+        state
+            .store
+            .circuits()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                let detail = serde_json::json!({
+                    "state": c.state,
+                    "until": c.blocked_until().map(crate::clock::format_ts),
+                    "reason": c.reason,
+                });
+                (c.provider, detail)
+            })
+            .collect()
+    } else {
+        Default::default()
+    };
     let body = serde_json::json!({
         "status": if status == StatusCode::OK { "ready" } else { "not ready" },
         "database": if db { "ok" } else { "unreachable" },
         "migrations": if migrated { "applied" } else { "pending" },
+        "circuits": circuits,
     });
     (status, Json(body)).into_response()
 }
@@ -82,6 +104,15 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Snapshots of the queue gauges taken (each is one round of whole-table queries).",
     )
     .sample("herald_metrics_snapshots_total", &[], state.gauges.refreshes());
+    out.family(
+        "herald_circuit_state",
+        Kind::Gauge,
+        "Each provider's circuit breaker, as every worker sees it: 0 closed, 1 open (nothing is sent through it), \
+         2 half-open (a few probes go through).",
+    );
+    for c in state.store.circuits().await.unwrap_or_default() {
+        out.sample("herald_circuit_state", &[("provider", &c.provider)], c.state.gauge());
+    }
     if let Some(p) = &state.processor {
         out.family(
             "herald_processor_messages_total",

@@ -49,6 +49,8 @@ pub struct Webhooks {
     pub twilio_token: Option<SecretString>,
     pub sendgrid_key: Option<SendgridKey>,
     pub counters: ReceiptCounters,
+    /// `WHATSAPP_FALLBACK=sms`: undelivered WhatsApp receipts fall back.
+    pub whatsapp_fallback: Option<crate::domain::FallbackPolicy>,
 }
 
 /// The in-process processor's levers and counters.

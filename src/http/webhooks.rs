@@ -217,6 +217,15 @@ pub(super) async fn twilio_status(State(state): State<AppState>, req: Request) -
         error_code: error_code.clone(),
         dedupe_key: format!("twilio:{sid}:{status}:{}", error_code.as_deref().unwrap_or("")),
         detail,
+        // A WhatsApp message that did not reach its recipient soon after
+        // it was sent falls back to SMS; one the recipient blocked
+        // (63014) or opted out of (21610) does not.
+        fallback_within: hooks
+            .whatsapp_fallback
+            .filter(|_| matches!(status.as_str(), "undelivered" | "failed"))
+            .filter(|_| !matches!(error_code.as_deref(), Some("63014" | "21610")))
+            .map(|f| f.receipt_window)
+            .filter(|w| !w.is_zero()),
     };
     let result = state.store.apply_receipt(&update, state.clock.now()).await?;
     hooks.counters.count(TWILIO, &result);
@@ -305,6 +314,7 @@ pub(super) async fn sendgrid_events(State(state): State<AppState>, req: Request)
             error_code: ev.get("status").and_then(Value::as_str).map(str::to_owned),
             dedupe_key: format!("sendgrid:{event_id}"),
             detail: ev.clone(),
+            fallback_within: None,
         };
         let result = state.store.apply_receipt(&update, now).await?;
         hooks.counters.count(SENDGRID, &result);

@@ -28,6 +28,11 @@ pub struct ProcessorConfig {
     /// Watch mode: how often to look for due messages when nothing wakes us.
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
+    /// When providers' circuits open and for how long.
+    pub breaker: crate::breaker::BreakerPolicy,
+    /// WhatsApp messages their recipient cannot get are sent as SMS
+    /// (`WHATSAPP_FALLBACK=sms`).
+    pub whatsapp_fallback: bool,
     /// On shutdown, how long a failing outcome write is still retried.
     pub record_grace: Duration,
 }
@@ -42,6 +47,8 @@ impl ProcessorConfig {
             send_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
             retry: RetryPolicy::default(),
+            breaker: crate::breaker::BreakerPolicy::default(),
+            whatsapp_fallback: false,
             record_grace: Duration::from_secs(5),
         }
     }

@@ -29,6 +29,8 @@ struct Inner {
     /// provider and how the look-up went.
     resent_unknown: BTreeMap<(String, &'static str), u64>,
     credentials_failing: BTreeMap<String, bool>,
+    /// Messages another provider took over at once: (channel, from, to).
+    failovers: BTreeMap<(&'static str, String, String), u64>,
     concurrency_limit: BTreeMap<&'static str, usize>,
 }
 
@@ -76,6 +78,14 @@ impl SendMetrics {
             .filter(|(_, f)| **f)
             .map(|(p, _)| p.clone())
             .collect()
+    }
+
+    /// `from` did not take a message, so `to` was tried at once.
+    pub fn record_failover(&self, channel: &'static str, from: &str, to: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *m.failovers
+            .entry((channel, from.to_owned(), to.to_owned()))
+            .or_default() += 1;
     }
 
     /// How many provider calls a channel may have in flight now (it adapts).
@@ -180,6 +190,19 @@ impl SendMetrics {
         );
         for (channel, n) in &m.concurrency_limit {
             out.sample("herald_send_concurrency_limit", &[("channel", channel)], n);
+        }
+        out.family(
+            "herald_failovers_total",
+            Kind::Counter,
+            "Messages a provider did not take (no connection, 429, 503, refused credentials) that the channel's next \
+             provider was tried with at once.",
+        );
+        for ((channel, from, to), n) in &m.failovers {
+            out.sample(
+                "herald_failovers_total",
+                &[("channel", channel), ("from", from), ("to", to)],
+                n,
+            );
         }
         out.family(
             "herald_provider_credentials_failing",

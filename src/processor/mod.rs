@@ -15,10 +15,12 @@
 //! - `send.rs`: rate limit, send slot, reconciliation, the provider call
 //! - `outcome.rs`: what to write back for each result
 
+mod circuits;
 mod claimed;
 mod claimsize;
 mod concurrency;
 mod config;
+mod fallback;
 mod metrics;
 mod outcome;
 mod reconcile;
@@ -40,6 +42,7 @@ use crate::providers::Providers;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
+pub use circuits::CircuitView;
 pub use config::{default_worker_id, ProcessorConfig, DEFAULT_BATCH_SIZE};
 pub use metrics::SendMetrics;
 pub use shutdown::{Shutdown, ShutdownHandle};
@@ -76,6 +79,8 @@ pub struct Processor {
     recording_blocked: std::sync::atomic::AtomicBool,
     /// Provider ids that look-ups here matched to a message.
     reserved: reconcile::Reserved,
+    /// Each provider's circuit breaker, shared with the other workers.
+    circuits: circuits::Circuits,
 }
 
 impl Processor {
@@ -115,7 +120,6 @@ impl Processor {
             providers,
             clock,
             random,
-            config,
             stats: Arc::new(ProcessorStats::default()),
             wake: Arc::new(Notify::new()),
             limiter,
@@ -125,7 +129,14 @@ impl Processor {
             handled: Notify::new(),
             recording_blocked: Default::default(),
             reserved: Default::default(),
+            circuits: circuits::Circuits::new(config.breaker, &config.worker_id, config.send_timeout),
+            config,
         }
+    }
+
+    /// Each provider's circuit, as this worker sees it.
+    pub fn circuits(&self) -> Vec<CircuitView> {
+        self.circuits.views()
     }
 
     pub fn stats(&self) -> Arc<ProcessorStats> {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::stats::ProcessorStats;
 use super::Processor;
 use crate::clock::format_ts;
-use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, MessageStatus, ValidationError};
+use crate::domain::{AttemptOutcome, ErrorColumn, FailureClass, MessageStatus, SmsFallback, ValidationError};
 use crate::providers::{Receipt, SendError};
 use crate::retry::Decision;
 use crate::store::{AttemptRecord, Completion, Message, PastAttempt, RenderedFields, StatEvent};
@@ -16,6 +16,12 @@ pub(super) struct Outcome {
     pub completion: Completion,
     /// The provider call, if one was made.
     pub attempt: Option<AttemptRecord>,
+    /// Calls made before it in this claim, each through a provider that
+    /// did not take the message (the next one of the chain was tried).
+    pub earlier: Vec<AttemptRecord>,
+    /// A WhatsApp message its recipient cannot get: the SMS to queue
+    /// with its outcome (`WHATSAPP_FALLBACK=sms`).
+    pub fallback: Option<SmsFallback>,
     /// The message's channel and SMS segments, for the statistics.
     pub channel: String,
     pub segments: u32,
@@ -29,6 +35,8 @@ impl Outcome {
         Outcome {
             completion,
             attempt: None,
+            earlier: Vec::new(),
+            fallback: None,
             channel: String::new(),
             segments: 0,
             alert: false,
@@ -65,7 +73,12 @@ impl Outcome {
         if self.alert {
             return out;
         }
-        if let Some(a) = &self.attempt {
+        for (a, last) in self
+            .earlier
+            .iter()
+            .map(|a| (a, false))
+            .chain(self.attempt.iter().map(|a| (a, true)))
+        {
             let code = if a.outcome == AttemptOutcome::Sent {
                 String::new()
             } else {
@@ -78,7 +91,7 @@ impl Outcome {
                 event: a.outcome.as_str().to_owned(),
                 code,
                 latency_ms: Some((a.finished_at - a.started_at).num_milliseconds().max(0) as u64),
-                segments: self.segments,
+                segments: if last { self.segments } else { 0 },
             });
         }
         if self.completion.status == MessageStatus::Failed {
@@ -100,6 +113,11 @@ impl Outcome {
         out
     }
 
+    /// Every provider call made for the message, in order.
+    pub(super) fn calls(&self) -> impl Iterator<Item = &AttemptRecord> {
+        self.earlier.iter().chain(self.attempt.iter())
+    }
+
     pub(super) fn with_rendered(mut self, rendered: Option<RenderedFields>) -> Outcome {
         self.completion = self.completion.with_rendered(rendered);
         self
@@ -114,7 +132,7 @@ impl Outcome {
 }
 
 /// The attempt-history word for a failed call.
-fn failed_outcome(err: &SendError) -> AttemptOutcome {
+pub(super) fn failed_outcome(err: &SendError) -> AttemptOutcome {
     match (err.class, err.outcome_unknown) {
         (_, true) => AttemptOutcome::Unknown,
         (FailureClass::Permanent, _) => AttemptOutcome::Permanent,
@@ -125,7 +143,7 @@ fn failed_outcome(err: &SendError) -> AttemptOutcome {
 }
 
 /// The `error` column for a failed provider call.
-fn error_column(
+pub(super) fn error_column(
     err: &SendError,
     provider: &str,
     attempt: i32,
@@ -148,6 +166,7 @@ fn error_column(
         next_attempt_at: next.map(format_ts),
         alert: err.alert,
         field: None,
+        fallback: None,
     }
 }
 
@@ -214,6 +233,8 @@ impl Processor {
         Outcome {
             completion,
             attempt: Some(attempt),
+            earlier: Vec::new(),
+            fallback: None,
             channel: String::new(),
             segments: 0,
             alert: false,

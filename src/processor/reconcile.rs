@@ -194,6 +194,33 @@ impl Processor {
         }
     }
 
+    /// [`Processor::look_up`] at every provider of the chain, first first:
+    /// claims that recorded nothing may have called any of them. Found at
+    /// one = found; not found at every one = not found; else unsure. With
+    /// the provider that answered.
+    pub(super) async fn look_up_chain(
+        &self,
+        chain: &[std::sync::Arc<dyn Provider>],
+        msg: &Message,
+        parsed: &OutgoingMessage,
+        window: Window,
+    ) -> (Lookup, &'static str) {
+        let mut unsure: Option<(&'static str, &'static str, String)> = None;
+        for p in chain {
+            match self.look_up(p.as_ref(), msg, parsed, window).await {
+                Lookup::Found(r) => return (Lookup::Found(r), p.name()),
+                Lookup::NotFound => {}
+                Lookup::Unsure(reason, text) => {
+                    unsure.get_or_insert((p.name(), reason, text));
+                }
+            }
+        }
+        match unsure {
+            Some((provider, reason, text)) => (Lookup::Unsure(reason, text), provider),
+            None => (Lookup::NotFound, chain[0].name()),
+        }
+    }
+
     /// The window of an earlier attempt whose outcome is unknown, from the
     /// time it ended (the request went out up to a send timeout before).
     pub(super) fn unknown_attempt_window(&self, ended: DateTime<Utc>) -> Window {

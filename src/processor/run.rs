@@ -17,7 +17,7 @@ use super::reconcile::{unrecorded_attempts, unrecorded_window};
 use super::stats::ProcessorStats;
 use super::{Mode, Processor, RunSummary, Shutdown};
 use crate::clock::chrono_duration;
-use crate::domain::Channel;
+use crate::domain::{Channel, SmsFallback};
 use crate::providers::Window;
 use crate::ratelimit::RateLimiter;
 use crate::store::{AttemptRecord, ClaimFilter, Completion, Message, PastAttempt, StoreError};
@@ -30,6 +30,11 @@ const RATE_HORIZON: Duration = Duration::from_secs(2);
 const MAX_RECORD_BATCH: usize = 1000;
 
 type Done = (Outcome, OwnedSemaphorePermit);
+
+/// A round of claims: the messages, whether all that was wanted came, when
+/// a throttled sender next has a token, and when a channel skipped for want
+/// of an available provider has one again.
+type Claimed = (Vec<Message>, bool, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 impl Processor {
     /// Run until everything due is done (`Once`) or until `shutdown` fires.
@@ -51,6 +56,8 @@ impl Processor {
             Mode::Watch => self.store.listen(self.wake.clone()),
             Mode::Once => None,
         };
+        // What other workers know of the providers' circuits.
+        self.circuits.sync(&self.store, true).await;
 
         let result = self.claim_loop(mode, &shutdown, &in_flight, &recorded, &tx).await;
 
@@ -123,7 +130,8 @@ impl Processor {
                 last_unknown = std::time::Instant::now();
             }
             round = round.wrapping_add(1);
-            let (claimed, full, throttled) = match self.claim_round(want, round, unknown_due).await {
+            self.circuits.sync(&self.store, false).await;
+            let (claimed, full, throttled, blocked) = match self.claim_round(want, round, unknown_due).await {
                 Ok(c) => {
                     db_failures = 0;
                     c
@@ -170,7 +178,15 @@ impl Processor {
                     }
                 }
                 (Mode::Watch, _) => {
-                    let sleep = self.idle_sleep().await;
+                    // Nothing claimable: the due rows may all be waiting
+                    // for a circuit (no point looking before it admits).
+                    let sleep = match blocked {
+                        Some(at) if got == 0 => (at - self.clock.now()).to_std().unwrap_or_default().clamp(
+                            Duration::from_millis(5),
+                            self.config.poll_interval.max(Duration::from_millis(5)),
+                        ),
+                        _ => self.idle_sleep().await,
+                    };
                     tokio::select! {
                         _ = tokio::time::sleep(sleep) => {}
                         _ = self.wake.notified() => {}
@@ -297,19 +313,19 @@ impl Processor {
     /// One claim per channel (each reads its own part of the due index),
     /// each taking what is left of `want`, and no more than a rate-limited
     /// sender can start within [`RATE_HORIZON`]; the first channel changes
-    /// each round so that none waits behind another's backlog. Returns the
-    /// messages, whether all of `want` was claimed (there may be more),
-    /// and when the soonest sender that had no tokens for this round gets one.
-    async fn claim_round(
-        &self,
-        want: u32,
-        round: usize,
-        unknown_due: bool,
-    ) -> Result<(Vec<Message>, bool, Option<DateTime<Utc>>), StoreError> {
+    /// each round so that none waits behind another's backlog. A channel
+    /// whose every provider is unavailable (open circuits, a 429's pause)
+    /// is skipped; one whose only available provider is being probed takes
+    /// as many as it may probe. Returns the messages, whether all of `want`
+    /// was claimed (there may be more), when the soonest sender that had
+    /// no tokens for this round gets one, and when the soonest skipped
+    /// channel has a provider again.
+    async fn claim_round(&self, want: u32, round: usize, unknown_due: bool) -> Result<Claimed, StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono_duration(self.config.lease);
         let worker = &self.config.worker_id;
         let mut throttled: Option<DateTime<Utc>> = None;
+        let mut blocked: Option<DateTime<Utc>> = None;
         let mut all = Vec::new();
         let mut left = want;
         let n = Channel::ALL.len();
@@ -317,20 +333,20 @@ impl Processor {
             if left == 0 {
                 break;
             }
-            let provider = self.providers.get(channel).clone();
+            let Some((provider, probes)) = self.available(channel, now, &mut blocked) else {
+                continue; // its providers come back at their own time
+            };
             let (name, sender) = (provider.name(), provider.sender(channel));
-            if self.limiter.paused_until(name, now).is_some() {
-                continue; // a pause ends at its own time
-            }
+            let left_here = probes.map_or(left, |n| n.min(left));
             let limit = self.limiter.limit(channel);
             let shared = limit.is_some() && self.limiter.is_shared();
             let budget = match limit {
-                None => left,
+                None => left_here,
                 Some(limit) if shared => {
                     let bucket = RateLimiter::bucket_name(channel, name, &sender);
                     match self
                         .store
-                        .reserve_tokens(&bucket, limit, left, now, RATE_HORIZON)
+                        .reserve_tokens(&bucket, limit, left_here, now, RATE_HORIZON)
                         .await?
                     {
                         Some(g) => self.limiter.add_grant(channel, name, &sender, now, g, RATE_HORIZON),
@@ -340,8 +356,8 @@ impl Processor {
                 Some(_) => self
                     .limiter
                     .budget(channel, name, &sender, now, RATE_HORIZON)
-                    .unwrap_or(left)
-                    .min(left),
+                    .unwrap_or(left_here)
+                    .min(left_here),
             };
             if budget == 0 {
                 if let Some(at) = self.limiter.next_budget_at(channel, name, &sender, now, RATE_HORIZON) {
@@ -377,7 +393,44 @@ impl Processor {
             );
         }
         let full = all.len() >= want as usize;
-        Ok((all, full, throttled))
+        Ok((all, full, throttled, blocked))
+    }
+
+    /// The channel's first provider that may be sent to now, and how many
+    /// messages it may take when only probes may go (`None`: no such
+    /// bound). `None` when none may: then `blocked` learns when the
+    /// soonest comes back.
+    fn available(
+        &self,
+        channel: Channel,
+        now: DateTime<Utc>,
+        blocked: &mut Option<DateTime<Utc>>,
+    ) -> Option<(Arc<dyn crate::providers::Provider>, Option<u32>)> {
+        let mut note = |t: DateTime<Utc>| *blocked = Some(blocked.map_or(t, |b| b.min(t)));
+        let mut probing: Option<(Arc<dyn crate::providers::Provider>, u32)> = None;
+        for p in self.providers.chain(channel) {
+            if let Some(until) = self.limiter.paused_until(p.name(), now) {
+                note(until);
+                continue;
+            }
+            match self.circuits.capacity(p.name(), now) {
+                None => {
+                    // Closed. Probes of an earlier provider go first; the
+                    // rest of the claim comes here.
+                    return Some(match probing {
+                        Some((first, _)) => (first, None),
+                        None => (p.clone(), None),
+                    });
+                }
+                Some(0) => note(self.circuits.blocked_until(p.name(), now).unwrap_or(now)),
+                Some(n) => {
+                    if probing.is_none() {
+                        probing = Some((p.clone(), n));
+                    }
+                }
+            }
+        }
+        probing.map(|(p, n)| (p, Some(n)))
     }
 
     /// Provider calls in flight now, on every channel.
@@ -419,7 +472,8 @@ impl Processor {
         let worker = &self.config.worker_id;
         while rx.recv_many(&mut batch, MAX_RECORD_BATCH).await > 0 {
             let completions: Vec<Completion> = batch.iter().map(|(o, _)| o.completion.clone()).collect();
-            let attempts: Vec<AttemptRecord> = batch.iter().filter_map(|(o, _)| o.attempt.clone()).collect();
+            let attempts: Vec<AttemptRecord> = batch.iter().flat_map(|(o, _)| o.calls().cloned()).collect();
+            let fallbacks: Vec<SmsFallback> = batch.iter().filter_map(|(o, _)| o.fallback.clone()).collect();
             let mut history_written = attempts.is_empty();
             let mut failures = 0u32;
             let mut gave_up_at: Option<std::time::Instant> = None;
@@ -427,7 +481,7 @@ impl Processor {
                 let pending_attempts = (!history_written).then_some(attempts.as_slice());
                 let (written, result) = self
                     .store
-                    .record_outcomes(worker, self.clock.now(), &completions, pending_attempts)
+                    .record_outcomes(worker, self.clock.now(), &completions, pending_attempts, &fallbacks)
                     .await;
                 history_written |= written;
                 match result {

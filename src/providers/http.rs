@@ -69,8 +69,10 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, SendError> {
 /// What an HTTP error status means, for any provider: 429 = slow down
 /// (until `retry_at`, or a short default pause); 401/403 = the provider
 /// refused our credentials (the provider pauses, the message waits, and
-/// operators hear of it); 5xx = retry, and the request may have been acted
-/// on; any other status = permanent.
+/// operators hear of it); 503 = retry, not acted on (the service was
+/// unavailable: another provider may be tried at once); any other 5xx =
+/// retry, and the request may have been acted on; any other status =
+/// permanent.
 pub(crate) fn classify_status(
     status: u16,
     code: String,
@@ -84,6 +86,7 @@ pub(crate) fn classify_status(
             SendError::rate_limited(retry_at.unwrap_or(now + pause), code, message)
         }
         401 | 403 => SendError::unauthorized(code, message),
+        503 => SendError::retryable(code, message),
         s if s >= 500 => SendError::retryable(code, message).with_outcome_unknown(),
         _ => SendError::permanent(code, message),
     };

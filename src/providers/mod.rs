@@ -43,7 +43,7 @@ pub use custom::{signature as custom_signature, Custom, MESSAGE_ID_HEADER, SIGNA
 pub use log::LogProvider;
 pub use sendgrid::{Sendgrid, HERALD_ID_ARG};
 pub use smtp::Smtp;
-pub use twilio::Twilio;
+pub use twilio::{Twilio, WHATSAPP_UNREACHABLE};
 
 pub use crate::domain::provider_name::{CUSTOM, LOG, SENDGRID, SMTP, TWILIO};
 
@@ -183,6 +183,10 @@ pub struct SendError {
     /// The recipient opted out (e.g. replied STOP): add them to the
     /// channel's suppression list, with this reason.
     pub suppress: Option<String>,
+    /// The recipient cannot get messages on this channel (not a WhatsApp
+    /// user, outside WhatsApp's 24-hour window): another channel may reach
+    /// them (`WHATSAPP_FALLBACK=sms`).
+    pub unreachable: bool,
 }
 
 impl SendError {
@@ -196,7 +200,50 @@ impl SendError {
             alert: false,
             provider_message_id: None,
             suppress: None,
+            unreachable: false,
         }
+    }
+
+    /// The provider certainly did not take the message: no connection was
+    /// made, it answered 429 or 503, or it refused Herald's credentials.
+    /// Only then may another provider be tried at once (a timeout or
+    /// another 5xx may have been acted on).
+    pub fn not_accepted(&self) -> bool {
+        if self.outcome_unknown {
+            return false;
+        }
+        matches!(
+            self.class,
+            FailureClass::RateLimited { .. } | FailureClass::Unauthorized
+        ) || matches!(self.code.as_str(), "connection" | "busy")
+            || self.status == Some(503)
+    }
+
+    /// What this failure says about the provider's health (its circuit).
+    pub fn health(&self) -> crate::breaker::Health {
+        use crate::breaker::Health;
+        match self.class {
+            FailureClass::Unauthorized => Health::Refused,
+            FailureClass::RateLimited { .. } => Health::Neutral,
+            // "busy": Herald's own queue for the provider was full.
+            FailureClass::Retryable if self.code == "busy" => Health::Neutral,
+            FailureClass::Retryable
+                if self.outcome_unknown
+                    || self.status.is_some_and(|s| s >= 500)
+                    || matches!(self.code.as_str(), "connection" | "timeout" | "network") =>
+            {
+                Health::Trouble
+            }
+            // The provider answered: it refused this message (a bad
+            // number, a full queue for this sender), not because it is down.
+            FailureClass::Retryable | FailureClass::Permanent => Health::Answered,
+        }
+    }
+
+    /// The recipient cannot get it on this channel (see [`SendError::unreachable`]).
+    pub fn with_unreachable(mut self) -> Self {
+        self.unreachable = true;
+        self
     }
 
     pub fn with_suppression(mut self, reason: impl Into<String>) -> Self {
@@ -249,25 +296,54 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The provider for each channel.
+/// The providers of each channel, in the order they are tried: the first
+/// is the primary, the others take over while it is unavailable.
 #[derive(Clone)]
 pub struct Providers {
-    by_channel: HashMap<Channel, Arc<dyn Provider>>,
+    by_channel: HashMap<Channel, Vec<Arc<dyn Provider>>>,
 }
 
 impl Providers {
     /// Every channel uses `provider`.
     pub fn all(provider: Arc<dyn Provider>) -> Self {
         Providers {
-            by_channel: Channel::ALL.into_iter().map(|c| (c, provider.clone())).collect(),
+            by_channel: Channel::ALL.into_iter().map(|c| (c, vec![provider.clone()])).collect(),
         }
     }
 
+    /// `channel` uses `provider` alone.
     pub fn set(&mut self, channel: Channel, provider: Arc<dyn Provider>) {
-        self.by_channel.insert(channel, provider);
+        self.by_channel.insert(channel, vec![provider]);
     }
 
+    /// `channel` uses these providers, the first first. Each provider
+    /// appears once (a name twice is ignored after its first place).
+    pub fn set_chain(&mut self, channel: Channel, chain: Vec<Arc<dyn Provider>>) {
+        let mut unique: Vec<Arc<dyn Provider>> = Vec::new();
+        for p in chain {
+            if !unique.iter().any(|u| u.name() == p.name()) {
+                unique.push(p);
+            }
+        }
+        assert!(!unique.is_empty(), "a channel needs a provider");
+        self.by_channel.insert(channel, unique);
+    }
+
+    /// The channel's primary provider.
     pub fn get(&self, channel: Channel) -> &Arc<dyn Provider> {
+        &self.chain(channel)[0]
+    }
+
+    /// The channel's providers, primary first (never empty).
+    pub fn chain(&self, channel: Channel) -> &[Arc<dyn Provider>] {
         self.by_channel.get(&channel).expect("every channel has a provider")
+    }
+
+    /// Every distinct provider, by name.
+    pub fn all_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.by_channel.values().flatten().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 }

@@ -16,6 +16,12 @@ use crate::domain::{Channel, OutgoingMessage};
 
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Sends at once, at most the pool's connections: a channel that fails
+    /// over to SMTP (with far more calls in flight than an SMTP server
+    /// takes) queues here instead of opening a connection per message.
+    connections: tokio::sync::Semaphore,
+    /// How long a send waits for a connection before it is handed back.
+    wait: std::time::Duration,
     /// A fix to suggest with connection errors, from the settings.
     hint: Option<&'static str>,
     from: Mailbox,
@@ -60,6 +66,8 @@ impl Smtp {
             .unwrap_or_default();
         Ok(Smtp {
             transport: builder.build(),
+            connections: tokio::sync::Semaphore::new(pool_size.max(1) as usize),
+            wait: timeout / 2,
             hint: settings_hint(settings),
             from: Mailbox::new(from.name.clone(), address),
             from_domain: domain,
@@ -159,6 +167,16 @@ impl Provider for Smtp {
     fn send<'a>(&'a self, msg: &'a OutgoingMessage) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let (message, message_id) = self.build(msg)?;
+            let Ok(Ok(_connection)) = tokio::time::timeout(self.wait, self.connections.acquire()).await else {
+                // Nothing was sent: the message is only handed back.
+                return Err(SendError::retryable(
+                    "busy",
+                    format!(
+                        "every SMTP connection stayed busy for {:?}; not sent (EMAIL_CONCURRENCY sets how many)",
+                        self.wait
+                    ),
+                ));
+            };
             match self.transport.send(message).await {
                 Ok(_) => Ok(Receipt::new(message_id)),
                 Err(e) => Err(classify(&e, self.hint)),

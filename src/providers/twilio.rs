@@ -26,13 +26,22 @@ pub struct Twilio {
 /// 21610: the recipient replied STOP. 63016: WhatsApp free-form message
 /// outside the 24-hour window (only an approved template can go).
 const PERMANENT: &[i64] = &[
-    21211, 21614, 21612, 21408, 21606, 21608, 21635, 21602, 21603, 21604, 21610, 20404, 63016,
+    21211, 21614, 21612, 21408, 21606, 21608, 21635, 21602, 21603, 21604, 21610, 20404, 63003, 63016, 63024, 63032,
+    63049,
 ];
 
 /// Codes that mean the account, not the message, is wrong: the provider
 /// pauses, messages wait, and an operator is told. 20003: authentication
 /// failed (bad SID/token, or a suspended account).
 const UNAUTHORIZED: &[i64] = &[20003];
+
+/// WhatsApp codes that mean this recipient cannot get the message on
+/// WhatsApp, though another channel may reach them: 63003 (the number has
+/// no WhatsApp), 63024 (invalid recipient), 63016 (free-form message
+/// outside the 24-hour window), 63032 (a WhatsApp limitation for this
+/// user), 63049 (Meta chose not to deliver it). Not 63014: the recipient
+/// blocked the business, which no other channel should work around.
+pub const WHATSAPP_UNREACHABLE: &[i64] = &[63003, 63016, 63024, 63032, 63049];
 
 impl Twilio {
     pub fn new(
@@ -124,6 +133,8 @@ pub(super) fn classify(status: u16, body: &[u8], retry_after: Option<DateTime<Ut
         let e = SendError::permanent(code_text, message);
         if c == 21610 {
             e.with_suppression("replied STOP (Twilio 21610)")
+        } else if WHATSAPP_UNREACHABLE.contains(&c) {
+            e.with_unreachable()
         } else {
             e
         }
@@ -274,12 +285,25 @@ mod tests {
             classify(429, b"", Some(later), now()).class,
             FailureClass::RateLimited { until: later }
         );
+        // A 503: the service was unavailable, the request not acted on
+        // (another provider may take the message at once).
         let e = classify(503, b"<html>down</html>", None, now());
         assert_eq!(
             (e.class, e.outcome_unknown, e.code.as_str()),
-            (FailureClass::Retryable, true, "http_503")
+            (FailureClass::Retryable, false, "http_503")
         );
         assert!(e.message.contains("down"));
+        assert!(e.not_accepted());
+        // Any other 5xx may have created the message.
+        let e = classify(500, b"oops", None, now());
+        assert_eq!((e.class, e.outcome_unknown), (FailureClass::Retryable, true));
+        assert!(!e.not_accepted());
+        // WhatsApp recipients another channel may reach.
+        for code in WHATSAPP_UNREACHABLE {
+            let e = classify(400, &body(*code), None, now());
+            assert!(e.unreachable && e.class == FailureClass::Permanent, "{code}");
+        }
+        assert!(!classify(400, &body(21211), None, now()).unreachable);
         // An unknown 4xx code: the same request will not succeed later.
         assert_eq!(classify(400, &body(21999), None, now()).class, FailureClass::Permanent);
     }

@@ -56,6 +56,34 @@ macro_rules! bound {
     }};
 }
 
+/// Queue an [`crate::domain::SmsFallback`] in transaction `$tx` (statements
+/// `$sql`) at `$now`: the SMS row, and the link on the original. Evaluates
+/// to the new message's id (`None`: the original fell back already).
+macro_rules! queue_fallback {
+    ($sql:expr, $tx:expr, $f:expr, $now:expr) => {{
+        let s = &$sql.fallback_insert;
+        let id: Option<i64> = bound!(
+            sqlx::query_scalar(&s.sql),
+            s,
+            [
+                $f.original,
+                $f.recipient.as_str(),
+                $f.body.as_str(),
+                $crate::clock::format_ts($now)
+            ]
+        )
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if let Some(new_id) = id {
+            let l = &$sql.fallback_link;
+            bound!(sqlx::query(&l.sql), l, [$f.original, new_id])
+                .execute(&mut *$tx)
+                .await?;
+        }
+        id
+    }};
+}
+
 /// A statement parameter.
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
@@ -128,6 +156,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (5, "templates", include_str!("../../migrations/postgres/0005_templates.sql")),
         (6, "dashboard", include_str!("../../migrations/postgres/0006_dashboard.sql")),
         (7, "due", include_str!("../../migrations/postgres/0007_due.sql")),
+        (8, "failover", include_str!("../../migrations/postgres/0008_failover.sql")),
     ];
     #[rustfmt::skip]
     const SQLITE: &[(i64, &str, &str)] = &[
@@ -138,6 +167,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (5, "templates", include_str!("../../migrations/sqlite/0005_templates.sql")),
         (6, "dashboard", include_str!("../../migrations/sqlite/0006_dashboard.sql")),
         (7, "due", include_str!("../../migrations/sqlite/0007_due.sql")),
+        (8, "failover", include_str!("../../migrations/sqlite/0008_failover.sql")),
     ];
     match backend {
         Backend::Postgres { .. } => POSTGRES,

@@ -19,6 +19,7 @@
 mod backend;
 mod alerts;
 mod buckets;
+mod circuits;
 mod completion;
 mod listen;
 mod operator;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 pub use alerts::{AlertEvent, AlertState};
 pub use buckets::Grant;
+pub use circuits::{CircuitRow, ProbeBid};
 pub use completion::{AttemptRecord, Completion, RenderedFields};
 pub use operator::ListFilter;
 pub use outcomes::PastAttempt;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::completion::{AttemptRecord, Completion};
 use super::{Result, Store, StoreError};
 use crate::clock::{format_ts, parse_ts};
-use crate::domain::{AttemptOutcome, ErrorColumn};
+use crate::domain::{AttemptOutcome, ErrorColumn, SmsFallback};
 
 /// A provider call, from the attempt history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +33,11 @@ impl PastAttempt {
 
 impl Store {
     /// Record a batch: the outcomes and the provider calls (unless
-    /// `attempts` is `None`: already written), in one transaction. The
-    /// outcomes go first, behind a savepoint: if the message table refuses
-    /// them, the attempts are still committed. (Outcomes first also takes the
+    /// `attempts` is `None`: already written), in one transaction, with
+    /// the SMS fallbacks of WhatsApp messages that failed (only for rows
+    /// still leased to `worker`). The outcomes go first, behind a
+    /// savepoint: if the message table refuses them, the attempts are
+    /// still committed. (Outcomes first also takes the
     /// message rows' locks before the attempts' foreign keys do, the order
     /// receipts take them in, so the two never deadlock.) The answer says
     /// whether the history is written, and what became of the rows (the ids
@@ -46,6 +48,7 @@ impl Store {
         now: DateTime<Utc>,
         completions: &[Completion],
         attempts: Option<&[AttemptRecord]>,
+        fallbacks: &[SmsFallback],
     ) -> (bool, Result<Vec<i64>>) {
         let attempts = attempts.filter(|a| !a.is_empty());
         let (c, a) = (&self.sql.complete, &self.sql.insert_attempts);
@@ -66,6 +69,21 @@ impl Store {
                 )
                 .fetch_all(&mut *sp)
                 .await;
+                let rows = match rows {
+                    Ok(ids) => {
+                        let mut queued = Ok(());
+                        for f in fallbacks.iter().filter(|f| ids.contains(&f.original)) {
+                            let r: std::result::Result<Option<i64>, sqlx::Error> =
+                                async { Ok(queue_fallback!(self.sql, sp, f, now)) }.await;
+                            if let Err(e) = r {
+                                queued = Err(e);
+                                break;
+                            }
+                        }
+                        queued.map(|()| ids)
+                    }
+                    Err(e) => Err(e),
+                };
                 match rows {
                     Ok(ids) => {
                         sp.commit().await?;

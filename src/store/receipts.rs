@@ -29,6 +29,10 @@ pub struct ReceiptUpdate {
     /// Receipts with the same key are stored once.
     pub dedupe_key: String,
     pub detail: serde_json::Value,
+    /// A WhatsApp message this receipt says did not reach its recipient
+    /// falls back to SMS if it was sent within this long of the receipt
+    /// (`WHATSAPP_FALLBACK=sms`).
+    pub fallback_within: Option<std::time::Duration>,
 }
 
 /// What became of a receipt.
@@ -143,6 +147,41 @@ impl Store {
                             .execute(&mut *tx)
                             .await?;
                         }
+                        if let Some(window) = r.fallback_within {
+                            let row = bound!(sqlx::query(&sql.get.sql), sql.get, [id])
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            let msg = match row {
+                                Some(row) => Some(super::rows::MessageRow::message(&row)?),
+                                None => None,
+                            };
+                            let at = r.occurred_at.unwrap_or(now);
+                            let fallback = msg.as_ref().and_then(|m| receipt_fallback(m, window, at));
+                            if let Some(f) = fallback {
+                                let suppressed = {
+                                    let s = &sql.suppressed_among;
+                                    let list =
+                                        serde_json::json!([f.recipient.as_str(), format!("whatsapp:{}", f.recipient)]);
+                                    let found: Vec<(String, String, String)> =
+                                        bound!(sqlx::query_as(&s.sql), s, [list.to_string()])
+                                            .fetch_all(&mut *tx)
+                                            .await?;
+                                    found.iter().any(|(c, _, _)| c == "sms" || c == "whatsapp")
+                                };
+                                if suppressed {
+                                    tracing::info!(
+                                        message_id = id,
+                                        "undelivered WhatsApp message not sent as SMS: the recipient is suppressed"
+                                    );
+                                } else if let Some(new_id) = queue_fallback!(sql, tx, f, now) {
+                                    tracing::info!(
+                                        message_id = id,
+                                        sms_id = new_id,
+                                        "WhatsApp did not deliver the message: queued as an SMS"
+                                    );
+                                }
+                            }
+                        }
                         ReceiptResult::Applied(id)
                     }
                 }
@@ -163,6 +202,29 @@ impl Store {
             .map(|r| r.event())
             .collect::<std::result::Result<Vec<_>, _>>()?);
         Ok(rows)
+    }
+}
+
+/// The SMS to queue for `m` after a receipt at `at` said it did not reach
+/// its recipient: a sent WhatsApp message that has not fallen back, sent
+/// within `window` of the receipt.
+fn receipt_fallback(
+    m: &super::Message,
+    window: std::time::Duration,
+    at: DateTime<Utc>,
+) -> Option<crate::domain::SmsFallback> {
+    let recent = m
+        .sent_at
+        .is_some_and(|s| at - s <= crate::clock::chrono_duration(window));
+    if m.channel != "whatsapp" || m.status != "sent" || m.fallback_message_id.is_some() || !recent {
+        return None;
+    }
+    match crate::domain::SmsFallback::of(m.id, &m.recipient, m.body.as_deref(), m.template.as_deref()) {
+        Ok(f) => Some(f),
+        Err(why) => {
+            tracing::warn!(message_id = m.id, "undelivered WhatsApp message not sent as SMS: {why}");
+            None
+        }
     }
 }
 

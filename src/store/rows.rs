@@ -57,6 +57,11 @@ pub struct Message {
     pub lease_expires_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub retry_base: i32,
+    /// This SMS replaces WhatsApp message `fallback_of`, which its
+    /// recipient could not get (`WHATSAPP_FALLBACK=sms`).
+    pub fallback_of: Option<i64>,
+    /// This WhatsApp message fell back to SMS message `fallback_message_id`.
+    pub fallback_message_id: Option<i64>,
     /// `send_at` holds text that is not a time (possible only on SQLite,
     /// where another program wrote it).
     #[serde(skip)]
@@ -216,6 +221,8 @@ macro_rules! impl_message_row {
                     lease_owner: self.try_get("lease_owner")?,
                     lease_expires_at: self.ts("lease_expires_at")?,
                     retry_base: self.try_get("retry_base")?,
+                    fallback_of: self.try_get("fallback_of")?,
+                    fallback_message_id: self.try_get("fallback_message_id")?,
                 })
             }
 

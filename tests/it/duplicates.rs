@@ -106,7 +106,7 @@ both_backends! {
         let fake = FakeTwilio::start().await;
         let clock = ManualClock::new(chrono::Utc::now());
         let p = processor_on(&db, twilio_on(&fake, &clock), &clock);
-        fake.state.script(TO, Reply::Error { status: 503, code: 20503, message: "Service Unavailable".into() });
+        fake.state.script(TO, Reply::Error { status: 500, code: 20500, message: "Internal Server Error".into() });
         let first = db.insert_sql("sms", TO, TEXT).await;
         run_once(&p).await;
         assert_eq!(db.get(first).await.error.unwrap()["outcome_unknown"], true);
@@ -128,7 +128,7 @@ both_backends! {
         let fake = FakeTwilio::start().await;
         let clock = ManualClock::new(chrono::Utc::now());
         let p = processor_on(&db, twilio_on(&fake, &clock), &clock);
-        fake.state.script(TO, Reply::Error { status: 503, code: 20503, message: "Service Unavailable".into() });
+        fake.state.script(TO, Reply::Error { status: 500, code: 20500, message: "Internal Server Error".into() });
         let id = db.insert_sql("sms", TO, TEXT).await;
         run_once(&p).await;
         // Same text to the same number, created half an hour after the
@@ -147,7 +147,7 @@ both_backends! {
         let fake = FakeTwilio::start().await;
         let clock = ManualClock::new(chrono::Utc::now());
         let p = processor_on(&db, twilio_on(&fake, &clock), &clock);
-        fake.state.script(TO, Reply::Error { status: 503, code: 20503, message: "Service Unavailable".into() });
+        fake.state.script(TO, Reply::Error { status: 500, code: 20500, message: "Internal Server Error".into() });
         let id = db.insert_sql("sms", TO, TEXT).await;
         run_once(&p).await;
         // Two unowned messages inside the attempt's window: either could be it.

@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod duplicates;
 mod e2e;
+mod failover;
 mod hardening;
 mod providers;
 mod queue;

@@ -223,6 +223,21 @@ async fn twilio_5xx_timeout_and_malformed_answers() {
     fake.state.script(
         "+14153230001",
         Reply::Raw {
+            status: 502,
+            body: "<html>Bad Gateway</html>".into(),
+            headers: vec![],
+        },
+    );
+    let e = err(p.send(&out(1, Channel::Sms, "+14153230001", "hi")).await);
+    assert_eq!(
+        (e.class, e.outcome_unknown, e.status),
+        (FailureClass::Retryable, true, Some(502))
+    );
+    assert!(e.message.contains("Bad Gateway"));
+    // A 503: Twilio was unavailable and did not act on the request.
+    fake.state.script(
+        "+14153230001",
+        Reply::Raw {
             status: 503,
             body: "<html>Service Unavailable</html>".into(),
             headers: vec![],
@@ -231,9 +246,9 @@ async fn twilio_5xx_timeout_and_malformed_answers() {
     let e = err(p.send(&out(1, Channel::Sms, "+14153230001", "hi")).await);
     assert_eq!(
         (e.class, e.outcome_unknown, e.status),
-        (FailureClass::Retryable, true, Some(503))
+        (FailureClass::Retryable, false, Some(503))
     );
-    assert!(e.message.contains("Service Unavailable"));
+    assert!(e.not_accepted());
 
     fake.state.script("+14153230002", Reply::Hang(Duration::from_secs(3)));
     let e = err(p.send(&out(2, Channel::Sms, "+14153230002", "hi")).await);

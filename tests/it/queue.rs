@@ -313,8 +313,8 @@ both_backends! {
         assert_eq!(b[0].attempts, 2);
         // The old owner's late outcome is refused: the lease guards the row.
         let done = Completion::sent(id, "test", Some("late".into()), later);
-        assert!(db.store.record_outcomes("dead-worker", later, std::slice::from_ref(&done), None).await.1.unwrap().is_empty());
-        assert_eq!(db.store.record_outcomes("w2", later, &[done], None).await.1.unwrap(), vec![id]);
+        assert!(db.store.record_outcomes("dead-worker", later, std::slice::from_ref(&done), None, &[]).await.1.unwrap().is_empty());
+        assert_eq!(db.store.record_outcomes("w2", later, &[done], None, &[]).await.1.unwrap(), vec![id]);
         assert_eq!(db.get(id).await.status, "sent");
 
         // Through the processor: a stale lease is picked up by the next run.

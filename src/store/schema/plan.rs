@@ -34,7 +34,7 @@ const SQLITE_BASE_COLUMNS: [(&str, &str); 18] = [
 
 /// Columns later SQLite migrations add with plain `ADD COLUMN` (which fails
 /// if the column exists).
-const SQLITE_LATER_COLUMNS: [&str; 10] = [
+const SQLITE_LATER_COLUMNS: [&str; 12] = [
     "content_sid",
     "content_variables",
     "delivery_status",
@@ -45,6 +45,8 @@ const SQLITE_LATER_COLUMNS: [&str; 10] = [
     "template_version",
     "locale",
     "template_data",
+    "fallback_of",
+    "fallback_message_id",
 ];
 
 fn herald_statuses() -> Vec<String> {
@@ -295,7 +297,12 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
         let f = family(c, backend);
         let ok = match h {
             "id" | "channel" | "recipient" | "status" => true, // checked above
-            "attempts" | "retry_base" | "template_version" | "delivery_rank" => {
+            "attempts"
+            | "retry_base"
+            | "template_version"
+            | "delivery_rank"
+            | "fallback_of"
+            | "fallback_message_id" => {
                 matches!(f, Family::Integer | Family::SmallInt)
             }
             "send_at" | "sent_at" | "created_at" | "updated_at" | "next_attempt_at" | "lease_expires_at"
@@ -311,7 +318,12 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
                 c.name,
                 c.ty,
                 match h {
-                    "attempts" | "retry_base" | "template_version" | "delivery_rank" => "an integer",
+                    "attempts"
+                    | "retry_base"
+                    | "template_version"
+                    | "delivery_rank"
+                    | "fallback_of"
+                    | "fallback_message_id" => "an integer",
                     "send_at" | "sent_at" | "created_at" | "updated_at" | "next_attempt_at" | "lease_expires_at"
                     | "delivered_at" => "a timestamp",
                     _ => "text",

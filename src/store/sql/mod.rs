@@ -10,11 +10,13 @@
 //! names each of Herald's columns as the database has it, so a table that a
 //! POS created keeps its own column names.
 
+mod circuits;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 mod statements;
 mod table;
 
+pub(crate) use circuits::CircuitStatements;
 pub(crate) use postgres::Postgres;
 pub(crate) use sqlite::Sqlite;
 pub(crate) use statements::Statements;

@@ -1,6 +1,6 @@
 //! Every statement Herald runs, built from a dialect and the table's layout.
 
-use super::{ClaimKind, Dialect, Statement, Table};
+use super::{CircuitStatements, ClaimKind, Dialect, Statement, Table};
 
 /// Every statement, ready to run. Field docs list the parameters.
 #[derive(Debug)]
@@ -169,6 +169,14 @@ pub(crate) struct Statements {
     pub stats_range_hourly: Statement,
     /// From `herald_stats_hourly`, summed per day.
     pub stats_range_daily: Statement,
+    /// `herald_circuits`.
+    pub circuits: CircuitStatements,
+    // --- WhatsApp → SMS fallback -----------------------------------------
+    /// Queue an SMS to `$2` saying `$3` at `$4` in place of message `$1`
+    /// (its metadata copied), unless `$1` fell back already; the new id.
+    pub fallback_insert: Statement,
+    /// Message `$1` fell back to message `$2`.
+    pub fallback_link: Statement,
 }
 
 impl Statements {
@@ -308,6 +316,21 @@ impl Statements {
             stats_range: st(&d.stats_range("herald_stats", "minute")),
             stats_range_hourly: st(&d.stats_range("herald_stats_hourly", "hour")),
             stats_range_daily: st(&d.stats_range("herald_stats_hourly", "day")),
+            circuits: CircuitStatements::build(d),
+            fallback_insert: st(&format!(
+                "INSERT INTO notification_messages ({}, fallback_of)
+                 SELECT {}, {}, {}, metadata, {now}, {now}, {id}
+                   FROM notification_messages
+                  WHERE id = $1 AND fallback_message_id IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM notification_messages f WHERE f.fallback_of = $1)
+              RETURNING {id}",
+                t.cols(&["channel", "recipient", "body", "metadata", "created_at", "updated_at"]),
+                t.write("channel", "'sms'"),
+                t.write("recipient", &d.text("$2")),
+                t.write("body", &d.text("$3")),
+                now = d.ts("$4"),
+            )),
+            fallback_link: st("UPDATE notification_messages SET fallback_message_id = $2 WHERE id = $1"),
             owned_provider_ids: st(&format!(
                 "SELECT provider_message_id FROM notification_messages
                   WHERE provider_message_id IN (SELECT {} FROM {}) AND provider = $2 AND id <> $3",

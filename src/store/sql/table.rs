@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Herald's columns of `notification_messages`, as every statement reads
 /// them (the names the row decoders expect).
-pub(crate) const COLUMNS: [&str; 29] = [
+pub(crate) const COLUMNS: [&str; 31] = [
     "id",
     "channel",
     "recipient",
@@ -41,6 +41,8 @@ pub(crate) const COLUMNS: [&str; 29] = [
     "lease_owner",
     "lease_expires_at",
     "retry_base",
+    "fallback_of",
+    "fallback_message_id",
 ];
 
 /// Herald's columns a POS table may hold under another name, with the names

@@ -120,6 +120,8 @@ pub(crate) fn test_config(worker: &str) -> ProcessorConfig {
             max_rate_limit_wait: Duration::from_secs(3600),
         },
         record_grace: Duration::from_millis(300),
+        breaker: herald::breaker::BreakerPolicy::default(),
+        whatsapp_fallback: false,
     }
 }
 
