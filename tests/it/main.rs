@@ -14,6 +14,7 @@ mod dashboard;
 mod duplicates;
 mod e2e;
 mod failover;
+mod fallback;
 mod hardening;
 mod providers;
 mod queue;
