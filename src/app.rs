@@ -12,6 +12,7 @@ use crate::clock::{system_random, Clock, Random, SystemClock};
 use crate::config::{Config, ProviderChoice};
 use crate::domain::Channel;
 use crate::http::{is_loopback, router, serve, AppState, ServerLimits, Webhooks};
+use crate::outbound::Dispatcher;
 use crate::processor::{default_worker_id, Mode, Processor, ProcessorConfig, Shutdown};
 use crate::providers::{Custom, LogProvider, Provider, Providers, Sendgrid, Smtp, Twilio};
 use crate::store::Store;
@@ -164,6 +165,17 @@ pub fn announce_providers(config: &Config) {
     }
 }
 
+/// The status-webhook dispatcher, as configured.
+pub fn build_dispatcher(config: &Config, store: Store, overrides: &Overrides, worker: &str) -> Arc<Dispatcher> {
+    Arc::new(Dispatcher::new(
+        store,
+        overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
+        overrides.random.clone().unwrap_or_else(system_random),
+        config.outbound,
+        worker,
+    ))
+}
+
 pub fn processor_config(config: &Config) -> ProcessorConfig {
     ProcessorConfig {
         batch_size: config.batch_size,
@@ -213,6 +225,8 @@ pub struct Application {
     store: Store,
     state: AppState,
     processor: Option<Arc<Processor>>,
+    /// Delivers status webhooks to the POS.
+    dispatcher: Arc<Dispatcher>,
     /// The store was opened here (not handed in), so it is closed here.
     owns_store: bool,
     limits: ServerLimits,
@@ -257,6 +271,7 @@ impl Application {
             counters: Default::default(),
             whatsapp_fallback: config.whatsapp_fallback,
         };
+        let dispatcher = build_dispatcher(&config, store.clone(), &overrides, &default_worker_id());
         let state = AppState::new(
             store.clone(),
             clock,
@@ -264,6 +279,7 @@ impl Application {
             webhooks,
             processor.as_deref(),
         )
+        .with_outbound(dispatcher.metrics())
         .with_metrics_cache(config.metrics_cache)
         .with_dashboard(&config.dashboard)
         .with_alerts(config.alerts.clone());
@@ -283,6 +299,7 @@ impl Application {
             store,
             state,
             processor,
+            dispatcher,
             owns_store,
             limits: config.server_limits,
         })
@@ -295,6 +312,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The status-webhook dispatcher.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
     }
 
     /// The in-process processor, when one runs.
@@ -310,6 +332,7 @@ impl Application {
             tokio::spawn(async move { p.run(Mode::Watch, run_shutdown).await })
         });
         let alerts = tokio::spawn(self.state.alert_runner().run(shutdown.clone()));
+        let outbound = tokio::spawn(self.dispatcher.clone().run(shutdown.clone()));
         let webhook_counts = tokio::spawn(
             self.state
                 .clone()
@@ -319,7 +342,7 @@ impl Application {
         if let Some(p) = processor {
             p.await.context("processor task")?.context("processor")?;
         }
-        let _ = tokio::join!(alerts, webhook_counts);
+        let _ = tokio::join!(alerts, webhook_counts, outbound);
         if self.owns_store {
             self.store.close().await;
         }

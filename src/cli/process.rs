@@ -38,6 +38,16 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         ));
         tokio::spawn(runner.run(shutdown.clone()))
     });
+    // Status webhooks to the POS: delivered alongside, in their own slots.
+    let dispatcher = app::build_dispatcher(
+        &config,
+        store_for_progress.clone(),
+        &app::Overrides::default(),
+        &processor.config().worker_id,
+    );
+    let outbound = args
+        .watch
+        .then(|| tokio::spawn(dispatcher.clone().run(shutdown.clone())));
     tracing::info!(worker = %processor.config().worker_id, watch = args.watch, "processor started");
     let started = std::time::Instant::now();
     let progress = (!args.quiet)
@@ -48,6 +58,24 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         p.finish();
     }
     let summary = summary.context("processing failed")?;
+    match outbound {
+        Some(o) => {
+            let _ = o.await;
+        }
+        // Once: deliver the status webhooks due now (retries due later are
+        // left for the next run).
+        None => {
+            let d = dispatcher.drain().await;
+            if d.delivered + d.retrying + d.failed > 0 {
+                tracing::info!(
+                    delivered = d.delivered,
+                    retrying = d.retrying,
+                    failed = d.failed,
+                    "status webhooks"
+                );
+            }
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     if let Some(a) = alerts {
         let _ = a.await;

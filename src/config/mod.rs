@@ -89,6 +89,8 @@ pub struct Config {
     /// `WHATSAPP_FALLBACK=sms`: WhatsApp messages their recipient cannot
     /// get are sent again as SMS.
     pub whatsapp_fallback: Option<crate::domain::FallbackPolicy>,
+    /// How status webhooks to the POS are delivered (`WEBHOOK_*`).
+    pub outbound: crate::outbound::OutboundSettings,
     pub log_outbox: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -324,6 +326,25 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
     }
 }
 
+/// `WEBHOOK_*`: status webhooks to the POS.
+fn outbound(r: &mut Reader<'_>) -> crate::outbound::OutboundSettings {
+    let d = crate::outbound::OutboundSettings::default();
+    crate::outbound::OutboundSettings {
+        timeout: Duration::from_secs(r.number("WEBHOOK_TIMEOUT_SECONDS", d.timeout.as_secs(), 1, 60, "seconds")),
+        concurrency: r.number("WEBHOOK_CONCURRENCY", d.concurrency, 1, 1000, "requests"),
+        disable_after: Duration::from_secs(
+            3600 * r.number(
+                "WEBHOOK_DISABLE_AFTER_HOURS",
+                d.disable_after.as_secs() / 3600,
+                1,
+                30 * 24,
+                "hours",
+            ),
+        ),
+        poll: d.poll,
+    }
+}
+
 /// `WHATSAPP_FALLBACK=sms` (off by default) and its receipt window.
 fn whatsapp_fallback(r: &mut Reader<'_>, choices: &Choices) -> Option<crate::domain::FallbackPolicy> {
     let word = r.get("WHATSAPP_FALLBACK").map(|w| w.trim().to_ascii_lowercase());
@@ -417,6 +438,7 @@ impl Config {
         let limits = limits(&mut r, &providers);
         let processing = processing(&mut r, database_url.as_ref());
         let whatsapp_fallback = whatsapp_fallback(&mut r, &providers);
+        let outbound = outbound(&mut r);
         let log_outbox = r.get("LOG_OUTBOX").map(PathBuf::from);
         let log_format = log_format(&mut r);
         let log_level = r.string("LOG_LEVEL", "info");
@@ -453,6 +475,7 @@ impl Config {
                 retry: processing.retry,
                 breaker: processing.breaker,
                 whatsapp_fallback,
+                outbound,
                 log_outbox,
                 log_format,
                 log_level,

@@ -4,6 +4,7 @@
 mod channel;
 mod content;
 mod email;
+mod event;
 mod failure;
 mod fallback;
 mod message;
@@ -18,6 +19,7 @@ mod text;
 pub use channel::{Channel, ChannelError};
 pub use content::{Content, ContentInput, ProviderTemplate, MAX_EMAIL_PART_BYTES, MAX_TEXT_CHARS};
 pub use email::{EmailAddress, EmailError};
+pub use event::{EndpointUrl, EventFilter, EventType};
 pub use failure::FailureClass;
 pub use fallback::{FallbackPolicy, SmsFallback};
 pub use message::{

@@ -24,6 +24,7 @@ mod state;
 mod stats;
 mod suppressions;
 mod templates;
+mod webhook_endpoints;
 mod webhooks;
 
 use std::net::IpAddr;
@@ -80,6 +81,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerting::list))
         .routes(routes!(alerting::add))
         .routes(routes!(alerting::remove))
+        .routes(routes!(webhook_endpoints::create, webhook_endpoints::list))
+        .routes(routes!(
+            webhook_endpoints::get,
+            webhook_endpoints::update,
+            webhook_endpoints::delete
+        ))
+        .routes(routes!(webhook_endpoints::rotate))
+        .routes(routes!(webhook_endpoints::replay))
+        .routes(routes!(webhook_endpoints::deliveries))
+        .routes(routes!(webhook_endpoints::attempts))
 }
 
 fn webhook_routes() -> OpenApiRouter<AppState> {

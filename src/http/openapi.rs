@@ -30,6 +30,7 @@ impl Modify for BearerAuth {
         (name = "templates", description = "Message templates (MiniJinja), versioned, per locale"),
         (name = "alerts", description = "Alert rules, their state and history"),
         (name = "webhooks", description = "Delivery receipts from providers, authenticated by their signatures"),
+        (name = "webhook endpoints", description = "Status webhooks to the POS (Standard Webhooks): endpoints, deliveries, replays"),
         (name = "operations", description = "Health and metrics (no API key needed)")
     )
 )]

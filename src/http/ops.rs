@@ -125,6 +125,17 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         p.metrics.render(&mut out);
     }
     state.webhooks.counters.render(&mut out);
+    if let Some(o) = &state.outbound {
+        o.render(&mut out);
+    }
+    out.family(
+        "herald_webhook_pending",
+        Kind::Gauge,
+        "Status webhooks waiting to be delivered (or retried), per endpoint.",
+    );
+    for (endpoint, n) in state.store.pending_deliveries().await.unwrap_or_default() {
+        out.sample("herald_webhook_pending", &[("endpoint", &endpoint.to_string())], n);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out.finish(),

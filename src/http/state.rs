@@ -39,6 +39,8 @@ pub struct AppState {
     pub(super) prices: Arc<crate::config::Prices>,
     /// Alert rules and their evaluation (run by the application).
     pub(super) alerts: Arc<AlertRunner>,
+    /// The status-webhook dispatcher's counters.
+    pub(super) outbound: Option<Arc<crate::outbound::OutboundMetrics>>,
 }
 
 /// What the provider webhooks need to authenticate requests.
@@ -95,7 +97,14 @@ impl AppState {
                 AlertSettings::default(),
                 crate::processor::default_worker_id(),
             )),
+            outbound: None,
         }
+    }
+
+    /// Show the status-webhook dispatcher's counters in `/metrics`.
+    pub fn with_outbound(mut self, metrics: Arc<crate::outbound::OutboundMetrics>) -> AppState {
+        self.outbound = Some(metrics);
+        self
     }
 
     /// Evaluate alerts with these settings.

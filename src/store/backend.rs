@@ -84,6 +84,20 @@ macro_rules! queue_fallback {
     }};
 }
 
+/// Write `$events` (a `Vec<OutboxEvent>`) to the outbox in transaction
+/// `$tx` at `$now`, one row per endpoint that wants each.
+macro_rules! fan_out {
+    ($sql:expr, $tx:expr, $events:expr, $now:expr) => {{
+        if !$events.is_empty() {
+            let s = &$sql.webhooks.fan_out;
+            let json = serde_json::to_string(&$events).expect("events serialize");
+            bound!(sqlx::query(&s.sql), s, [json, $crate::clock::format_ts($now)])
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
 /// A statement parameter.
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
@@ -272,6 +286,8 @@ impl Store {
             backend,
             sql,
             layout: Default::default(),
+            subscriptions: Default::default(),
+            outbound_wake: Default::default(),
         };
         store.reload().await?;
         Ok(store)

@@ -33,6 +33,7 @@ mod sql;
 mod stats;
 mod suppressions;
 mod templates;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,6 +52,10 @@ pub use sql::{Layout, MAPPABLE};
 pub use stats::{
     aggregate, minute_of, percentile_ms, Bucket, StatDelta, StatEvent, StatGroups, StatRow, LATENCY_BOUNDS_MS,
 };
+pub use webhooks::{
+    Delivery, DeliveryAttempt, DeliveryResult, DeliveryRow, DeliveryState, Endpoint, EndpointKeys, OutboxEvent, Wanted,
+    MAX_REPLAY,
+};
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -59,6 +64,10 @@ pub struct Store {
     sql: Arc<sql::Statements>,
     /// How the message table is read (its column names, as adopted).
     layout: Layout,
+    /// Which status-webhook event types endpoints want (cached).
+    subscriptions: Arc<webhooks::Subscriptions>,
+    /// Notified when this process wrote status-webhook events.
+    outbound_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::completion::{AttemptRecord, Completion};
 use super::{Result, Store, StoreError};
 use crate::clock::{format_ts, parse_ts};
-use crate::domain::{AttemptOutcome, ErrorColumn, SmsFallback};
+use crate::domain::{AttemptOutcome, ErrorColumn, EventType, MessageStatus, SmsFallback};
 
 /// A provider call, from the attempt history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,29 @@ impl Store {
         let (c, a) = (&self.sql.complete, &self.sql.insert_attempts);
         let completions_json = serde_json::to_string(completions).expect("completions serialize");
         let attempts_json = attempts.map(|a| serde_json::to_string(a).expect("attempts serialize"));
+        // Status webhooks: the messages that became sent or failed, read
+        // back in the transaction, if an endpoint wants such events.
+        let wanted = match self.wanted_events().await {
+            Ok(w) => w,
+            Err(e) => return (false, Err(e)),
+        };
+        let wants_outcomes = [
+            EventType::Sent,
+            EventType::Failed,
+            EventType::Fallback,
+            EventType::Suppressed,
+        ]
+        .into_iter()
+        .any(|t| wanted.wants(t));
+        let finished: Vec<i64> = if wants_outcomes {
+            completions
+                .iter()
+                .filter(|c| matches!(c.status, MessageStatus::Sent | MessageStatus::Failed))
+                .map(|c| c.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let _turn = self.write_turn().await;
         let result: Result<(bool, Result<Vec<i64>>)> = with_pool!(self, |pool| async {
             use sqlx::Acquire;
@@ -71,18 +94,29 @@ impl Store {
                 .await;
                 let rows = match rows {
                     Ok(ids) => {
-                        let mut queued = Ok(());
-                        for f in fallbacks.iter().filter(|f| ids.contains(&f.original)) {
-                            let r: std::result::Result<Option<i64>, sqlx::Error> =
-                                async { Ok(queue_fallback!(self.sql, sp, f, now)) }.await;
-                            if let Err(e) = r {
-                                queued = Err(e);
-                                break;
+                        let r: std::result::Result<(), StoreError> = async {
+                            let mut fell_back = Vec::new();
+                            for f in fallbacks.iter().filter(|f| ids.contains(&f.original)) {
+                                if queue_fallback!(self.sql, sp, f, now).is_some() {
+                                    fell_back.push(f.original);
+                                }
                             }
+                            let told: Vec<i64> = finished.iter().copied().filter(|id| ids.contains(id)).collect();
+                            if !told.is_empty() {
+                                let g = &self.sql.get_many;
+                                let json = serde_json::to_string(&told).expect("ids serialize");
+                                let rows = super::rows::messages(
+                                    bound!(sqlx::query(&g.sql), g, [json]).fetch_all(&mut *sp).await?,
+                                )?;
+                                let events = super::webhooks::outcome_events(&rows, &fell_back, &wanted, now);
+                                fan_out!(self.sql, sp, events, now);
+                            }
+                            Ok(())
                         }
-                        queued.map(|()| ids)
+                        .await;
+                        r.map(|()| ids)
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(StoreError::from(e)),
                 };
                 match rows {
                     Ok(ids) => {
@@ -91,7 +125,7 @@ impl Store {
                     }
                     Err(e) => {
                         sp.rollback().await?;
-                        Err(StoreError::from(e))
+                        Err(e)
                     }
                 }
             };
@@ -104,6 +138,9 @@ impl Store {
             Ok((true, rows))
         }
         .await);
+        if !finished.is_empty() {
+            self.outbound_wake.notify_one();
+        }
         match result {
             Ok(r) => r,
             Err(e) => (false, Err(e)),

@@ -3,9 +3,10 @@
 
 use super::backend::Backend;
 use super::rows::{messages, Message, MessageRow};
+use super::webhooks::OutboxEvent;
 use super::{Result, Store};
 use crate::clock::{format_ts, parse_ts};
-use crate::domain::{Channel, NewMessage};
+use crate::domain::{Channel, EventType, NewMessage};
 use chrono::{DateTime, Utc};
 
 /// How long an idempotency key is remembered.
@@ -66,8 +67,10 @@ impl Store {
     /// Queue one message.
     pub async fn enqueue(&self, msg: &NewMessage, now: DateTime<Utc>) -> Result<Message> {
         let s = &self.sql.insert;
+        let queued_event = self.wanted_events().await?.wants(EventType::Queued);
         let _turn = self.write_turn().await;
         let row = with_pool!(self, |pool| {
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
             let q = bound!(
                 sqlx::query(&s.sql),
                 s,
@@ -87,8 +90,17 @@ impl Store {
                     msg.template.as_ref().map(|t| t.locale.clone()),
                 ]
             );
-            q.fetch_one(pool).await?.message()?
+            let row = q.fetch_one(&mut *tx).await?.message()?;
+            if queued_event {
+                let events = vec![OutboxEvent::about(EventType::Queued, &row, now)];
+                fan_out!(self.sql, tx, events, now);
+            }
+            tx.commit().await?;
+            row
         });
+        if queued_event {
+            self.outbound_wake.notify_one();
+        }
         Ok(row)
     }
 
@@ -99,13 +111,29 @@ impl Store {
         }
         let s = &self.sql.insert_many;
         let rows = rows_json(msgs);
+        let queued_event = self.wanted_events().await?.wants(EventType::Queued);
         let _turn = self.write_turn().await;
-        let mut out = with_pool!(self, |pool| messages(
-            bound!(sqlx::query(&s.sql), s, [rows, format_ts(now)])
-                .fetch_all(pool)
-                .await?
-        )?);
-        out.sort_by_key(|m| m.id);
+        let out = with_pool!(self, |pool| {
+            let mut tx = pool.begin_with(self.sql.begin_write).await?;
+            let mut out = messages(
+                bound!(sqlx::query(&s.sql), s, [rows, format_ts(now)])
+                    .fetch_all(&mut *tx)
+                    .await?,
+            )?;
+            out.sort_by_key(|m| m.id);
+            if queued_event {
+                let events: Vec<OutboxEvent> = out
+                    .iter()
+                    .map(|m| OutboxEvent::about(EventType::Queued, m, now))
+                    .collect();
+                fan_out!(self.sql, tx, events, now);
+            }
+            tx.commit().await?;
+            out
+        });
+        if queued_event {
+            self.outbound_wake.notify_one();
+        }
         Ok(out)
     }
 
@@ -126,6 +154,7 @@ impl Store {
         }
         let rows = rows_json(msgs);
         let sql = &self.sql;
+        let queued_event = self.wanted_events().await?.wants(EventType::Queued);
         let step = {
             let _turn = self.write_turn().await;
             with_pool!(self, |pool| {
@@ -156,6 +185,13 @@ impl Store {
                         .await?,
                     )?;
                     created.sort_by_key(|m| m.id);
+                    if queued_event {
+                        let events: Vec<OutboxEvent> = created
+                            .iter()
+                            .map(|m| OutboxEvent::about(EventType::Queued, m, now))
+                            .collect();
+                        fan_out!(sql, tx, events, now);
+                    }
                     let ids: Vec<i64> = created.iter().map(|m| m.id).collect();
                     let ids = serde_json::to_string(&ids).expect("ids serialize");
                     bound!(sqlx::query(&sql.idem_set.sql), sql.idem_set, [key, ids])

@@ -4,9 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::{Event, MessageRow};
+use super::webhooks::OutboxEvent;
 use super::{Result, Store};
 use crate::clock::format_ts;
-use crate::domain::{scrub_json_nul, scrub_nul};
+use crate::domain::{scrub_json_nul, scrub_nul, EventType};
 
 /// A receipt to apply to a message.
 #[derive(Debug, Clone)]
@@ -60,6 +61,12 @@ impl Store {
             r
         };
         let sql = &self.sql;
+        let wanted = self.wanted_events().await?;
+        let told = r
+            .delivery_status
+            .and_then(|(s, _)| EventType::of_delivery_status(s))
+            .filter(|t| wanted.wants(*t));
+        let mut wrote_events = false;
         let _turn = self.write_turn().await;
         let result = with_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
@@ -132,8 +139,9 @@ impl Store {
                                 .await?;
                             }
                         }
+                        let mut moved = false;
                         if let Some((status, rank)) = r.delivery_status {
-                            bound!(
+                            moved = bound!(
                                 sqlx::query(&sql.apply_delivery.sql),
                                 sql.apply_delivery,
                                 [
@@ -145,8 +153,11 @@ impl Store {
                                 ]
                             )
                             .execute(&mut *tx)
-                            .await?;
+                            .await?
+                            .rows_affected()
+                                == 1;
                         }
+                        let mut fell_back = false;
                         if let Some(window) = r.fallback_within {
                             let row = bound!(sqlx::query(&sql.get.sql), sql.get, [id])
                                 .fetch_optional(&mut *tx)
@@ -174,12 +185,34 @@ impl Store {
                                         "undelivered WhatsApp message not sent as SMS: the recipient is suppressed"
                                     );
                                 } else if let Some(new_id) = queue_fallback!(sql, tx, f, now) {
+                                    fell_back = true;
                                     tracing::info!(
                                         message_id = id,
                                         sms_id = new_id,
                                         "WhatsApp did not deliver the message: queued as an SMS"
                                     );
                                 }
+                            }
+                        }
+                        // Status webhooks, in this transaction: the new
+                        // delivery status, and the fallback.
+                        let mut types: Vec<EventType> = Vec::new();
+                        if moved {
+                            types.extend(told);
+                        }
+                        if fell_back && wanted.wants(EventType::Fallback) {
+                            types.push(EventType::Fallback);
+                        }
+                        if !types.is_empty() {
+                            let row = bound!(sqlx::query(&sql.get.sql), sql.get, [id])
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            if let Some(row) = row {
+                                let m = super::rows::MessageRow::message(&row)?;
+                                let events: Vec<OutboxEvent> =
+                                    types.into_iter().map(|t| OutboxEvent::about(t, &m, now)).collect();
+                                fan_out!(sql, tx, events, now);
+                                wrote_events = true;
                             }
                         }
                         ReceiptResult::Applied(id)
@@ -189,6 +222,9 @@ impl Store {
             tx.commit().await?;
             result
         });
+        if wrote_events {
+            self.outbound_wake.notify_one();
+        }
         Ok(result)
     }
 

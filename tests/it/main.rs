@@ -16,6 +16,7 @@ mod e2e;
 mod failover;
 mod fallback;
 mod hardening;
+mod outbound;
 mod providers;
 mod queue;
 mod ratelimits;

@@ -15,6 +15,7 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 mod statements;
 mod table;
+mod webhooks;
 
 pub(crate) use circuits::CircuitStatements;
 pub(crate) use postgres::Postgres;
@@ -22,6 +23,7 @@ pub(crate) use sqlite::Sqlite;
 pub(crate) use statements::Statements;
 pub(crate) use table::{ColumnKind, Table, COLUMNS};
 pub use table::{Layout, MAPPABLE};
+pub(crate) use webhooks::WebhookStatements;
 
 use crate::domain::Channel;
 
@@ -151,6 +153,22 @@ pub(crate) trait Dialect: Send + Sync {
     /// How many of Herald's migrations have been applied.
     fn migrations_applied(&self) -> String {
         "SELECT count(*) FROM _sqlx_migrations WHERE success".to_owned()
+    }
+
+    /// Rows of the JSON array of objects `$p` as a FROM item named `x`: one
+    /// column per `(field, type)` (types: `text`, `bigint`, `int`,
+    /// `timestamptz`), and `n`, the element's position.
+    fn json_records(&self, p: &str, fields: &[(&str, &str)]) -> String;
+    /// Text concatenation.
+    fn concat(&self, parts: &[&str]) -> String {
+        parts.join(" || ")
+    }
+    /// The locking clause that lets concurrent workers skip each other's
+    /// rows of `alias` (PostgreSQL), or nothing (SQLite serializes writers).
+    fn skip_locked(&self, alias: &str) -> String;
+    /// `<column> <ids_in(subquery)>`: the subquery's ids, found by primary key.
+    fn ids_in(&self, subquery: &str) -> String {
+        format!("IN ({subquery})")
     }
 
     /// A statement that holds a transaction-scoped lock on the name `$p`,

@@ -330,6 +330,24 @@ impl Dialect for Postgres {
         Some(format!("SELECT pg_advisory_xact_lock(hashtext({p}::text))"))
     }
 
+    fn json_records(&self, p: &str, fields: &[(&str, &str)]) -> String {
+        let typed: Vec<String> = fields.iter().map(|(f, t)| format!("{f} {t}")).collect();
+        let names: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
+        format!(
+            "ROWS FROM (jsonb_to_recordset({p}::jsonb) AS ({})) WITH ORDINALITY AS x({}, n)",
+            typed.join(", "),
+            names.join(", ")
+        )
+    }
+
+    fn skip_locked(&self, alias: &str) -> String {
+        format!("FOR UPDATE OF {alias} SKIP LOCKED")
+    }
+
+    fn ids_in(&self, subquery: &str) -> String {
+        format!("= ANY (ARRAY({subquery}))")
+    }
+
     fn scheduled_after(&self, _t: &Table, p: &str) -> String {
         format!("(send_at IS NOT NULL AND send_at > {p}::timestamptz)")
     }

@@ -280,6 +280,18 @@ impl Dialect for Sqlite {
         None
     }
 
+    fn json_records(&self, p: &str, fields: &[(&str, &str)]) -> String {
+        let cols: Vec<String> = fields
+            .iter()
+            .map(|(f, _)| format!("value ->> '$.{f}' AS {f}"))
+            .collect();
+        format!("(SELECT {}, key AS n FROM json_each({p})) AS x", cols.join(", "))
+    }
+
+    fn skip_locked(&self, _alias: &str) -> String {
+        String::new()
+    }
+
     fn scheduled_after(&self, _t: &Table, p: &str) -> String {
         format!("(send_at IS NOT NULL AND julianday(send_at) > julianday({p}))")
     }

@@ -1,6 +1,6 @@
 //! Every statement Herald runs, built from a dialect and the table's layout.
 
-use super::{CircuitStatements, ClaimKind, Dialect, Statement, Table};
+use super::{CircuitStatements, ClaimKind, Dialect, Statement, Table, WebhookStatements};
 
 /// Every statement, ready to run. Field docs list the parameters.
 #[derive(Debug)]
@@ -177,6 +177,8 @@ pub(crate) struct Statements {
     pub fallback_insert: Statement,
     /// Message `$1` fell back to message `$2`.
     pub fallback_link: Statement,
+    /// Status webhooks: endpoints, outbox, delivery log.
+    pub webhooks: WebhookStatements,
 }
 
 impl Statements {
@@ -331,6 +333,7 @@ impl Statements {
                 now = d.ts("$4"),
             )),
             fallback_link: st("UPDATE notification_messages SET fallback_message_id = $2 WHERE id = $1"),
+            webhooks: WebhookStatements::build(d),
             owned_provider_ids: st(&format!(
                 "SELECT provider_message_id FROM notification_messages
                   WHERE provider_message_id IN (SELECT {} FROM {}) AND provider = $2 AND id <> $3",

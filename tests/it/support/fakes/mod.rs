@@ -157,9 +157,11 @@ fn check_property(name: &str, prop: &Value, value: &str) -> Result<(), String> {
 // ---------------------------------------------------------------- Twilio
 
 mod custom;
+mod pos;
 mod sendgrid;
 mod twilio;
 
 pub(crate) use custom::*;
+pub(crate) use pos::*;
 pub(crate) use sendgrid::*;
 pub(crate) use twilio::*;
