@@ -22,6 +22,7 @@ mod progress;
 mod status;
 mod suppressions;
 mod templates;
+mod webhooks;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -65,6 +66,9 @@ pub(crate) enum Command {
     /// Message templates (MiniJinja), versioned, per locale.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Status webhooks to the POS: endpoints, their delivery log, replays.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Hash a dashboard password for DASHBOARD_PASSWORD (reads it from standard input; prints an argon2 hash).
     HashPassword,
 }
@@ -101,6 +105,7 @@ pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> 
         Command::Migrate(args) => migrate::run(config, args).await,
         Command::Suppressions(cmd) => suppressions::run(config, cmd).await,
         Command::Templates(cmd) => templates::run(config, cmd).await,
+        Command::Webhooks(cmd) => webhooks::run(config, cmd).await,
         Command::HashPassword => hash_password(),
     }
 }

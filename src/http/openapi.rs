@@ -66,9 +66,15 @@ pub(super) fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
     };
     for (path, item) in doc.paths.paths.iter_mut() {
         let api = path.starts_with("/api/");
-        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete]
-            .into_iter()
-            .flatten()
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
         {
             let json_body = api && op.request_body.is_some();
             let responses = &mut op.responses.responses;

@@ -284,6 +284,15 @@ async fn openapi_lists_every_route_the_router_serves() {
         ("get", "/api/alerts"),
         ("post", "/api/alerts/rules"),
         ("delete", "/api/alerts/rules/{id}"),
+        ("post", "/api/webhook-endpoints"),
+        ("get", "/api/webhook-endpoints"),
+        ("get", "/api/webhook-endpoints/{id}"),
+        ("patch", "/api/webhook-endpoints/{id}"),
+        ("delete", "/api/webhook-endpoints/{id}"),
+        ("post", "/api/webhook-endpoints/{id}/rotate-secret"),
+        ("post", "/api/webhook-endpoints/{id}/replay"),
+        ("get", "/api/webhook-endpoints/{id}/deliveries"),
+        ("get", "/api/webhook-endpoints/{id}/attempts"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = Vec::new();

@@ -345,3 +345,84 @@ fn sms_message(to: &str, body: &str, metadata: Value) -> herald::domain::NewMess
     })
     .unwrap()
 }
+
+both_backends! {
+    async fn receipts_become_events(db: TestDb) {
+        let pos = FakePos::start().await;
+        let clock = ManualClock::new(chrono::Utc::now());
+        let (_, secret) = endpoint(&db.store, &pos.url, &["message.delivered", "message.bounced"], &clock).await;
+        let sid = format!("SM{}", "a".repeat(32));
+        db.execute(&format!(
+            "INSERT INTO notification_messages (channel, recipient, body, status, provider, provider_message_id)
+             VALUES ('sms', '+14153234567', 'hi', 'sent', 'twilio', '{sid}')"
+        ))
+        .await;
+        let id = db.max_id().await;
+        let receipt = |status: &str| herald::store::ReceiptUpdate {
+            provider: "twilio",
+            message_id: None,
+            provider_message_id: Some(sid.clone()),
+            email: None,
+            event: status.to_owned(),
+            delivery_status: Some((if status == "delivered" { "delivered" } else { "sent" }, herald::receipts::rank(status))),
+            occurred_at: None,
+            error_code: None,
+            dedupe_key: format!("t:{status}"),
+            detail: json!({}),
+            fallback_within: None,
+        };
+        for s in ["sent", "delivered", "delivered"] {
+            db.store.apply_receipt(&receipt(s), clock.now()).await.unwrap();
+        }
+        dispatcher(&db.store, &clock, quick()).drain().await;
+        let hooks = pos.delivered();
+        assert_eq!(hooks.len(), 1, "sent says nothing new; the repeat is one receipt");
+        assert_eq!((hooks[0].event_type().as_str(), hooks[0].message_id()), ("message.delivered", id));
+        assert_eq!(hooks[0].json()["data"]["delivery_status"], "delivered");
+        assert!(hooks[0].signed_by(&secret));
+    }
+}
+
+#[tokio::test]
+async fn the_cli_manages_endpoints() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let out = ok(run_herald(
+        &db,
+        &[],
+        &[
+            "webhooks",
+            "add",
+            "--url",
+            "https://pos.example.com/herald",
+            "--events",
+            "message.sent,message.failed",
+        ],
+    )
+    .await);
+    assert!(out.contains("whsec_"), "{out}");
+    let list = ok(run_herald(&db, &[], &["webhooks", "list"]).await);
+    assert!(
+        list.contains("https://pos.example.com/herald") && list.contains("message.failed,message.sent")
+            || list.contains("message.sent,message.failed"),
+        "{list}"
+    );
+    assert!(!list.contains("whsec_"), "the secret is shown once");
+    let bad = run_herald(&db, &[], &["webhooks", "add", "--url", "http://pos.example.com/herald"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--url") && stderr(&bad).contains("https"),
+        "{}",
+        stderr(&bad)
+    );
+    let off = ok(run_herald(&db, &[], &["webhooks", "disable", "1"]).await);
+    assert!(off.contains("disabled"), "{off}");
+    let rotated = ok(run_herald(&db, &[], &["webhooks", "rotate", "1", "--overlap-hours", "2"]).await);
+    assert!(
+        rotated.contains("whsec_") && rotated.contains("also signs until"),
+        "{rotated}"
+    );
+    let missing = run_herald(&db, &[], &["webhooks", "replay", "1", "--event", "evt_none"]).await;
+    assert!(!missing.status.success());
+    ok(run_herald(&db, &[], &["webhooks", "remove", "1"]).await);
+    assert!(ok(run_herald(&db, &[], &["webhooks", "list"]).await).contains("no webhook endpoints"));
+}
