@@ -14,7 +14,7 @@ mod runner;
 use std::time::Duration;
 
 pub use notify::{Delivery, Targets};
-pub use rules::{evaluate, Condition, Inputs, Rule, RuleKind};
+pub use rules::{evaluate, CircuitInput, Condition, EndpointInput, Inputs, Rule, RuleKind};
 pub use runner::{AlertRunner, TickReport};
 
 /// Alerting's configuration.
@@ -58,6 +58,10 @@ pub struct BuiltIn {
     pub delivery_rate: f64,
     pub webhook_rejections: i64,
     pub credentials: bool,
+    /// A provider's circuit is open.
+    pub circuits: bool,
+    /// A status-webhook endpoint was disabled.
+    pub webhook_endpoints: bool,
 }
 
 impl Default for BuiltIn {
@@ -71,6 +75,8 @@ impl Default for BuiltIn {
             delivery_rate: 0.8,
             webhook_rejections: 20,
             credentials: true,
+            circuits: true,
+            webhook_endpoints: true,
         }
     }
 }
@@ -126,6 +132,12 @@ impl BuiltIn {
                     count: self.webhook_rejections,
                 },
             ));
+        }
+        if self.circuits {
+            out.push(rule("circuit-open", RuleKind::CircuitOpen));
+        }
+        if self.webhook_endpoints {
+            out.push(rule("webhook-endpoint-disabled", RuleKind::WebhookEndpointDisabled));
         }
         out
     }

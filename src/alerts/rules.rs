@@ -27,6 +27,12 @@ pub enum RuleKind {
     DeliveryRate { threshold: f64, min_volume: i64 },
     /// `count` webhook requests with a missing or wrong signature.
     WebhookRejections { count: i64 },
+    /// A provider's circuit is open: nothing goes through it (its messages
+    /// use the channel's next provider, or wait).
+    CircuitOpen,
+    /// Herald disabled a status-webhook endpoint that kept failing: the
+    /// POS hears of nothing until it is enabled again.
+    WebhookEndpointDisabled,
 }
 
 /// A rule: what it watches, over which window, for which channel or
@@ -102,9 +108,30 @@ pub struct Condition {
     pub link: String,
 }
 
+/// A provider's circuit, for the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitInput {
+    pub provider: String,
+    pub open: bool,
+    pub reason: String,
+}
+
+/// A status-webhook endpoint, for the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInput {
+    pub id: i64,
+    pub url: String,
+    /// Why Herald disabled it, if it did (and it is still disabled).
+    pub disabled_by_herald: Option<String>,
+}
+
 /// What rules are evaluated against.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
+    /// Every provider's circuit that was ever opened.
+    pub circuits: Vec<CircuitInput>,
+    /// Every status-webhook endpoint.
+    pub endpoints: Vec<EndpointInput>,
     /// Statistics per window length (minutes), grouped by channel,
     /// provider, event and code.
     pub stats: BTreeMap<i64, Vec<StatRow>>,
@@ -204,6 +231,44 @@ pub fn evaluate(rules: &[Rule], inputs: &Inputs) -> Vec<Condition> {
             });
             continue;
         }
+        if rule.kind == RuleKind::CircuitOpen {
+            for c in &inputs.circuits {
+                out.push(Condition {
+                    key: format!("{}/provider={}", rule.id, c.provider),
+                    rule_id: rule.id.clone(),
+                    firing: c.open,
+                    summary: format!(
+                        "{}'s circuit is open ({}): its messages go to the channel's next provider, or wait",
+                        c.provider, c.reason
+                    ),
+                    count: i64::from(c.open),
+                    channel: None,
+                    provider: Some(c.provider.clone()),
+                    link: "/dashboard".into(),
+                });
+            }
+            continue;
+        }
+        if rule.kind == RuleKind::WebhookEndpointDisabled {
+            for e in &inputs.endpoints {
+                out.push(Condition {
+                    key: format!("{}/endpoint={}", rule.id, e.id),
+                    rule_id: rule.id.clone(),
+                    firing: e.disabled_by_herald.is_some(),
+                    summary: format!(
+                        "status webhook endpoint {} ({}) was disabled: {}; the POS hears of nothing until it is enabled again",
+                        e.id,
+                        e.url,
+                        e.disabled_by_herald.as_deref().unwrap_or("it works again")
+                    ),
+                    count: i64::from(e.disabled_by_herald.is_some()),
+                    channel: None,
+                    provider: None,
+                    link: "/dashboard/webhooks".into(),
+                });
+            }
+            continue;
+        }
         if let RuleKind::WebhookRejections { count } = rule.kind {
             let n: i64 = rows
                 .iter()
@@ -286,7 +351,10 @@ pub fn evaluate(rules: &[Rule], inputs: &Inputs) -> Vec<Condition> {
                         "sent",
                     )
                 }
-                RuleKind::QueueAge { .. } | RuleKind::WebhookRejections { .. } => unreachable!("handled above"),
+                RuleKind::QueueAge { .. }
+                | RuleKind::WebhookRejections { .. }
+                | RuleKind::CircuitOpen
+                | RuleKind::WebhookEndpointDisabled => unreachable!("handled above"),
             };
             out.push(Condition {
                 key: key_of(rule, &channel, &provider),
@@ -338,6 +406,7 @@ mod tests {
             stats: BTreeMap::from([(15, rows)]),
             oldest_due: None,
             now,
+            ..Inputs::default()
         }
     }
 
@@ -446,5 +515,39 @@ mod tests {
         let mut r = rule("r", RuleKind::Credentials);
         r.channel = Some("fax".into());
         assert!(r.validate().is_err());
+    }
+
+    #[test]
+    fn open_circuits_and_disabled_endpoints_fire_one_condition_each() {
+        let rules = vec![
+            rule("circuits", RuleKind::CircuitOpen),
+            rule("endpoints", RuleKind::WebhookEndpointDisabled),
+        ];
+        let inputs = Inputs {
+            circuits: vec![
+                CircuitInput {
+                    provider: "sendgrid".into(),
+                    open: true,
+                    reason: "5 failures in a row".into(),
+                },
+                CircuitInput {
+                    provider: "twilio".into(),
+                    open: false,
+                    reason: String::new(),
+                },
+            ],
+            endpoints: vec![EndpointInput {
+                id: 3,
+                url: "https://pos.example.com/herald".into(),
+                disabled_by_herald: Some("it answered 410 Gone".into()),
+            }],
+            ..Inputs::default()
+        };
+        let c = evaluate(&rules, &inputs);
+        let firing: Vec<&str> = c.iter().filter(|c| c.firing).map(|c| c.key.as_str()).collect();
+        assert_eq!(firing, ["circuits/provider=sendgrid", "endpoints/endpoint=3"]);
+        assert!(c.iter().any(|c| c.key == "circuits/provider=twilio" && !c.firing));
+        assert!(c[0].summary.contains("5 failures in a row"));
+        assert!(c[2].summary.contains("410 Gone"));
     }
 }

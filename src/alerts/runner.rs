@@ -180,10 +180,34 @@ impl AlertRunner {
             event: true,
             code: true,
         };
+        let circuits = self
+            .store
+            .circuits()
+            .await?
+            .into_iter()
+            .map(|c| crate::alerts::CircuitInput {
+                open: c.state != crate::breaker::CircuitState::Closed,
+                reason: c.reason.clone().unwrap_or_default(),
+                provider: c.provider,
+            })
+            .collect();
+        let endpoints = self
+            .store
+            .endpoints()
+            .await?
+            .into_iter()
+            .map(|e| crate::alerts::EndpointInput {
+                id: e.id,
+                disabled_by_herald: e.disabled_reason.filter(|_| !e.enabled),
+                url: e.url,
+            })
+            .collect();
         let mut inputs = Inputs {
             now,
             oldest_due: self.store.oldest_due(now).await?,
             stats: BTreeMap::new(),
+            circuits,
+            endpoints,
         };
         for w in windows {
             let rows = self

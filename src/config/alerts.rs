@@ -31,6 +31,8 @@ pub(super) fn alerts(r: &mut Reader<'_>, choices: &Choices, public_url: Option<S
             "requests",
         ),
         credentials: r.boolean("ALERT_CREDENTIALS", d.credentials),
+        circuits: r.boolean("ALERT_CIRCUITS", d.circuits),
+        webhook_endpoints: r.boolean("ALERT_WEBHOOK_ENDPOINTS", d.webhook_endpoints),
     };
     let list = |name: &str| -> Vec<String> {
         r.get(name)

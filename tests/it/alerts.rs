@@ -300,3 +300,51 @@ both_backends! {
         assert_eq!(del("whatsapp-failing").await.unwrap().status(), reqwest::StatusCode::NOT_FOUND);
     }
 }
+
+both_backends! {
+    async fn an_open_circuit_and_a_disabled_webhook_endpoint_raise_alerts(db: TestDb) {
+        let (slack, webhook) = (Receiver::start().await, Receiver::start().await);
+        let clock = ManualClock::new(chrono::Utc::now());
+        db.store
+            .open_circuit("sendgrid", clock.now() + chrono::Duration::seconds(30), 1, "5 failures in a row; the last: 503", clock.now())
+            .await
+            .unwrap();
+        let e = db
+            .store
+            .create_endpoint(
+                &herald::domain::EndpointUrl::parse("https://pos.example.com/herald").unwrap(),
+                None,
+                &herald::domain::EventFilter::All,
+                herald::signing::WebhookSecret::generate().expose(),
+                true,
+                clock.now(),
+            )
+            .await
+            .unwrap();
+        db.store.disable_endpoint(e.id, "it answered 410 Gone", clock.now()).await.unwrap();
+        let runner = AlertRunner::new(
+            db.store.clone(),
+            Arc::new(clock.clone()),
+            settings(
+                vec![rule("circuit", RuleKind::CircuitOpen), rule("endpoint", RuleKind::WebhookEndpointDisabled)],
+                &slack,
+                &webhook,
+            ),
+            "worker-a".into(),
+        );
+        let r = runner.tick().await.unwrap();
+        assert_eq!(r.fired, vec!["circuit/provider=sendgrid".to_owned(), format!("endpoint/endpoint={}", e.id)]);
+        let texts: Vec<String> = slack.bodies().iter().map(|b| b["text"].as_str().unwrap().to_owned()).collect();
+        assert!(texts.iter().any(|t| t.contains("sendgrid's circuit is open")), "{texts:?}");
+        assert!(texts.iter().any(|t| t.contains("410 Gone")), "{texts:?}");
+        // Closed and enabled again: both resolve.
+        db.store.close_circuit("sendgrid", clock.now()).await.unwrap();
+        let mut e = db.store.endpoint(e.id).await.unwrap().unwrap();
+        e.enabled = true;
+        e.disabled_reason = None;
+        db.store.update_endpoint(&e, clock.now()).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(60));
+        let r = runner.tick().await.unwrap();
+        assert_eq!(r.resolved.len(), 2, "{r:?}");
+    }
+}

@@ -11,13 +11,15 @@ use crate::domain::Channel;
 use crate::http::AppState;
 
 /// Kinds offered in the form: (value, label).
-const KINDS: [(&str, &str); 6] = [
+const KINDS: [(&str, &str); 8] = [
     ("failure_ratio", "failure ratio above"),
     ("queue_age", "oldest due message older than (min)"),
     ("credentials", "credentials refused"),
     ("timeouts", "timeouts at least"),
     ("delivery_rate", "delivery rate below"),
     ("webhook_rejections", "bad webhook signatures at least"),
+    ("circuit_open", "a provider's circuit is open"),
+    ("webhook_endpoint_disabled", "a status webhook endpoint was disabled"),
 ];
 
 /// A rule in words.
@@ -39,6 +41,8 @@ pub(in crate::http) fn describe(kind: &RuleKind) -> String {
             )
         }
         RuleKind::WebhookRejections { count } => format!("{count} or more webhook requests with a bad signature"),
+        RuleKind::CircuitOpen => "a provider's circuit is open".into(),
+        RuleKind::WebhookEndpointDisabled => "a status webhook endpoint was disabled".into(),
     }
 }
 
@@ -91,7 +95,8 @@ pub(super) async fn alerts(State(state): State<AppState>, signed: Signed, Query(
                 (None, Some(p)) => p.clone(),
                 (None, None) => match r.kind {
                     RuleKind::QueueAge { .. } | RuleKind::WebhookRejections { .. } => "all messages".into(),
-                    RuleKind::Credentials | RuleKind::Timeouts { .. } => "each provider".into(),
+                    RuleKind::Credentials | RuleKind::Timeouts { .. } | RuleKind::CircuitOpen => "each provider".into(),
+                    RuleKind::WebhookEndpointDisabled => "each endpoint".into(),
                     _ => "each channel and provider".into(),
                 },
             };
@@ -162,6 +167,8 @@ fn rule_of(f: &RuleForm) -> Result<Rule, String> {
             minutes: int(&f.value, "minutes")?,
         },
         "credentials" => RuleKind::Credentials,
+        "circuit_open" => RuleKind::CircuitOpen,
+        "webhook_endpoint_disabled" => RuleKind::WebhookEndpointDisabled,
         "timeouts" => RuleKind::Timeouts {
             count: int(&f.value, "count")?,
         },
