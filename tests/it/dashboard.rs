@@ -311,6 +311,7 @@ async fn the_dashboard_fits_a_phone() {
         "/dashboard/templates".to_owned(),
         "/dashboard/suppressions".to_owned(),
         "/dashboard/alerts".to_owned(),
+        "/dashboard/webhooks".to_owned(),
     ] {
         b.goto(&format!("{}{path}", app.url)).await;
         b.find("main").await;
@@ -503,5 +504,72 @@ both_backends! {
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let (_, all) = json_of(app.get("/api/alerts").send().await.unwrap()).await;
         assert!(all["rules"].as_array().unwrap().iter().all(|r| r["id"] != "sms-failing"));
+    }
+}
+
+both_backends! {
+    async fn webhook_endpoints_are_managed_from_the_dashboard(db: TestDb) {
+        let pos = FakePos::start().await;
+        let app = spawn_app(&db, &[KEY]).await;
+        let session = sign_in_http(&app, KEY).await.unwrap();
+        let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        let page = |path: String| {
+            let req = http.get(format!("{}{path}", app.url)).header("cookie", &session);
+            async move { req.send().await.unwrap().text().await.unwrap() }
+        };
+        let html = page("/dashboard/webhooks".into()).await;
+        assert!(html.contains("No endpoints yet.") && html.contains("Every provider's circuit is closed."));
+        let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let post = |path: String, form: Vec<(&'static str, String)>| {
+            let req = http.post(format!("{}{path}", app.url)).header("cookie", &session).form(&form);
+            async move { req.send().await.unwrap() }
+        };
+        // Plain http to another machine is refused, with the reason.
+        let r = post("/dashboard/webhooks".into(), vec![("csrf", csrf.clone()), ("url", "http://pos.example.com/hook".into()), ("events", "*".into()), ("description", String::new())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let back = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(page(back).await.contains("https"));
+        // Added: the secret is on this answer, once.
+        let r = post("/dashboard/webhooks".into(), vec![("csrf", csrf.clone()), ("url", pos.url.clone()), ("events", "message.queued, message.sent".into()), ("description", "front desk".into())]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let html = r.text().await.unwrap();
+        // As the page shows it (HTML-escaped), then as the user copies it.
+        let shown = html.split("<pre>").nth(1).unwrap().split("</pre>").next().unwrap().to_owned();
+        let secret = shown.replace("&#x2f;", "/").replace("&amp;", "&");
+        assert!(secret.starts_with("whsec_"), "{secret}");
+        let list = page("/dashboard/webhooks".into()).await;
+        assert!(list.contains(&pos.url.replace('/', "&#x2f;")) && list.contains("front desk") && !list.contains(&shown));
+        let id = db.store.endpoints().await.unwrap()[0].id;
+        // Messages are told of, signed with that secret, and logged.
+        let (_, m) = json_of(app.post("/api/messages").json(&json!({"channel": "sms", "recipient": "+14153234567", "body": "hi"})).send().await.unwrap()).await;
+        wait_until("two webhooks", || async { pos.delivered().len() == 2 }).await;
+        assert!(pos.delivered().iter().all(|h| h.signed_by(&secret) && h.message_id() == m["id"].as_i64().unwrap()));
+        let detail = page(format!("/dashboard/webhooks/{id}")).await;
+        let log = detail.split("id=\"attempts\"").nth(1).unwrap();
+        assert!(log.contains("message.sent") && log.contains("200"), "{log}");
+        // Disabled, then enabled again; a replay of an unknown event is refused.
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", csrf.clone()), ("action", "disable".into())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(!db.store.endpoint(id).await.unwrap().unwrap().enabled);
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", csrf.clone()), ("action", "enable".into())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(db.store.endpoint(id).await.unwrap().unwrap().enabled);
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", csrf.clone()), ("action", "replay".into()), ("event_id", "evt_none".into())]).await;
+        let back = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(page(back).await.contains("was ever sent"));
+        let ev = pos.delivered()[0].id.clone();
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", csrf.clone()), ("action", "replay".into()), ("event_id", ev.clone())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        wait_until("the replay", || async { pos.delivered().len() == 3 }).await;
+        // Rotated: the new secret is shown once; both sign for a day.
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", csrf.clone()), ("action", "rotate".into())]).await;
+        let html = r.text().await.unwrap();
+        assert!(html.contains("New secret") && html.contains("whsec_"));
+        // Without the form's token, nothing changes.
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", "wrong".into()), ("action", "delete".into())]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = post(format!("/dashboard/webhooks/{id}"), vec![("csrf", csrf.clone()), ("action", "delete".into())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(db.store.endpoints().await.unwrap().is_empty());
     }
 }

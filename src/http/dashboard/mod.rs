@@ -8,6 +8,7 @@
 //! - `messages.rs`: list, detail, retry, cancel, bulk retry, test send
 //! - `manage.rs`: templates and suppressions
 //! - `alerts.rs`: rules, state and history
+//! - `webhooks.rs`: status webhook endpoints, their log, replays; circuits
 
 mod alerts;
 mod chart;
@@ -15,6 +16,7 @@ mod manage;
 mod messages;
 mod overview;
 mod session;
+mod webhooks;
 
 use std::sync::OnceLock;
 
@@ -45,6 +47,8 @@ fn pages() -> &'static Environment<'static> {
             ("template.html", include_str!("pages/template.html")),
             ("suppressions.html", include_str!("pages/suppressions.html")),
             ("alerts.html", include_str!("pages/alerts.html")),
+            ("webhooks.html", include_str!("pages/webhooks.html")),
+            ("webhook.html", include_str!("pages/webhook.html")),
         ] {
             env.add_template(name, source).expect("dashboard pages compile");
         }
@@ -215,6 +219,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/dashboard/suppressions/remove", post(manage::remove_suppression))
         .route("/dashboard/alerts", get(alerts::alerts).post(alerts::add_rule))
         .route("/dashboard/alerts/remove", post(alerts::remove_rule))
+        .route("/dashboard/webhooks", get(webhooks::list).post(webhooks::add))
+        .route("/dashboard/webhooks/{id}", get(webhooks::detail).post(webhooks::act))
 }
 
 /// A time as the dashboard shows it.
