@@ -90,7 +90,7 @@ pub struct Config {
     /// get are sent again as SMS.
     pub whatsapp_fallback: Option<crate::domain::FallbackPolicy>,
     /// How status webhooks to the POS are delivered (`WEBHOOK_*`).
-    pub outbound: crate::outbound::OutboundSettings,
+    pub outbound: OutboundSettings,
     pub log_outbox: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -326,10 +326,35 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
     }
 }
 
+/// How status webhooks are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// Each request's limit (`WEBHOOK_TIMEOUT_SECONDS`).
+    pub timeout: Duration,
+    /// Requests in flight at once (`WEBHOOK_CONCURRENCY`).
+    pub concurrency: usize,
+    /// An endpoint failing this long without a success is disabled
+    /// (`WEBHOOK_DISABLE_AFTER_HOURS`).
+    pub disable_after: Duration,
+    /// How often the outbox is looked at when nothing wakes the dispatcher.
+    pub poll: Duration,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        OutboundSettings {
+            timeout: Duration::from_secs(10),
+            concurrency: 32,
+            disable_after: Duration::from_secs(24 * 3600),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
 /// `WEBHOOK_*`: status webhooks to the POS.
-fn outbound(r: &mut Reader<'_>) -> crate::outbound::OutboundSettings {
-    let d = crate::outbound::OutboundSettings::default();
-    crate::outbound::OutboundSettings {
+fn outbound(r: &mut Reader<'_>) -> OutboundSettings {
+    let d = OutboundSettings::default();
+    OutboundSettings {
         timeout: Duration::from_secs(r.number("WEBHOOK_TIMEOUT_SECONDS", d.timeout.as_secs(), 1, 60, "seconds")),
         concurrency: r.number("WEBHOOK_CONCURRENCY", d.concurrency, 1, 1000, "requests"),
         disable_after: Duration::from_secs(

@@ -34,30 +34,7 @@ const MAX_ANSWER_KEPT: usize = 300;
 /// The most of an endpoint's answer read at all.
 const MAX_ANSWER_READ: usize = 16 * 1024;
 
-/// How status webhooks are delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboundSettings {
-    /// Each request's limit (`WEBHOOK_TIMEOUT_SECONDS`).
-    pub timeout: Duration,
-    /// Requests in flight at once (`WEBHOOK_CONCURRENCY`).
-    pub concurrency: usize,
-    /// An endpoint failing this long without a success is disabled
-    /// (`WEBHOOK_DISABLE_AFTER_HOURS`).
-    pub disable_after: Duration,
-    /// How often the outbox is looked at when nothing wakes the dispatcher.
-    pub poll: Duration,
-}
-
-impl Default for OutboundSettings {
-    fn default() -> Self {
-        OutboundSettings {
-            timeout: Duration::from_secs(10),
-            concurrency: 32,
-            disable_after: Duration::from_secs(24 * 3600),
-            poll: Duration::from_secs(1),
-        }
-    }
-}
+pub use crate::config::OutboundSettings;
 
 /// What the dispatcher counts for `/metrics`.
 #[derive(Debug, Default)]
