@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS herald_webhook_endpoints (
 
 -- The outbox: one row per event and endpoint, written in the same
 -- transaction as the change it tells of, so no event is lost if Herald
--- stops between the two. A delivery is due at `next_attempt_at`; claiming
+-- stops between the two. The row is small (which event, about which
+-- message); `payload`, the request body, is written when the event is
+-- first sent, for every endpoint at once, and every attempt and replay
+-- sends it unchanged. A delivery is due at `next_attempt_at`; claiming
 -- moves that to the lease's end, so an abandoned claim is due again.
 CREATE TABLE IF NOT EXISTS herald_webhook_outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,7 +56,7 @@ CREATE TABLE IF NOT EXISTS herald_webhook_outbox (
     endpoint_id INTEGER NOT NULL REFERENCES herald_webhook_endpoints (id) ON DELETE CASCADE,
     message_id INTEGER,
     type TEXT NOT NULL,
-    payload TEXT NOT NULL,
+    payload TEXT,
     created_at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -63,12 +66,16 @@ CREATE TABLE IF NOT EXISTS herald_webhook_outbox (
     last_status INTEGER,
     last_error TEXT
 );
+-- Each endpoint's due deliveries, in the order they fall due: a dispatcher
+-- claims per endpoint, so one endpoint's backlog never hides another's.
 CREATE INDEX IF NOT EXISTS herald_webhook_outbox_due
-    ON herald_webhook_outbox (next_attempt_at, id) WHERE status = 'pending';
+    ON herald_webhook_outbox (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
 -- A message's events reach an endpoint in order: a delivery waits while an
--- earlier one for the same message and endpoint is pending.
+-- earlier one for the same message and endpoint is pending. The message
+-- leads, so each look is one index probe (led by the endpoint, a generic
+-- plan walked every pending delivery of the endpoint for each candidate).
 CREATE INDEX IF NOT EXISTS herald_webhook_outbox_order
-    ON herald_webhook_outbox (endpoint_id, message_id, id) WHERE status = 'pending';
+    ON herald_webhook_outbox (message_id, endpoint_id, id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS herald_webhook_outbox_endpoint ON herald_webhook_outbox (endpoint_id, created_at);
 CREATE INDEX IF NOT EXISTS herald_webhook_outbox_event ON herald_webhook_outbox (event_id);
 

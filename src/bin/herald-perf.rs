@@ -9,7 +9,7 @@
 //!
 //!     cargo build --release --bins && target/release/herald-perf
 //!
-//! `--only drain,sink,slow,workers,big,scheduled,latency` picks cases.
+//! `--only drain,sink,slow,workers,big,scheduled,latency,webhooks` picks cases.
 //! PostgreSQL: a database `herald_perf` is created (and dropped) on the
 //! server at `--pg-url`.
 
@@ -407,6 +407,34 @@ async fn process(db: &Db, env: &[(&str, String)]) -> anyhow::Result<Run> {
     })
 }
 
+// ------------------------------------------------------- the POS endpoint
+
+/// A POS receiving status webhooks: counts them and answers 204.
+#[derive(Default)]
+struct Pos {
+    received: AtomicU64,
+    unsigned: AtomicU64,
+}
+
+async fn pos_hook(State(pos): State<Arc<Pos>>, headers: HeaderMap) -> StatusCode {
+    if headers.get("webhook-signature").is_none() || headers.get("webhook-id").is_none() {
+        pos.unsigned.fetch_add(1, Ordering::Relaxed);
+    }
+    pos.received.fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+async fn start_pos() -> anyhow::Result<(Arc<Pos>, String)> {
+    let pos = Arc::new(Pos::default());
+    let router = Router::new().route("/herald", post(pos_hook)).with_state(pos.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((pos, format!("http://{addr}/herald")))
+}
+
 // ------------------------------------------------------------------- cases
 
 struct Report {
@@ -457,6 +485,95 @@ async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Re
         100.0 * default / best
     ));
     Ok(default)
+}
+
+/// `herald process --watch` draining `n` messages, with or without a POS
+/// endpoint subscribed to `message.sent`: the drain's rate, and how soon
+/// every webhook arrived.
+async fn webhooks_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Result<()> {
+    let n = args.messages;
+    for (with_endpoint, delivering) in [(false, true), (true, false), (true, true)] {
+        let db = fresh_db(backend, &args.pg_url).await?;
+        db.fill(n, None).await?;
+        let (pos, url) = start_pos().await?;
+        if with_endpoint {
+            db.store
+                .create_endpoint(
+                    &herald::domain::EndpointUrl::parse(&url).map_err(|e| anyhow::anyhow!(e.message))?,
+                    Some("herald-perf"),
+                    &herald::domain::EventFilter::parse(&["message.sent".to_owned()])
+                        .map_err(|e| anyhow::anyhow!(e.message))?,
+                    herald::signing::WebhookSecret::generate().expose(),
+                    true,
+                    chrono::Utc::now(),
+                )
+                .await?;
+        }
+        let start = Instant::now();
+        let delivery = if delivering { "true" } else { "false" };
+        let mut child = herald(
+            &db,
+            &env_of(&[("SMS_PROVIDER", "log"), ("WEBHOOK_DELIVERY", delivery)]),
+            &["process", "--watch"],
+        )
+        .spawn()?;
+        let pid = child.id().unwrap_or(0);
+        let mut peak = 0;
+        let mut drained = None;
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            if let Some(kb) = peak_rss_kb(pid) {
+                peak = peak.max(kb);
+            }
+            if drained.is_none() && db.sent().await? as u64 >= n {
+                drained = Some(start.elapsed().as_secs_f64());
+            }
+            let told = pos.received.load(Ordering::Relaxed);
+            if drained.is_some() && (!with_endpoint || !delivering || told >= n) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the webhooks case did not finish in 30 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let all = start.elapsed().as_secs_f64();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let _ = child.wait().await;
+        let drained = drained.unwrap_or(all);
+        if with_endpoint && !delivering {
+            r.line(format!(
+                "webhooks {}: endpoint, WEBHOOK_DELIVERY=false (events written, delivered elsewhere): {n} messages \
+                 drained in {drained:.2} s = {:.0} msg/s (peak RSS {:.1} MB)",
+                backend.name(),
+                n as f64 / drained,
+                peak as f64 / 1024.0
+            ));
+        } else if with_endpoint {
+            r.line(format!(
+                "webhooks {}: {n} messages drained in {drained:.2} s = {:.0} msg/s while delivering; all {} webhooks \
+                 received after {all:.2} s = {:.0} webhooks/s ({} unsigned; peak RSS {:.1} MB)",
+                backend.name(),
+                n as f64 / drained,
+                pos.received.load(Ordering::Relaxed),
+                n as f64 / all,
+                pos.unsigned.load(Ordering::Relaxed),
+                peak as f64 / 1024.0
+            ));
+        } else {
+            r.line(format!(
+                "webhooks {}: no endpoint: {n} messages drained in {drained:.2} s = {:.0} msg/s (process --watch; peak RSS {:.1} MB)",
+                backend.name(),
+                n as f64 / drained,
+                peak as f64 / 1024.0
+            ));
+        }
+        db.drop().await;
+    }
+    Ok(())
 }
 
 async fn sink_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
@@ -767,6 +884,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if wants("latency") {
             latency_case(&args, b, &sink, &url, &mut r).await?;
+        }
+        if wants("webhooks") {
+            webhooks_case(&args, b, &mut r).await?;
         }
     }
     if wants("workers") && backends.contains(&Backend::Postgres) {

@@ -338,15 +338,19 @@ pub struct OutboundSettings {
     pub disable_after: Duration,
     /// How often the outbox is looked at when nothing wakes the dispatcher.
     pub poll: Duration,
+    /// Whether this process delivers status webhooks (`WEBHOOK_DELIVERY`):
+    /// off, a worker only drains messages and leaves delivery to others.
+    pub deliver: bool,
 }
 
 impl Default for OutboundSettings {
     fn default() -> Self {
         OutboundSettings {
             timeout: Duration::from_secs(10),
-            concurrency: 32,
+            concurrency: 64,
             disable_after: Duration::from_secs(24 * 3600),
             poll: Duration::from_secs(1),
+            deliver: true,
         }
     }
 }
@@ -367,6 +371,7 @@ fn outbound(r: &mut Reader<'_>) -> OutboundSettings {
             ),
         ),
         poll: d.poll,
+        deliver: r.boolean("WEBHOOK_DELIVERY", d.deliver),
     }
 }
 

@@ -135,6 +135,10 @@ impl Dispatcher {
     /// Deliver until `shutdown`; requests in flight then finish and are
     /// recorded.
     pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        if !self.settings.deliver {
+            tracing::info!("WEBHOOK_DELIVERY=false: status webhooks are left to other processes");
+            return;
+        }
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let (tx, rx) = mpsc::unbounded_channel::<DeliveryResult>();
         let recorder = tokio::spawn(self.clone().record_loop(rx));
@@ -144,14 +148,26 @@ impl Dispatcher {
             if shutdown.is_triggered() {
                 break;
             }
+            // Claim in batches (half the slots at least, unless nothing is
+            // in flight): every claim reads the outbox's due index, and one
+            // claim per freed slot would read it thousands of times a second.
+            let total = self.settings.concurrency.max(1);
             let free = slots.available_permits();
-            if free == 0 {
+            if free == 0 || (free < total.div_ceil(2) && free < total) {
+                let want = total.div_ceil(2).max(1) as u32;
                 tokio::select! {
-                    p = slots.clone().acquire_owned() => drop(p),
+                    p = slots.clone().acquire_many_owned(want) => drop(p),
+                    _ = tokio::time::sleep(Duration::from_millis(20)), if free > 0 => {}
                     _ = shutdown.wait() => {}
                 }
-                continue;
+                if shutdown.is_triggered() {
+                    break;
+                }
+                if slots.available_permits() == 0 {
+                    continue;
+                }
             }
+            let free = slots.available_permits();
             let now = self.clock.now();
             let claimed = match self
                 .store
@@ -206,6 +222,9 @@ impl Dispatcher {
     /// fall due later are left for the next run.
     pub async fn drain(self: &Arc<Self>) -> DrainSummary {
         let mut summary = DrainSummary::default();
+        if !self.settings.deliver {
+            return summary;
+        }
         loop {
             let now = self.clock.now();
             let claimed = match self
@@ -307,7 +326,7 @@ impl Dispatcher {
             } else {
                 match e.failing_since {
                     Some(since) if now - since >= limit => format!(
-                        "every delivery failed since {} ({} hours without a success; WEBHOOK_DISABLE_AFTER_HOURS)",
+                        "every delivery failed since {} ({} h without a success; WEBHOOK_DISABLE_AFTER_HOURS)",
                         format_ts(since),
                         self.settings.disable_after.as_secs() / 3600
                     ),

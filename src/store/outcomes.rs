@@ -68,15 +68,10 @@ impl Store {
         ]
         .into_iter()
         .any(|t| wanted.wants(t));
-        let finished: Vec<i64> = if wants_outcomes {
-            completions
+        let finished = wants_outcomes
+            && completions
                 .iter()
-                .filter(|c| matches!(c.status, MessageStatus::Sent | MessageStatus::Failed))
-                .map(|c| c.id)
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .any(|c| matches!(c.status, MessageStatus::Sent | MessageStatus::Failed));
         let _turn = self.write_turn().await;
         let result: Result<(bool, Result<Vec<i64>>)> = with_pool!(self, |pool| async {
             use sqlx::Acquire;
@@ -101,14 +96,8 @@ impl Store {
                                     fell_back.push(f.original);
                                 }
                             }
-                            let told: Vec<i64> = finished.iter().copied().filter(|id| ids.contains(id)).collect();
-                            if !told.is_empty() {
-                                let g = &self.sql.get_many;
-                                let json = serde_json::to_string(&told).expect("ids serialize");
-                                let rows = super::rows::messages(
-                                    bound!(sqlx::query(&g.sql), g, [json]).fetch_all(&mut *sp).await?,
-                                )?;
-                                let events = super::webhooks::outcome_events(&rows, &fell_back, &wanted, now);
+                            if wants_outcomes {
+                                let events = super::webhooks::outcome_events(completions, &ids, &fell_back, &wanted);
                                 fan_out!(self.sql, sp, events, now);
                             }
                             Ok(())
@@ -138,7 +127,7 @@ impl Store {
             Ok((true, rows))
         }
         .await);
-        if !finished.is_empty() {
+        if finished {
             self.outbound_wake.notify_one();
         }
         match result {

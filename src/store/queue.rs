@@ -92,7 +92,7 @@ impl Store {
             );
             let row = q.fetch_one(&mut *tx).await?.message()?;
             if queued_event {
-                let events = vec![OutboxEvent::about(EventType::Queued, &row, now)];
+                let events = vec![OutboxEvent::about(EventType::Queued, row.id)];
                 fan_out!(self.sql, tx, events, now);
             }
             tx.commit().await?;
@@ -124,7 +124,7 @@ impl Store {
             if queued_event {
                 let events: Vec<OutboxEvent> = out
                     .iter()
-                    .map(|m| OutboxEvent::about(EventType::Queued, m, now))
+                    .map(|m| OutboxEvent::about(EventType::Queued, m.id))
                     .collect();
                 fan_out!(self.sql, tx, events, now);
             }
@@ -188,7 +188,7 @@ impl Store {
                     if queued_event {
                         let events: Vec<OutboxEvent> = created
                             .iter()
-                            .map(|m| OutboxEvent::about(EventType::Queued, m, now))
+                            .map(|m| OutboxEvent::about(EventType::Queued, m.id))
                             .collect();
                         fan_out!(sql, tx, events, now);
                     }

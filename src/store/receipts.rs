@@ -204,16 +204,10 @@ impl Store {
                             types.push(EventType::Fallback);
                         }
                         if !types.is_empty() {
-                            let row = bound!(sqlx::query(&sql.get.sql), sql.get, [id])
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                            if let Some(row) = row {
-                                let m = super::rows::MessageRow::message(&row)?;
-                                let events: Vec<OutboxEvent> =
-                                    types.into_iter().map(|t| OutboxEvent::about(t, &m, now)).collect();
-                                fan_out!(sql, tx, events, now);
-                                wrote_events = true;
-                            }
+                            let events: Vec<OutboxEvent> =
+                                types.into_iter().map(|t| OutboxEvent::about(t, id)).collect();
+                            fan_out!(sql, tx, events, now);
+                            wrote_events = true;
                         }
                         ReceiptResult::Applied(id)
                     }

@@ -127,32 +127,35 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
 }
 
-/// An event to fan out to the endpoints that want it.
+/// An event to fan out to the endpoints that want it. Its body is written
+/// when it is first sent (see [`Store::claim_deliveries`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxEvent {
     pub event_id: String,
     pub message_id: Option<i64>,
     #[serde(rename = "type")]
     pub event_type: &'static str,
-    /// The request body: type, timestamp and the message as the API shows it.
-    pub payload: String,
 }
 
 impl OutboxEvent {
-    /// The event `t` about `msg` (as it is now), at `now`.
-    pub fn about(t: EventType, msg: &Message, now: DateTime<Utc>) -> OutboxEvent {
-        let payload = serde_json::json!({
-            "type": t.as_str(),
-            "timestamp": format_ts(now),
-            "data": msg,
-        });
+    /// The event `t` about message `id`.
+    pub fn about(t: EventType, id: i64) -> OutboxEvent {
         OutboxEvent {
             event_id: new_event_id(),
-            message_id: Some(msg.id),
+            message_id: Some(id),
             event_type: t.as_str(),
-            payload: payload.to_string(),
         }
     }
+}
+
+/// An event's request body: its type, when it happened, and the message as
+/// the API shows it (`{"id": …}` alone if the message is gone).
+fn payload(event_type: &str, at: &str, msg: Option<&Message>, id: Option<i64>) -> String {
+    let data = match msg {
+        Some(m) => serde_json::to_value(m).expect("a message serializes"),
+        None => serde_json::json!({ "id": id }),
+    };
+    serde_json::json!({ "type": event_type, "timestamp": at, "data": data }).to_string()
 }
 
 /// `evt_` and 26 random base32 characters (130 bits).
@@ -406,7 +409,9 @@ impl Store {
         Ok(())
     }
 
-    /// Lease up to `limit` due deliveries to `worker` until `until`.
+    /// Lease up to `limit` due deliveries to `worker` until `until`, shared
+    /// between the enabled endpoints (each claim reads one endpoint's due
+    /// deliveries in order, so a backlog for one never slows another's).
     pub async fn claim_deliveries(
         &self,
         worker: &str,
@@ -414,32 +419,110 @@ impl Store {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Delivery>> {
-        let s = &self.sql.webhooks.claim;
-        type Row = (i64, String, i64, Option<i64>, String, String, i32);
-        let _turn = self.write_turn().await;
-        let rows: Vec<Row> = with_pool!(self, |pool| bound!(
-            sqlx::query_as(&s.sql),
-            s,
-            [worker, format_ts(now), format_ts(until), i64::from(limit)]
-        )
-        .fetch_all(pool)
-        .await?);
+        let (s, e) = (&self.sql.webhooks.claim, &self.sql.webhooks.enabled);
+        type Row = (i64, String, i64, Option<i64>, String, Option<String>, i32);
+        let endpoints: Vec<i64> = with_pool!(self, |pool| sqlx::query_scalar(&e.sql).fetch_all(pool).await?);
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = endpoints.len() as i64;
+        let each = ((i64::from(limit) + n - 1) / n).max(1);
+        let mut rows: Vec<Row> = Vec::new();
+        let turn = self.write_turn().await;
+        for endpoint in endpoints {
+            let got: Vec<Row> = with_pool!(self, |pool| {
+                let q = bound!(
+                    sqlx::query_as(&s.sql),
+                    s,
+                    [worker, format_ts(now), format_ts(until), each, endpoint]
+                );
+                match &self.backend {
+                    // A fresh outbox has no statistics: without sorting the
+                    // planner reads the due index in order and stops at the
+                    // limit (sorting every pending row took 250 ms a claim).
+                    super::backend::Backend::Postgres { .. } => {
+                        let mut tx = pool.begin().await?;
+                        sqlx::query("SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)")
+                            .execute(&mut *tx)
+                            .await?;
+                        let rows = q.fetch_all(&mut *tx).await?;
+                        tx.commit().await?;
+                        rows
+                    }
+                    _ => q.fetch_all(pool).await?,
+                }
+            });
+            rows.extend(got);
+        }
+        drop(turn);
+        // First attempts: write the events' bodies now (for every endpoint
+        // of each event at once), from the messages as they are.
+        let unwritten: Vec<i64> = rows.iter().filter(|r| r.5.is_none()).map(|r| r.0).collect();
+        let written = if unwritten.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            self.write_payloads(&unwritten).await?
+        };
         let mut out: Vec<Delivery> = rows
             .into_iter()
             .map(
                 |(id, event_id, endpoint_id, message_id, event_type, payload, attempt)| Delivery {
+                    payload: payload
+                        .or_else(|| written.get(&event_id).cloned())
+                        .unwrap_or_else(|| self::payload(&event_type, "", None, message_id)),
                     id,
                     event_id,
                     endpoint_id,
                     message_id,
                     event_type,
-                    payload,
                     attempt,
                 },
             )
             .collect();
         out.sort_by_key(|d| d.id);
         Ok(out)
+    }
+
+    /// Write the bodies of the events of these deliveries that have none;
+    /// event id → body (another worker may have written one first: its
+    /// body is read back, so every attempt sends the same).
+    async fn write_payloads(&self, ids: &[i64]) -> Result<std::collections::HashMap<String, String>> {
+        let w = &self.sql.webhooks;
+        let json = serde_json::to_string(ids).expect("ids serialize");
+        type Row = (String, String, Option<i64>, Option<String>);
+        let events: Vec<Row> = with_pool!(self, |pool| bound!(
+            sqlx::query_as(&w.unwritten.sql),
+            w.unwritten,
+            [json]
+        )
+        .fetch_all(pool)
+        .await?);
+        let message_ids: Vec<i64> = events.iter().filter_map(|e| e.2).collect();
+        let messages = self.get_many(&message_ids).await?;
+        let bodies: Vec<(String, String)> = events
+            .iter()
+            .map(|(event_id, event_type, message_id, at)| {
+                let msg = messages.iter().find(|m| Some(m.id) == *message_id);
+                (
+                    event_id.clone(),
+                    payload(event_type, at.as_deref().unwrap_or(""), msg, *message_id),
+                )
+            })
+            .collect();
+        let records: Vec<serde_json::Value> = bodies
+            .iter()
+            .map(|(e, p)| serde_json::json!({ "event_id": e, "payload": p }))
+            .collect();
+        let records = serde_json::Value::from(records).to_string();
+        {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                bound!(sqlx::query(&w.write_payloads.sql), w.write_payloads, [records])
+                    .execute(pool)
+                    .await?;
+            });
+        }
+        Ok(bodies.into_iter().collect())
     }
 
     /// Record attempts (only deliveries still leased to `worker`), add them
@@ -675,19 +758,24 @@ impl Store {
 /// became sent or failed (and suppressed: not sent to a suppressed
 /// recipient), and each WhatsApp message that fell back to SMS.
 pub(super) fn outcome_events(
-    rows: &[Message],
+    completions: &[super::Completion],
+    applied: &[i64],
     fell_back: &[i64],
     wanted: &Wanted,
-    now: DateTime<Utc>,
 ) -> Vec<OutboxEvent> {
+    use crate::domain::MessageStatus;
     let mut out = Vec::new();
-    for m in rows {
-        let suppressed = m.error.as_ref().and_then(|e| e.get("code")).and_then(|c| c.as_str()) == Some("suppressed");
+    for c in completions.iter().filter(|c| applied.contains(&c.id)) {
+        let suppressed = c
+            .error
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+            .is_some_and(|e| e.get("code").and_then(|c| c.as_str()) == Some("suppressed"));
         let mut types = Vec::new();
-        match m.status.as_str() {
-            "sent" => types.push(EventType::Sent),
-            "failed" => {
-                if fell_back.contains(&m.id) {
+        match c.status {
+            MessageStatus::Sent => types.push(EventType::Sent),
+            MessageStatus::Failed => {
+                if fell_back.contains(&c.id) {
                     types.push(EventType::Fallback);
                 }
                 if suppressed {
@@ -701,7 +789,7 @@ pub(super) fn outcome_events(
             types
                 .into_iter()
                 .filter(|t| wanted.wants(*t))
-                .map(|t| OutboxEvent::about(t, m, now)),
+                .map(|t| OutboxEvent::about(t, c.id)),
         );
     }
     out

@@ -281,6 +281,7 @@ pub(super) async fn detail(
                 send_at => m.send_at.map(|t| when(Some(t))), next_attempt_at => m.next_attempt_at.map(|t| when(Some(t))),
                 sent_at => m.sent_at.map(|t| when(Some(t))), template => m.template, template_version => m.template_version,
                 subject => m.subject, body => m.body, html_body => m.html_body, content_sid => m.content_sid,
+                fallback_of => m.fallback_of, fallback_message_id => m.fallback_message_id,
             },
         },
     )

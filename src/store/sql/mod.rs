@@ -155,10 +155,10 @@ pub(crate) trait Dialect: Send + Sync {
         "SELECT count(*) FROM _sqlx_migrations WHERE success".to_owned()
     }
 
-    /// Rows of the JSON array of objects `$p` as a FROM item named `x`: one
-    /// column per `(field, type)` (types: `text`, `bigint`, `int`,
+    /// Rows of the JSON array of objects `$p` as a FROM item named `alias`:
+    /// one column per `(field, type)` (types: `text`, `bigint`, `int`,
     /// `timestamptz`), and `n`, the element's position.
-    fn json_records(&self, p: &str, fields: &[(&str, &str)]) -> String;
+    fn json_records(&self, p: &str, alias: &str, fields: &[(&str, &str)]) -> String;
     /// Text concatenation.
     fn concat(&self, parts: &[&str]) -> String {
         parts.join(" || ")

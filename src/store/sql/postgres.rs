@@ -330,11 +330,11 @@ impl Dialect for Postgres {
         Some(format!("SELECT pg_advisory_xact_lock(hashtext({p}::text))"))
     }
 
-    fn json_records(&self, p: &str, fields: &[(&str, &str)]) -> String {
+    fn json_records(&self, p: &str, alias: &str, fields: &[(&str, &str)]) -> String {
         let typed: Vec<String> = fields.iter().map(|(f, t)| format!("{f} {t}")).collect();
         let names: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
         format!(
-            "ROWS FROM (jsonb_to_recordset({p}::jsonb) AS ({})) WITH ORDINALITY AS x({}, n)",
+            "ROWS FROM (jsonb_to_recordset({p}::jsonb) AS ({})) WITH ORDINALITY AS {alias}({}, n)",
             typed.join(", "),
             names.join(", ")
         )

@@ -280,12 +280,12 @@ impl Dialect for Sqlite {
         None
     }
 
-    fn json_records(&self, p: &str, fields: &[(&str, &str)]) -> String {
+    fn json_records(&self, p: &str, alias: &str, fields: &[(&str, &str)]) -> String {
         let cols: Vec<String> = fields
             .iter()
             .map(|(f, _)| format!("value ->> '$.{f}' AS {f}"))
             .collect();
-        format!("(SELECT {}, key AS n FROM json_each({p})) AS x", cols.join(", "))
+        format!("(SELECT {}, key AS n FROM json_each({p})) AS {alias}", cols.join(", "))
     }
 
     fn skip_locked(&self, _alias: &str) -> String {

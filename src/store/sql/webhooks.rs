@@ -29,13 +29,21 @@ pub(crate) struct WebhookStatements {
     /// The event filters of endpoints that get events (enabled, or
     /// disabled by Herald: their events wait for them).
     pub filters: Statement,
-    /// Fan the events of the JSON array `$1` (event_id, message_id, type,
-    /// payload) out to every endpoint that wants them, at `$2`.
+    /// Fan the events of the JSON array `$1` (event_id, message_id, type)
+    /// out to every endpoint that wants them, at `$2`.
     pub fan_out: Statement,
-    /// Lease up to `$4` due deliveries of enabled endpoints to `$1` at `$2`
-    /// until `$3` (a delivery waits while an earlier one of the same
-    /// message and endpoint is pending).
+    /// The bodies of events without one yet, among the deliveries whose
+    /// ids are in the JSON array `$1`: (event_id, type, message_id, created at).
+    pub unwritten: Statement,
+    /// Write bodies (JSON array `$1` of event_id, payload) to every
+    /// delivery of each event that has none yet.
+    pub write_payloads: Statement,
+    /// Lease up to `$4` due deliveries of endpoint `$5` to `$1` at `$2`
+    /// until `$3`, in due order (a delivery waits while an earlier one of
+    /// the same message and endpoint is pending).
     pub claim: Statement,
+    /// The enabled endpoints' ids.
+    pub enabled: Statement,
     /// Record deliveries (JSON array `$1`: id, status, next_at,
     /// delivered_at, code, error) still leased to `$2`.
     pub done: Statement,
@@ -110,14 +118,11 @@ impl WebhookStatements {
             )),
             filters: st(&format!("SELECT events FROM herald_webhook_endpoints e WHERE {receives}")),
             fan_out: st(&format!(
-                "INSERT INTO herald_webhook_outbox (event_id, endpoint_id, message_id, type, payload, created_at, next_attempt_at)
-                 SELECT x.event_id, e.id, x.message_id, x.type, x.payload, {now}, {now}
+                "INSERT INTO herald_webhook_outbox (event_id, endpoint_id, message_id, type, created_at, next_attempt_at)
+                 SELECT x.event_id, e.id, x.message_id, x.type, {now}, {now}
                    FROM {} JOIN herald_webhook_endpoints e ON {receives} AND {}
                   ORDER BY x.n, e.id",
-                d.json_records(
-                    "$1",
-                    &[("event_id", "text"), ("message_id", "bigint"), ("type", "text"), ("payload", "text")]
-                ),
+                d.json_records("$1", "x", &[("event_id", "text"), ("message_id", "bigint"), ("type", "text")]),
                 wants("e.events", "x.type"),
                 now = d.ts("$2")
             )),
@@ -128,25 +133,41 @@ impl WebhookStatements {
               RETURNING id, event_id, endpoint_id, message_id, type, payload, attempts",
                 d.ids_in(&format!(
                     "SELECT o.id FROM herald_webhook_outbox o
-                       JOIN herald_webhook_endpoints e ON e.id = o.endpoint_id AND e.enabled = 1
-                      WHERE o.status = 'pending' AND o.next_attempt_at <= {now}
-                        AND NOT EXISTS (SELECT 1 FROM herald_webhook_outbox p
-                                         WHERE p.endpoint_id = o.endpoint_id AND p.message_id = o.message_id
-                                           AND p.status = 'pending' AND p.id < o.id)
+                      WHERE o.endpoint_id = $5 AND o.status = 'pending' AND o.next_attempt_at <= {now}
+                        AND (o.message_id IS NULL
+                             OR o.id = (SELECT min(p.id) FROM herald_webhook_outbox p
+                                         WHERE p.message_id = o.message_id AND p.endpoint_id = o.endpoint_id
+                                           AND p.status = 'pending'))
                       ORDER BY o.next_attempt_at, o.id LIMIT $4 {}",
                     d.skip_locked("o"),
                     now = d.ts("$2")
                 )),
                 until = d.ts("$3")
             )),
+            enabled: st("SELECT id FROM herald_webhook_endpoints WHERE enabled = 1 ORDER BY id"),
+            unwritten: st(&format!(
+                "SELECT DISTINCT event_id, type, message_id, {} FROM herald_webhook_outbox
+                  WHERE id {} AND payload IS NULL",
+                d.ts_text("created_at"),
+                d.ids_in(&format!("SELECT {} FROM {}", d.int("value"), d.json_array("$1")))
+            )),
+            write_payloads: st(&format!(
+                "UPDATE herald_webhook_outbox SET payload = x.payload FROM {}
+                  WHERE herald_webhook_outbox.event_id = x.event_id AND herald_webhook_outbox.payload IS NULL
+                    AND herald_webhook_outbox.event_id {}",
+                d.json_records("$1", "x", &[("event_id", "text"), ("payload", "text")]),
+                d.ids_in(&format!("SELECT y.event_id FROM {}", d.json_records("$1", "y", &[("event_id", "text")])))
+            )),
             done: st(&format!(
                 "UPDATE herald_webhook_outbox
                     SET status = x.status, next_attempt_at = coalesce(x.next_at, herald_webhook_outbox.next_attempt_at),
                         lease_owner = NULL, delivered_at = x.delivered_at, last_status = x.code, last_error = x.error
                    FROM {}
-                  WHERE herald_webhook_outbox.id = x.id AND herald_webhook_outbox.lease_owner = $2",
+                  WHERE herald_webhook_outbox.id = x.id AND herald_webhook_outbox.lease_owner = $2
+                    AND herald_webhook_outbox.id {}",
                 d.json_records(
                     "$1",
+                    "x",
                     &[
                         ("id", "bigint"),
                         ("status", "text"),
@@ -155,13 +176,15 @@ impl WebhookStatements {
                         ("code", "int"),
                         ("error", "text")
                     ]
-                )
+                ),
+                d.ids_in(&format!("SELECT y.id FROM {}", d.json_records("$1", "y", &[("id", "bigint")])))
             )),
             log: st(&format!(
                 "INSERT INTO herald_webhook_attempts (outbox_id, endpoint_id, event_id, attempt, at, status, latency_ms, error)
                  SELECT x.outbox_id, x.endpoint_id, x.event_id, x.attempt, x.at, x.code, x.latency_ms, x.error FROM {}",
                 d.json_records(
                     "$1",
+                    "x",
                     &[
                         ("outbox_id", "bigint"),
                         ("endpoint_id", "bigint"),
