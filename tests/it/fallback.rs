@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use herald::clock::ManualClock;
 use herald::processor::Processor;
+use herald::providers::SendError;
 use herald::providers::{Providers, Twilio};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -203,4 +204,45 @@ async fn twilio_callback(app: &TestApp, params: &[(&str, &str)]) -> StatusCode {
         .await
         .unwrap()
         .status()
+}
+
+both_backends! {
+    async fn a_template_falls_back_to_its_own_body_for_the_locale_or_says_it_has_none(db: TestDb) {
+        // WhatsApp refuses everything as outside the 24-hour window.
+        let provider = ScriptedProvider::new(|m, _| {
+            if m.channel() == herald::domain::Channel::Whatsapp {
+                Err(SendError::permanent("63016", "outside the allowed window").with_unreachable())
+            } else {
+                Ok(herald::providers::Receipt::new(format!("T-{}", m.id)))
+            }
+        });
+        let app = spawn_app_scripted(&db, &[KEY], &[("WHATSAPP_FALLBACK", "sms"), ("SMS_PROVIDER", "log")], provider).await;
+        let put = |name: &'static str, body: Value| {
+            app.http.put(format!("{}/api/templates/{name}", app.url)).bearer_auth(KEY).json(&body).send()
+        };
+        let sid = format!("HX{}", "cd".repeat(16));
+        for (locale, text) in [("en", "Hi {{ name }}, your table is ready"), ("pt-BR", "Olá {{ name }}, sua mesa está pronta")] {
+            let r = put("table_ready", json!({"channel": "whatsapp", "locale": locale, "content_sid": sid, "content_variables": {"1": "{{ name }}"}, "body": text})).await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+        let r = put("sid_only", json!({"channel": "whatsapp", "content_sid": sid, "content_variables": {"1": "{{ name }}"}})).await.unwrap();
+        assert!(r.status().is_success());
+
+        let queue = |template: &str, locale: &str| {
+            app.post("/api/messages")
+                .json(&json!({"channel": "whatsapp", "recipient": PHONE, "template": template, "locale": locale, "data": {"name": "Ana"}}))
+                .send()
+        };
+        let pt: Value = queue("table_ready", "pt-BR").await.unwrap().json().await.unwrap();
+        let none: Value = queue("sid_only", "en").await.unwrap().json().await.unwrap();
+        let pt = app.wait_status(pt["id"].as_i64().unwrap(), "failed").await;
+        let sms_id = pt["fallback_message_id"].as_i64().expect("fell back");
+        let sms = app.wait_status(sms_id, "sent").await;
+        assert_eq!(sms["body"], "Olá Ana, sua mesa está pronta", "the template's body, in the message's locale");
+        assert_eq!((sms["channel"].as_str(), sms["recipient"].as_str(), sms["fallback_of"].as_i64()), (Some("sms"), Some(PHONE), pt["id"].as_i64()));
+        let none = app.wait_status(none["id"].as_i64().unwrap(), "failed").await;
+        let note = none["error"]["fallback"].as_str().unwrap();
+        assert!(note.starts_with("not sent as SMS") && note.contains("no body"), "{note}");
+        assert!(none["fallback_message_id"].is_null());
+    }
 }
