@@ -9,6 +9,9 @@ pub enum DatabaseUrl {
     Sqlite(String),
     /// `postgres://…` or `postgresql://…`.
     Postgres(String),
+    /// `mysql://…` (MySQL 8.0+ or MariaDB 10.6+); `mariadb://…` is taken
+    /// as the same.
+    Mysql(String),
 }
 
 impl DatabaseUrl {
@@ -22,8 +25,10 @@ impl DatabaseUrl {
         match scheme.as_str() {
             "sqlite" => Ok(DatabaseUrl::Sqlite(url.to_owned())),
             "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(url.to_owned())),
+            "mysql" => Ok(DatabaseUrl::Mysql(url.to_owned())),
+            "mariadb" => Ok(DatabaseUrl::Mysql(format!("mysql{}", &url["mariadb".len()..]))),
             _ => Err(format!(
-                "DATABASE_URL must start with sqlite: (e.g. sqlite://herald.db) or postgres:// (got {:?})",
+                "DATABASE_URL must start with sqlite: (e.g. sqlite://herald.db), postgres:// or mysql:// (or mariadb://) (got {:?})",
                 redact_url(url)
             )),
         }
@@ -32,15 +37,16 @@ impl DatabaseUrl {
     /// The URL as given (it may hold a password: never print it; see [`Self::redacted`]).
     pub fn as_str(&self) -> &str {
         match self {
-            DatabaseUrl::Sqlite(u) | DatabaseUrl::Postgres(u) => u,
+            DatabaseUrl::Sqlite(u) | DatabaseUrl::Postgres(u) | DatabaseUrl::Mysql(u) => u,
         }
     }
 
-    /// `sqlite` or `postgres`.
+    /// `sqlite`, `postgres` or `mysql`.
     pub fn backend_name(&self) -> &'static str {
         match self {
             DatabaseUrl::Sqlite(_) => "sqlite",
             DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Mysql(_) => "mysql",
         }
     }
 

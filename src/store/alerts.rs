@@ -39,13 +39,26 @@ impl Store {
     pub async fn take_lease(&self, name: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
         let s = &self.sql.lease_take;
         let _turn = self.write_turn().await;
-        let holder: Option<String> = with_pool!(self, |pool| bound!(
-            sqlx::query_scalar(&s.sql),
-            s,
-            [name, owner, format_ts(until), format_ts(now)]
-        )
-        .fetch_optional(pool)
-        .await?);
+        let holder: Option<String> = with_pool!(self, |pool| {
+            let q = bound!(
+                sqlx::query_scalar(&s.sql),
+                s,
+                [name, owner, format_ts(until), format_ts(now)]
+            );
+            if let Some(m) = &self.sql.mysql {
+                // No RETURNING: read the holder back in the same transaction.
+                let mut tx = pool.begin().await?;
+                let _: Option<String> = q.fetch_optional(&mut *tx).await?;
+                let o = &m.lease_owner;
+                let holder = bound!(sqlx::query_scalar(&o.sql), o, [name])
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                holder
+            } else {
+                q.fetch_optional(pool).await?
+            }
+        });
         Ok(holder.as_deref() == Some(owner))
     }
 

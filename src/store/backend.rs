@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
@@ -24,6 +25,10 @@ pub(super) enum Backend {
     Postgres {
         pool: PgPool,
     },
+    /// MySQL 8.0+ or MariaDB 10.6+.
+    Mysql {
+        pool: MySqlPool,
+    },
 }
 
 /// Run `$body` with `$pool` bound to the backend's pool; the body is compiled
@@ -33,6 +38,7 @@ macro_rules! with_pool {
         match &$self.backend {
             $crate::store::backend::Backend::Sqlite { pool: $pool, .. } => $body,
             $crate::store::backend::Backend::Postgres { pool: $pool } => $body,
+            $crate::store::backend::Backend::Mysql { pool: $pool } => $body,
         }
     };
 }
@@ -62,18 +68,31 @@ macro_rules! bound {
 macro_rules! queue_fallback {
     ($sql:expr, $tx:expr, $f:expr, $now:expr) => {{
         let s = &$sql.fallback_insert;
-        let id: Option<i64> = bound!(
-            sqlx::query_scalar(&s.sql),
-            s,
-            [
-                $f.original,
-                $f.recipient.as_str(),
-                $f.body.as_str(),
-                $crate::clock::format_ts($now)
-            ]
-        )
-        .fetch_optional(&mut *$tx)
-        .await?;
+        macro_rules! q {
+            ($kind:path) => {
+                bound!(
+                    $kind(&s.sql),
+                    s,
+                    [
+                        $f.original,
+                        $f.recipient.as_str(),
+                        $f.body.as_str(),
+                        $crate::clock::format_ts($now)
+                    ]
+                )
+            };
+        }
+        let id: Option<i64> = if $sql.mysql.is_some() {
+            use $crate::store::backend::InsertId;
+            let done = q!(sqlx::query).execute(&mut *$tx).await?;
+            if done.rows_affected() == 1 {
+                Some($crate::store::backend::inserted_id(done.insert_id())?)
+            } else {
+                None
+            }
+        } else {
+            q!(sqlx::query_scalar).fetch_optional(&mut *$tx).await?
+        };
         if let Some(new_id) = id {
             let l = &$sql.fallback_link;
             bound!(sqlx::query(&l.sql), l, [$f.original, new_id])
@@ -183,9 +202,21 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (7, "due", include_str!("../../migrations/sqlite/0007_due.sql")),
         (8, "failover", include_str!("../../migrations/sqlite/0008_failover.sql")),
     ];
+    #[rustfmt::skip]
+    const MYSQL: &[(i64, &str, &str)] = &[
+        (1, "queue", include_str!("../../migrations/mysql/0001_queue.sql")),
+        (2, "providers", include_str!("../../migrations/mysql/0002_providers.sql")),
+        (3, "api", include_str!("../../migrations/mysql/0003_api.sql")),
+        (4, "receipts", include_str!("../../migrations/mysql/0004_receipts.sql")),
+        (5, "templates", include_str!("../../migrations/mysql/0005_templates.sql")),
+        (6, "dashboard", include_str!("../../migrations/mysql/0006_dashboard.sql")),
+        (7, "due", include_str!("../../migrations/mysql/0007_due.sql")),
+        (8, "failover", include_str!("../../migrations/mysql/0008_failover.sql")),
+    ];
     match backend {
         Backend::Postgres { .. } => POSTGRES,
         Backend::Sqlite { .. } => SQLITE,
+        Backend::Mysql { .. } => MYSQL,
     }
 }
 
@@ -248,6 +279,39 @@ impl Store {
                     .await?;
                 Backend::Postgres { pool }
             }
+            DatabaseUrl::Mysql(url) => {
+                // Every connection works in UTC (`time_zone = '+00:00'`,
+                // sqlx's default) and utf8mb4, whatever the server's own
+                // settings: times are stored in UTC and emoji survive.
+                let opts = MySqlConnectOptions::from_str(url)?
+                    .timezone(Some("+00:00".to_owned()))
+                    .charset("utf8mb4");
+                {
+                    use sqlx::Connection;
+                    sqlx::MySqlConnection::connect_with(&opts).await?.close().await?;
+                }
+                // READ COMMITTED: row locks only. Under InnoDB's default
+                // (REPEATABLE READ) a claim's `FOR UPDATE` also locks the gaps
+                // between index entries, which blocks the POS's own inserts
+                // and makes workers deadlock on each other.
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                                .await?;
+                            // A row another transaction holds is waited for
+                            // 10 s at most (InnoDB's default is 50 s).
+                            conn.execute("SET SESSION innodb_lock_wait_timeout = 10").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await?;
+                Backend::Mysql { pool }
+            }
             DatabaseUrl::Sqlite(url) => {
                 let opts = SqliteConnectOptions::from_str(url)?;
                 // A new database file holds customers' numbers and messages:
@@ -281,7 +345,10 @@ impl Store {
             }
         };
         let dialect = super::schema::dialect_of(&backend);
-        let sql = Arc::new(Statements::build(dialect, &Table::herald()));
+        let sql = Arc::new(Statements::build(
+            dialect,
+            &Table::new(dialect.quote(), &Default::default(), Default::default()),
+        ));
         let mut store = Store {
             backend,
             sql,
@@ -298,11 +365,11 @@ impl Store {
         self.sql.dialect
     }
 
-    /// SQLite: take the in-process writer turn. PostgreSQL: nothing.
+    /// SQLite: take the in-process writer turn. Others: nothing.
     pub(super) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.backend {
             Backend::Sqlite { write, .. } => Some(write.lock().await),
-            Backend::Postgres { .. } => None,
+            Backend::Postgres { .. } | Backend::Mysql { .. } => None,
         }
     }
 
@@ -329,4 +396,47 @@ impl Store {
     pub async fn close(&self) {
         with_pool!(self, |pool| pool.close().await);
     }
+}
+
+/// The id an `INSERT` gave its row, where the driver reports it (MySQL's
+/// `LAST_INSERT_ID`, SQLite's rowid; PostgreSQL statements say `RETURNING`).
+pub(super) trait InsertId {
+    fn insert_id(&self) -> Option<i64>;
+}
+
+impl InsertId for sqlx::mysql::MySqlQueryResult {
+    fn insert_id(&self) -> Option<i64> {
+        i64::try_from(self.last_insert_id()).ok().filter(|&id| id > 0)
+    }
+}
+
+impl InsertId for sqlx::sqlite::SqliteQueryResult {
+    fn insert_id(&self) -> Option<i64> {
+        Some(self.last_insert_rowid())
+    }
+}
+
+impl InsertId for sqlx::postgres::PgQueryResult {
+    fn insert_id(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// Whether `e` is InnoDB giving up a transaction to break a deadlock (or a
+/// lock wait that timed out): it rolled back, and may simply be run again.
+pub(super) fn is_lock_conflict(e: &super::StoreError) -> bool {
+    match e {
+        super::StoreError::Database(sqlx::Error::Database(d)) => d
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|m| matches!(m.number(), 1213 | 1205)),
+        _ => false,
+    }
+}
+
+/// How many times a transaction InnoDB broke is run again.
+pub(super) const LOCK_CONFLICT_RETRIES: u32 = 5;
+
+/// The id of a row just inserted, as the driver reported it.
+pub(super) fn inserted_id(id: Option<i64>) -> Result<i64> {
+    id.ok_or_else(|| sqlx::Error::Protocol("the database reported no id for an inserted row".into()).into())
 }

@@ -40,9 +40,9 @@ const RESERVE: &str = "UPDATE herald_rate_buckets AS b
   RETURNING r.t, r.g";
 
 impl Store {
-    /// Whether rate limits are kept in the database (PostgreSQL).
+    /// Whether rate limits are kept in the database (PostgreSQL, MySQL).
     pub fn shares_rate_limits(&self) -> bool {
-        matches!(self.backend, Backend::Postgres { .. })
+        matches!(self.backend, Backend::Postgres { .. } | Backend::Mysql { .. })
     }
 
     /// Reserve up to `want` tokens of bucket `bucket` (`limits.rate` per
@@ -57,8 +57,15 @@ impl Store {
         horizon: Duration,
     ) -> Result<Option<Grant>> {
         let (rate, burst, horizon_secs) = (limits.rate, limits.burst, horizon.as_secs_f64());
-        let Backend::Postgres { pool } = &self.backend else {
-            return Ok(None);
+        let pool = match &self.backend {
+            Backend::Postgres { pool } => pool,
+            Backend::Mysql { pool } => {
+                return self
+                    .reserve_tokens_mysql(pool, bucket, limits, want, now, horizon)
+                    .await
+                    .map(Some)
+            }
+            Backend::Sqlite { .. } => return Ok(None),
         };
         let reserve = || {
             sqlx::query_as::<_, (f64, i64)>(RESERVE)
@@ -85,5 +92,127 @@ impl Store {
             tokens: row.0,
             granted: u32::try_from(row.1.max(0)).unwrap_or(u32::MAX),
         }))
+    }
+
+    /// [`Store::reserve_tokens`] on MySQL: the same arithmetic, done here
+    /// between reading the locked row and writing it back.
+    async fn reserve_tokens_mysql(
+        &self,
+        pool: &sqlx::MySqlPool,
+        bucket: &str,
+        limits: ChannelLimits,
+        want: u32,
+        now: DateTime<Utc>,
+        horizon: Duration,
+    ) -> Result<Grant> {
+        let (rate, burst) = (limits.rate, f64::from(limits.burst));
+        let mut tx = pool.begin().await?;
+        let read = || {
+            sqlx::query_as::<_, (f64, DateTime<Utc>)>(
+                "SELECT tokens, refilled_at FROM herald_rate_buckets WHERE bucket = ? FOR UPDATE",
+            )
+            .bind(bucket)
+        };
+        let (tokens, refilled_at) = match read().fetch_optional(&mut *tx).await? {
+            Some(row) => row,
+            None => {
+                // Created full; a worker that raced to create it first wins.
+                sqlx::query("INSERT IGNORE INTO herald_rate_buckets (bucket, tokens, refilled_at) VALUES (?, ?, ?)")
+                    .bind(bucket)
+                    .bind(burst)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                read().fetch_one(&mut *tx).await?
+            }
+        };
+        let grant = refill_and_take(tokens, refilled_at, rate, burst, want, now, horizon);
+        sqlx::query("UPDATE herald_rate_buckets SET tokens = ?, refilled_at = ? WHERE bucket = ?")
+            .bind(grant.tokens - f64::from(grant.granted))
+            .bind(refilled_at.max(now))
+            .bind(bucket)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(grant)
+    }
+}
+
+/// The reservation arithmetic (as PostgreSQL's statement does it): refill
+/// `tokens` at `rate` per second since `refilled_at` (never backwards), up
+/// to `burst`; grant up to `want` tokens usable within `horizon` of `now`.
+fn refill_and_take(
+    tokens: f64,
+    refilled_at: DateTime<Utc>,
+    rate: f64,
+    burst: f64,
+    want: u32,
+    now: DateTime<Utc>,
+    horizon: Duration,
+) -> Grant {
+    let elapsed = ((now - refilled_at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(0.0);
+    let t = burst.min(tokens + rate * elapsed);
+    let g = (t + rate * horizon.as_secs_f64()).floor().max(0.0).min(f64::from(want));
+    Grant {
+        tokens: t,
+        // `g` is a whole number in 0..=want.
+        granted: g as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refill_is_capped_and_grants_what_the_horizon_allows() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // Empty bucket, 10/s, one second later: 10 tokens, and a 0.5 s
+        // horizon lets 15 be promised; 12 wanted.
+        let g = refill_and_take(
+            0.0,
+            t0,
+            10.0,
+            20.0,
+            12,
+            t0 + chrono::Duration::seconds(1),
+            Duration::from_millis(500),
+        );
+        assert_eq!(
+            g,
+            Grant {
+                tokens: 10.0,
+                granted: 12
+            }
+        );
+        // Refill never passes the burst.
+        let g = refill_and_take(5.0, t0, 10.0, 20.0, 1, t0 + chrono::Duration::hours(1), Duration::ZERO);
+        assert_eq!(
+            g,
+            Grant {
+                tokens: 20.0,
+                granted: 1
+            }
+        );
+        // Promised ahead (negative tokens) and a clock behind the row:
+        // no refill, nothing granted until the debt is paid.
+        let g = refill_and_take(
+            -3.0,
+            t0,
+            1.0,
+            5.0,
+            4,
+            t0 - chrono::Duration::seconds(10),
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            g,
+            Grant {
+                tokens: -3.0,
+                granted: 0
+            }
+        );
     }
 }

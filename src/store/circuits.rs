@@ -58,6 +58,26 @@ type Row = (
     Option<String>,
 );
 
+/// Run `$q` (an upsert of circuit `$provider` returning its generation) on
+/// `$pool`; MySQL, which cannot return it, reads it back in the same
+/// transaction.
+macro_rules! write_then_generation {
+    ($self:expr, $pool:expr, $q:expr, $provider:expr) => {
+        if let Some(m) = &$self.sql.mysql {
+            let mut tx = $pool.begin().await?;
+            let _: Option<i64> = $q.fetch_optional(&mut *tx).await?;
+            let g = &m.circuit_generation;
+            let generation: i64 = bound!(sqlx::query_scalar(&g.sql), g, [$provider])
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            generation
+        } else {
+            $q.fetch_one($pool).await?
+        }
+    };
+}
+
 impl Store {
     /// Every provider's circuit.
     pub async fn circuits(&self) -> Result<Vec<CircuitRow>> {
@@ -94,19 +114,20 @@ impl Store {
     ) -> Result<i64> {
         let s = &self.sql.circuits.open;
         let _turn = self.write_turn().await;
-        let generation = with_pool!(self, |pool| bound!(
-            sqlx::query_scalar(&s.sql),
-            s,
-            [
-                provider,
-                format_ts(until),
-                i32::try_from(opens).unwrap_or(i32::MAX),
-                reason,
-                format_ts(now)
-            ]
-        )
-        .fetch_one(pool)
-        .await?);
+        let generation = with_pool!(self, |pool| {
+            let q = bound!(
+                sqlx::query_scalar(&s.sql),
+                s,
+                [
+                    provider,
+                    format_ts(until),
+                    i32::try_from(opens).unwrap_or(i32::MAX),
+                    reason,
+                    format_ts(now)
+                ]
+            );
+            write_then_generation!(self, pool, q, provider)
+        });
         Ok(generation)
     }
 
@@ -114,13 +135,10 @@ impl Store {
     pub async fn close_circuit(&self, provider: &str, now: DateTime<Utc>) -> Result<i64> {
         let s = &self.sql.circuits.close;
         let _turn = self.write_turn().await;
-        let generation = with_pool!(self, |pool| bound!(
-            sqlx::query_scalar(&s.sql),
-            s,
-            [provider, format_ts(now)]
-        )
-        .fetch_one(pool)
-        .await?);
+        let generation = with_pool!(self, |pool| {
+            let q = bound!(sqlx::query_scalar(&s.sql), s, [provider, format_ts(now)]);
+            write_then_generation!(self, pool, q, provider)
+        });
         Ok(generation)
     }
 
@@ -135,13 +153,49 @@ impl Store {
     ) -> Result<ProbeBid> {
         let s = &self.sql.circuits.probe;
         let _turn = self.write_turn().await;
-        let generation: Option<i64> = with_pool!(self, |pool| bound!(
-            sqlx::query_scalar(&s.sql),
-            s,
-            [provider, worker, format_ts(now), format_ts(until)]
-        )
-        .fetch_optional(pool)
-        .await?);
+        let generation: Option<i64> = with_pool!(self, |pool| {
+            macro_rules! q {
+                ($kind:path) => {
+                    bound!(
+                        $kind(&s.sql),
+                        s,
+                        [provider, worker, format_ts(now), format_ts(until)]
+                    )
+                };
+            }
+            if let Some(m) = &self.sql.mysql {
+                // The conditional UPDATE; a circuit never written is
+                // inserted instead; then the generation, in one transaction.
+                let mut tx = pool.begin().await?;
+                let mut won = q!(sqlx::query).execute(&mut *tx).await?.rows_affected() == 1;
+                if !won {
+                    let i = &m.circuit_probe_insert;
+                    won = bound!(
+                        sqlx::query(&i.sql),
+                        i,
+                        [provider, worker, format_ts(now), format_ts(until)]
+                    )
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                }
+                let generation = if won {
+                    let g = &m.circuit_generation;
+                    Some(
+                        bound!(sqlx::query_scalar(&g.sql), g, [provider])
+                            .fetch_one(&mut *tx)
+                            .await?,
+                    )
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                generation
+            } else {
+                q!(sqlx::query_scalar).fetch_optional(pool).await?
+            }
+        });
         Ok(generation.map_or(ProbeBid::Lost, ProbeBid::Won))
     }
 }

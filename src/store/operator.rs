@@ -24,6 +24,16 @@ pub struct ListFilter {
     pub scheduled_after: Option<DateTime<Utc>>,
 }
 
+/// Which messages a retry takes.
+enum RetryScope {
+    /// These.
+    Ids(Vec<i64>),
+    /// Every failed message.
+    Failed,
+    /// Every parked message.
+    Parked,
+}
+
 impl Store {
     pub async fn get(&self, id: i64) -> Result<Message> {
         let s = &self.sql.get;
@@ -96,38 +106,92 @@ impl Store {
     /// and make parked ones (pending, waiting for a retry delay or a
     /// provider's pause) due now. Returns the ids that changed.
     pub async fn retry(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>> {
-        let s = &self.sql.retry_ids;
-        let ids_json = serde_json::to_string(ids).expect("ids serialize");
+        self.retry_where(RetryScope::Ids(ids.to_vec()), now).await
+    }
+
+    /// Run one of the retry statements, returning the ids it changed, in
+    /// order. MySQL has no `UPDATE … RETURNING`: the rows are selected and
+    /// locked first, then updated by id, in one transaction.
+    async fn retry_where(&self, scope: RetryScope, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let sql = &self.sql;
         let _turn = self.write_turn().await;
-        let mut done: Vec<i64> = with_pool!(self, |pool| bound!(
-            sqlx::query_scalar(&s.sql),
-            s,
-            [ids_json, format_ts(now)]
-        )
-        .fetch_all(pool)
-        .await?);
+        let mut done: Vec<i64> = with_pool!(self, |pool| {
+            if let Some(m) = &sql.mysql {
+                let mut tx = pool.begin().await?;
+                let (s, args): (_, Vec<String>) = match &scope {
+                    RetryScope::Ids(ids) => (m.retry_ids_select.with_ids(ids), vec![]),
+                    RetryScope::Failed => (m.retry_failed_select.clone(), vec![]),
+                    RetryScope::Parked => (m.retry_parked_select.clone(), vec![format_ts(now)]),
+                };
+                let mut q = sqlx::query_scalar(&s.sql);
+                for &i in &s.order {
+                    q = q.bind(args[i].clone());
+                }
+                let ids: Vec<i64> = q.fetch_all(&mut *tx).await?;
+                if !ids.is_empty() {
+                    let u = m.retry_update.with_ids(&ids);
+                    bound!(sqlx::query(&u.sql), u, [0i64, format_ts(now)])
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                ids
+            } else {
+                let (s, args): (_, Vec<String>) = match &scope {
+                    RetryScope::Ids(ids) => (
+                        &sql.retry_ids,
+                        vec![serde_json::to_string(ids).expect("ids serialize"), format_ts(now)],
+                    ),
+                    RetryScope::Failed => (&sql.retry_failed, vec![format_ts(now)]),
+                    RetryScope::Parked => (&sql.retry_parked, vec![format_ts(now)]),
+                };
+                let mut q = sqlx::query_scalar(&s.sql);
+                for &i in &s.order {
+                    q = q.bind(args[i].clone());
+                }
+                q.fetch_all(pool).await?
+            }
+        });
         done.sort_unstable();
         Ok(done)
+    }
+
+    /// Run `retry_one` or `cancel` (`s`, with `$1` id and `$2` now): the
+    /// message as changed, or `None` when its status did not allow it.
+    async fn change_one(&self, s: &super::sql::Statement, id: i64, now: DateTime<Utc>) -> Result<Option<Message>> {
+        let changed = {
+            let _turn = self.write_turn().await;
+            with_pool!(self, |pool| {
+                if self.sql.mysql.is_some() {
+                    let n = bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
+                        .execute(pool)
+                        .await?
+                        .rows_affected();
+                    (n == 1).then_some(None)
+                } else {
+                    match bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
+                        .fetch_optional(pool)
+                        .await?
+                    {
+                        Some(row) => Some(Some(row.message()?)),
+                        None => None,
+                    }
+                }
+            })
+        };
+        match changed {
+            Some(Some(m)) => Ok(Some(m)),
+            // Changed on MySQL: read it back.
+            Some(None) => Ok(Some(self.get(id).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Put one failed message back in the queue (a fresh round of retries),
     /// or make a parked one due now; returns it as it was put back (a
     /// processor may pick it up at once), or explains why not.
     pub async fn retry_one(&self, id: i64, now: DateTime<Utc>) -> Result<Message> {
-        let s = &self.sql.retry_one;
-        let retried = {
-            let _turn = self.write_turn().await;
-            with_pool!(self, |pool| {
-                match bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
-                    .fetch_optional(pool)
-                    .await?
-                {
-                    Some(row) => Some(row.message()?),
-                    None => None,
-                }
-            })
-        };
-        match retried {
+        match self.change_one(&self.sql.retry_one, id, now).await? {
             Some(m) => Ok(m),
             None => Err(self.wrong_status(id, "failed or parked", "retried").await),
         }
@@ -135,43 +199,18 @@ impl Store {
 
     /// Put every failed message back in the queue.
     pub async fn retry_all_failed(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
-        let s = &self.sql.retry_failed;
-        let _turn = self.write_turn().await;
-        let mut done: Vec<i64> = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [format_ts(now)])
-            .fetch_all(pool)
-            .await?);
-        done.sort_unstable();
-        Ok(done)
+        self.retry_where(RetryScope::Failed, now).await
     }
 
     /// Make every parked message (pending, waiting for a retry delay or a
     /// provider's pause) due now; their ids.
     pub async fn retry_parked(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
-        let s = &self.sql.retry_parked;
-        let _turn = self.write_turn().await;
-        let mut done: Vec<i64> = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [format_ts(now)])
-            .fetch_all(pool)
-            .await?);
-        done.sort_unstable();
-        Ok(done)
+        self.retry_where(RetryScope::Parked, now).await
     }
 
     /// Cancel a pending (or scheduled) message.
     pub async fn cancel(&self, id: i64, now: DateTime<Utc>) -> Result<Message> {
-        let s = &self.sql.cancel;
-        let cancelled = {
-            let _turn = self.write_turn().await;
-            with_pool!(self, |pool| {
-                match bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
-                    .fetch_optional(pool)
-                    .await?
-                {
-                    Some(row) => Some(row.message()?),
-                    None => None,
-                }
-            })
-        };
-        match cancelled {
+        match self.change_one(&self.sql.cancel, id, now).await? {
             Some(m) => Ok(m),
             None => Err(self.wrong_status(id, "pending", "cancelled").await),
         }

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::backend::{inserted_id, is_lock_conflict, InsertId, LOCK_CONFLICT_RETRIES};
 use super::completion::{AttemptRecord, Completion};
 use super::{Result, Store, StoreError};
 use crate::clock::{format_ts, parse_ts};
@@ -31,6 +32,36 @@ impl PastAttempt {
     }
 }
 
+/// Run the `complete` statement (`$json`, the completions) in transaction
+/// `$tx`: the ids it changed, those of `$ids` still leased
+/// to `$worker`. MySQL cannot say which rows an `UPDATE` changed: the rows
+/// still owned are selected and locked first.
+macro_rules! complete {
+    ($sql:expr, $tx:expr, $json:expr, $ids:expr, $now:expr, $worker:expr) => {
+        async {
+            let c = &$sql.complete;
+            if let Some(m) = &$sql.mysql {
+                let o = m.owned.with_ids($ids);
+                let owned: Vec<i64> = bound!(sqlx::query_scalar(&o.sql), o, [0i64, $worker])
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                if !owned.is_empty() {
+                    let c = c.with_ids(&owned);
+                    bound!(sqlx::query(&c.sql), c, [$json, format_ts($now), $worker])
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                Ok::<Vec<i64>, sqlx::Error>(owned)
+            } else {
+                bound!(sqlx::query_scalar(&c.sql), c, [$json, format_ts($now), $worker])
+                    .fetch_all(&mut *$tx)
+                    .await
+            }
+        }
+        .await
+    };
+}
+
 impl Store {
     /// Record a batch: the outcomes and the provider calls (unless
     /// `attempts` is `None`: already written), in one transaction, with
@@ -50,10 +81,33 @@ impl Store {
         attempts: Option<&[AttemptRecord]>,
         fallbacks: &[SmsFallback],
     ) -> (bool, Result<Vec<i64>>) {
+        let mut tries = 0;
+        loop {
+            match self
+                .record_outcomes_once(worker, now, completions, attempts, fallbacks)
+                .await
+            {
+                // MySQL: InnoDB rolled the whole transaction back to break a
+                // deadlock; nothing of it was written.
+                (false, Err(e)) if is_lock_conflict(&e) && tries < LOCK_CONFLICT_RETRIES => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    async fn record_outcomes_once(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        completions: &[Completion],
+        attempts: Option<&[AttemptRecord]>,
+        fallbacks: &[SmsFallback],
+    ) -> (bool, Result<Vec<i64>>) {
         let attempts = attempts.filter(|a| !a.is_empty());
-        let (c, a) = (&self.sql.complete, &self.sql.insert_attempts);
+        let a = &self.sql.insert_attempts;
         let completions_json = serde_json::to_string(completions).expect("completions serialize");
         let attempts_json = attempts.map(|a| serde_json::to_string(a).expect("attempts serialize"));
+        let ids: Vec<i64> = completions.iter().map(|c| c.id).collect();
         // Status webhooks: the messages that became sent or failed, read
         // back in the transaction, if an endpoint wants such events.
         let wanted = match self.wanted_events().await {
@@ -80,13 +134,7 @@ impl Store {
                 Ok(Vec::new())
             } else {
                 let mut sp = (&mut tx).begin().await?;
-                let rows: std::result::Result<Vec<i64>, sqlx::Error> = bound!(
-                    sqlx::query_scalar(&c.sql),
-                    c,
-                    [completions_json.as_str(), format_ts(now), worker]
-                )
-                .fetch_all(&mut *sp)
-                .await;
+                let rows = complete!(self.sql, sp, completions_json.as_str(), &ids, now, worker);
                 let rows = match rows {
                     Ok(ids) => {
                         let r: std::result::Result<(), StoreError> = async {
@@ -208,6 +256,16 @@ impl Store {
     /// with an `error` and as sent, and add an attempt. Whatever the POS's
     /// table does (column types, constraints, triggers) is exercised.
     pub async fn self_check(&self, worker: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            match self.self_check_once(worker, now).await {
+                Err(e) if is_lock_conflict(&e) && tries < LOCK_CONFLICT_RETRIES => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    async fn self_check_once(&self, worker: &str, now: DateTime<Utc>) -> Result<()> {
         let sql = &self.sql;
         let lease_until = format_ts(now + chrono::Duration::minutes(1));
         let mut error = ErrorColumn::unsent("self_check", "Herald's start-up check (rolled back)", 0, now);
@@ -241,8 +299,12 @@ impl Store {
                             None::<String>,
                         ]
                     );
-                    use sqlx::Row;
-                    q.fetch_one(&mut *tx).await?.try_get::<i64, _>("id")?
+                    if sql.mysql.is_some() {
+                        inserted_id(q.execute(&mut *tx).await?.insert_id())?
+                    } else {
+                        use sqlx::Row;
+                        q.fetch_one(&mut *tx).await?.try_get::<i64, _>("id")?
+                    }
                 }
             };
             for completion in [failed, sent] {
@@ -253,13 +315,7 @@ impl Store {
                 let mut c = completion;
                 c.id = id;
                 let json = serde_json::to_string(&[c]).expect("completion serializes");
-                let done: Vec<i64> = bound!(
-                    sqlx::query_scalar(&sql.complete.sql),
-                    sql.complete,
-                    [json, format_ts(now), worker]
-                )
-                .fetch_all(&mut *tx)
-                .await?;
+                let done = complete!(sql, tx, json.as_str(), &[id], now, worker)?;
                 if done != [id] {
                     return Err(StoreError::CannotRecord(format!(
                         "recording an outcome for message {id} changed {} rows instead of 1",

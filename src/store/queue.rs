@@ -1,7 +1,7 @@
 //! The queue: enqueue, claim with a lease, record outcomes guarded by the
 //! lease owner, and when the next message falls due.
 
-use super::backend::Backend;
+use super::backend::{inserted_id, is_lock_conflict, Backend, InsertId, LOCK_CONFLICT_RETRIES};
 use super::rows::{messages, Message, MessageRow};
 use super::webhooks::OutboxEvent;
 use super::{Result, Store};
@@ -63,6 +63,49 @@ fn content_variables(m: &NewMessage) -> Option<String> {
         .map(|t| serde_json::Value::Object(t.variables.clone()).to_string())
 }
 
+/// The `insert` statement `$s` for message `$msg` at `$now`.
+macro_rules! insert_query {
+    ($s:expr, $msg:expr, $now:expr) => {
+        bound!(
+            sqlx::query(&$s.sql),
+            $s,
+            [
+                $msg.channel().as_str(),
+                $msg.recipient.to_string(),
+                $msg.content.subject.as_deref(),
+                $msg.content.body.as_deref(),
+                $msg.content.html_body.as_deref(),
+                $msg.send_at.map(format_ts),
+                $msg.metadata.as_ref().map(|m| m.to_string()),
+                format_ts($now),
+                $msg.content.template.as_ref().map(|t| t.content_sid.clone()),
+                content_variables($msg),
+                $msg.template.as_ref().map(|t| t.name.clone()),
+                $msg.template.as_ref().map(|t| t.version),
+                $msg.template.as_ref().map(|t| t.locale.clone()),
+            ]
+        )
+    };
+}
+
+/// MySQL: insert `$msgs` one at a time in transaction `$tx` (MySQL cannot
+/// hand back the rows of a multi-row insert, and ids of an
+/// `INSERT … SELECT` need not be consecutive) and read them back.
+macro_rules! insert_each {
+    ($sql:expr, $tx:expr, $msgs:expr, $now:expr) => {{
+        let mut ids = Vec::with_capacity($msgs.len());
+        for msg in $msgs {
+            let s = &$sql.insert;
+            ids.push(inserted_id(
+                insert_query!(s, msg, $now).execute(&mut *$tx).await?.insert_id(),
+            )?);
+        }
+        let g = &$sql.get_many;
+        let ids = serde_json::to_string(&ids).expect("ids serialize");
+        messages(bound!(sqlx::query(&g.sql), g, [ids]).fetch_all(&mut *$tx).await?)?
+    }};
+}
+
 impl Store {
     /// Queue one message.
     pub async fn enqueue(&self, msg: &NewMessage, now: DateTime<Utc>) -> Result<Message> {
@@ -71,26 +114,17 @@ impl Store {
         let _turn = self.write_turn().await;
         let row = with_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
-            let q = bound!(
-                sqlx::query(&s.sql),
-                s,
-                [
-                    msg.channel().as_str(),
-                    msg.recipient.to_string(),
-                    msg.content.subject.as_deref(),
-                    msg.content.body.as_deref(),
-                    msg.content.html_body.as_deref(),
-                    msg.send_at.map(format_ts),
-                    msg.metadata.as_ref().map(|m| m.to_string()),
-                    format_ts(now),
-                    msg.content.template.as_ref().map(|t| t.content_sid.clone()),
-                    content_variables(msg),
-                    msg.template.as_ref().map(|t| t.name.clone()),
-                    msg.template.as_ref().map(|t| t.version),
-                    msg.template.as_ref().map(|t| t.locale.clone()),
-                ]
-            );
-            let row = q.fetch_one(&mut *tx).await?.message()?;
+            let q = insert_query!(s, msg, now);
+            let row = if self.sql.mysql.is_some() {
+                let id = inserted_id(q.execute(&mut *tx).await?.insert_id())?;
+                let g = &self.sql.get;
+                bound!(sqlx::query(&g.sql), g, [id])
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .message()?
+            } else {
+                q.fetch_one(&mut *tx).await?.message()?
+            };
             if queued_event {
                 let events = vec![OutboxEvent::about(EventType::Queued, row.id)];
                 fan_out!(self.sql, tx, events, now);
@@ -115,11 +149,15 @@ impl Store {
         let _turn = self.write_turn().await;
         let out = with_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
-            let mut out = messages(
-                bound!(sqlx::query(&s.sql), s, [rows, format_ts(now)])
-                    .fetch_all(&mut *tx)
-                    .await?,
-            )?;
+            let mut out = if self.sql.mysql.is_some() {
+                insert_each!(self.sql, tx, msgs, now)
+            } else {
+                messages(
+                    bound!(sqlx::query(&s.sql), s, [rows, format_ts(now)])
+                        .fetch_all(&mut *tx)
+                        .await?,
+                )?
+            };
             out.sort_by_key(|m| m.id);
             if queued_event {
                 let events: Vec<OutboxEvent> = out
@@ -175,15 +213,19 @@ impl Store {
                 .await?
                 .rows_affected();
                 let step = if inserted == 1 {
-                    let mut created = messages(
-                        bound!(
-                            sqlx::query(&sql.insert_many.sql),
-                            sql.insert_many,
-                            [rows, format_ts(now)]
-                        )
-                        .fetch_all(&mut *tx)
-                        .await?,
-                    )?;
+                    let mut created = if sql.mysql.is_some() {
+                        insert_each!(sql, tx, msgs, now)
+                    } else {
+                        messages(
+                            bound!(
+                                sqlx::query(&sql.insert_many.sql),
+                                sql.insert_many,
+                                [rows, format_ts(now)]
+                            )
+                            .fetch_all(&mut *tx)
+                            .await?,
+                        )?
+                    };
                     created.sort_by_key(|m| m.id);
                     if queued_event {
                         let events: Vec<OutboxEvent> = created
@@ -239,6 +281,24 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Message>> {
+        let mut tries = 0;
+        loop {
+            match self.claim_once(filter, worker, now, lease_until, limit).await {
+                // MySQL: InnoDB broke a deadlock by rolling this claim back.
+                Err(e) if is_lock_conflict(&e) && tries < LOCK_CONFLICT_RETRIES => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    async fn claim_once(
+        &self,
+        filter: ClaimFilter,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
         let s = match filter {
             ClaimFilter::Any => &self.sql.claim_any,
             ClaimFilter::Channel(_) => &self.sql.claim_channel,
@@ -285,6 +345,50 @@ impl Store {
                 let rows = query!().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 messages(rows)?
+            }
+            Backend::Mysql { pool } => {
+                // In steps (no UPDATE … RETURNING, and no LIMIT in the
+                // subquery of an UPDATE of the same table): lock the due
+                // rows (SKIP LOCKED: other workers take others), lease
+                // them, read them back; one short transaction.
+                let m = self.sql.mysql.as_ref().expect("MySQL statements");
+                let mut tx = pool.begin().await?;
+                let ids: Vec<i64> = bound!(
+                    sqlx::query_scalar(&s.sql),
+                    s,
+                    [
+                        worker,
+                        format_ts(now),
+                        format_ts(lease_until),
+                        i64::from(limit),
+                        channel
+                    ]
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let rows = if ids.is_empty() {
+                    Vec::new()
+                } else {
+                    let json = serde_json::to_string(&ids).expect("ids serialize");
+                    let u = m.claim_update.with_ids(&ids);
+                    bound!(
+                        sqlx::query(&u.sql),
+                        u,
+                        [
+                            worker,
+                            format_ts(now),
+                            format_ts(lease_until),
+                            i64::from(limit),
+                            channel
+                        ]
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    let g = &self.sql.get_many;
+                    messages(bound!(sqlx::query(&g.sql), g, [json]).fetch_all(&mut *tx).await?)?
+                };
+                tx.commit().await?;
+                rows
             }
         };
         claimed.sort_by_key(|m| m.id);

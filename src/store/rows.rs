@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::mysql::MySqlRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -175,6 +176,12 @@ impl TimeColumn for SqliteRow {
     }
 }
 
+impl TimeColumn for MySqlRow {
+    fn time(&self, col: &str) -> Result<(Option<DateTime<Utc>>, bool), sqlx::Error> {
+        Ok((self.try_get(col)?, false))
+    }
+}
+
 impl TimeColumn for PgRow {
     fn time(&self, col: &str) -> Result<(Option<DateTime<Utc>>, bool), sqlx::Error> {
         Ok((self.try_get(col)?, false))
@@ -277,6 +284,7 @@ macro_rules! impl_message_row {
 }
 impl_message_row!(SqliteRow);
 impl_message_row!(PgRow);
+impl_message_row!(MySqlRow);
 
 pub(super) fn messages<R: MessageRow>(rows: Vec<R>) -> Result<Vec<Message>> {
     rows.iter().map(|r| r.message().map_err(StoreError::from)).collect()

@@ -20,17 +20,22 @@ impl Store {
         let parts_json = serde_json::to_string(&draft.parts).expect("parts serialize");
         let _turn = self.write_turn().await;
         let (version, is_default) = with_pool!(self, |pool| {
+            if let Some(m) = &sql.mysql {
+                let l = &m.template_lock_row;
+                bound!(sqlx::query(&l.sql), l, [name]).execute(pool).await?;
+            }
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
             if let Some(lock) = &sql.template_lock {
                 bound!(sqlx::query(&lock.sql), lock, [name]).execute(&mut *tx).await?;
             }
-            let version: i32 = bound!(
+            let version: i64 = bound!(
                 sqlx::query_scalar(&sql.template_next_version.sql),
                 sql.template_next_version,
                 [name]
             )
             .fetch_one(&mut *tx)
             .await?;
+            let version = i32::try_from(version).unwrap_or(i32::MAX);
             let was_default: i64 = bound!(
                 sqlx::query_scalar(&sql.template_is_default.sql),
                 sql.template_is_default,

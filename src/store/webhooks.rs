@@ -269,20 +269,30 @@ impl Store {
         let s = &self.sql.webhooks.insert;
         let id: i64 = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| bound!(
-                sqlx::query_scalar(&s.sql),
-                s,
-                [
-                    url.as_str(),
-                    description,
-                    events.stored(),
-                    secret,
-                    i32::from(enabled),
-                    format_ts(now)
-                ]
-            )
-            .fetch_one(pool)
-            .await?)
+            with_pool!(self, |pool| {
+                macro_rules! q {
+                    ($kind:path) => {
+                        bound!(
+                            $kind(&s.sql),
+                            s,
+                            [
+                                url.as_str(),
+                                description,
+                                events.stored(),
+                                secret,
+                                i32::from(enabled),
+                                format_ts(now)
+                            ]
+                        )
+                    };
+                }
+                if self.sql.mysql.is_some() {
+                    use super::backend::InsertId;
+                    super::backend::inserted_id(q!(sqlx::query).execute(pool).await?.insert_id())?
+                } else {
+                    q!(sqlx::query_scalar).fetch_one(pool).await?
+                }
+            })
         };
         self.subscriptions.forget();
         self.endpoint(id).await?.ok_or(super::StoreError::NotFound(id))
@@ -449,7 +459,38 @@ impl Store {
                         tx.commit().await?;
                         rows
                     }
-                    _ => q.fetch_all(pool).await?,
+                    super::backend::Backend::Mysql { .. } => {
+                        // In steps, as the message claim: lock, lease, read.
+                        let m = self.sql.mysql.as_ref().expect("MySQL statements");
+                        let (sel, upd, get) = (&m.deliveries_select, &m.deliveries_update, &m.deliveries_fetch);
+                        let mut tx = pool.begin().await?;
+                        let ids: Vec<i64> = bound!(
+                            sqlx::query_scalar(&sel.sql),
+                            sel,
+                            [worker, format_ts(now), format_ts(until), each, endpoint]
+                        )
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        let rows = if ids.is_empty() {
+                            Vec::new()
+                        } else {
+                            let json = serde_json::to_string(&ids).expect("ids serialize");
+                            let upd = upd.with_ids(&ids);
+                            bound!(
+                                sqlx::query(&upd.sql),
+                                upd,
+                                [worker, format_ts(now), format_ts(until), each, endpoint]
+                            )
+                            .execute(&mut *tx)
+                            .await?;
+                            bound!(sqlx::query_as(&get.sql), get, [json])
+                                .fetch_all(&mut *tx)
+                                .await?
+                        };
+                        tx.commit().await?;
+                        rows
+                    }
+                    super::backend::Backend::Sqlite { .. } => q.fetch_all(pool).await?,
                 }
             });
             rows.extend(got);
@@ -588,17 +629,18 @@ impl Store {
     /// Disable endpoint `id` because `reason`; true if it was enabled.
     pub async fn disable_endpoint(&self, id: i64, reason: &str, now: DateTime<Utc>) -> Result<bool> {
         let s = &self.sql.webhooks.disable;
-        let disabled: Option<i64> = {
+        let disabled = {
             let _turn = self.write_turn().await;
             with_pool!(self, |pool| bound!(
-                sqlx::query_scalar(&s.sql),
+                sqlx::query(&s.sql),
                 s,
                 [id, reason, format_ts(now)]
             )
-            .fetch_optional(pool)
-            .await?)
+            .execute(pool)
+            .await?
+            .rows_affected())
         };
-        Ok(disabled.is_some())
+        Ok(disabled == 1)
     }
 
     /// The delivery log of an endpoint, newest first (`before`: an id, for
@@ -702,18 +744,19 @@ impl Store {
     /// `webhook-id` and body); false if no such event was ever sent.
     pub async fn replay_event(&self, endpoint: i64, event_id: &str, now: DateTime<Utc>) -> Result<bool> {
         let s = &self.sql.webhooks.replay_one;
-        let id: Option<i64> = {
+        let n = {
             let _turn = self.write_turn().await;
             with_pool!(self, |pool| bound!(
-                sqlx::query_scalar(&s.sql),
+                sqlx::query(&s.sql),
                 s,
                 [endpoint, event_id, format_ts(now)]
             )
-            .fetch_optional(pool)
-            .await?)
+            .execute(pool)
+            .await?
+            .rows_affected())
         };
         self.outbound_wake.notify_one();
-        Ok(id.is_some())
+        Ok(n == 1)
     }
 
     /// Deliver to `endpoint` again every event it wants that was created

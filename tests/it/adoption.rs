@@ -185,6 +185,65 @@ const SQLITE: &[Variant] = &[
     },
 ];
 
+const MYSQL: &[Variant] = &[
+    Variant {
+        name: "the guide's table on MySQL: INT id, ENUM channel and status, message, DATETIME, TIMESTAMP",
+        ddl: &["CREATE TABLE notification_messages (
+            id INT AUTO_INCREMENT PRIMARY KEY, customer_id INT,
+            channel ENUM('sms', 'whatsapp', 'email') NOT NULL, recipient VARCHAR(255) NOT NULL,
+            subject VARCHAR(255), message TEXT NOT NULL,
+            status ENUM('pending', 'sent', 'failed') DEFAULT 'pending', error TEXT,
+            sent_at DATETIME NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        channel: "channel",
+        recipient: "recipient",
+        subject: "subject",
+        text: "message",
+        error_literal: "'{\"message\": \"old failure\"}'",
+        // The ENUM gains Herald's statuses (said in the migration's output).
+        widened: &["status"],
+    },
+    Variant {
+        name: "unsigned id, type, VARCHAR status with a named CHECK, NOT NULL body, ON UPDATE",
+        ddl: &["CREATE TABLE notification_messages (
+            id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, type VARCHAR(20) NOT NULL,
+            recipient VARCHAR(255) NOT NULL, subject VARCHAR(255), body TEXT NOT NULL,
+            status VARCHAR(20) NOT NULL DEFAULT 'pending', error TEXT, sent_at DATETIME,
+            created_at DATETIME DEFAULT CURRENT_TIMESTAMP,
+            updated_at DATETIME DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+            CONSTRAINT chk_nm_status CHECK (status IN ('pending', 'sent', 'failed'))
+        ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        channel: "type",
+        recipient: "recipient",
+        subject: "subject",
+        text: "body",
+        error_literal: "'{\"message\": \"old failure\"}'",
+        widened: &[],
+    },
+    Variant {
+        name: "JSON error, TEXT channel and recipient, VARCHAR(7) status",
+        ddl: &["CREATE TABLE notification_messages (
+            id BIGINT AUTO_INCREMENT PRIMARY KEY, channel TEXT NOT NULL, recipient TEXT NOT NULL,
+            subject TEXT, body TEXT, status VARCHAR(7) DEFAULT 'pending', error JSON,
+            sent_at DATETIME(3), created_at DATETIME(3) DEFAULT CURRENT_TIMESTAMP(3)
+        ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        channel: "channel",
+        recipient: "recipient",
+        subject: "subject",
+        text: "body",
+        error_literal: "'{\"message\": \"old failure\"}'",
+        // 'processing' does not fit in 7 letters; MySQL indexes only
+        // bounded text (the claim's index leads with the channel).
+        widened: &["status", "channel"],
+    },
+];
+
+/// Whether a variant is a MySQL table (its identifiers are quoted with
+/// backticks).
+fn is_mysql(v: &Variant) -> bool {
+    v.ddl.iter().any(|d| d.contains("AUTO_INCREMENT"))
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -209,7 +268,9 @@ fn pos_insert(v: &Variant, channel: &str, recipient: &str, subject: Option<&str>
         }
     }
     let q = |c: &str| {
-        if c.chars().any(|ch| ch.is_ascii_uppercase()) || c == "type" {
+        if is_mysql(v) {
+            format!("`{c}`")
+        } else if c.chars().any(|ch| ch.is_ascii_uppercase()) || c == "type" {
             format!("\"{c}\"")
         } else {
             c.to_owned()
@@ -231,6 +292,11 @@ async fn column_types(db: &TestDb) -> BTreeMap<String, String> {
                FROM information_schema.columns WHERE table_name = 'notification_messages'"
         }
         Backend::Sqlite => "SELECT name, type AS ty FROM pragma_table_info('notification_messages')",
+        Backend::Mariadb => {
+            "SELECT CAST(column_name AS CHAR) AS name, CAST(column_type AS CHAR) AS ty
+               FROM information_schema.columns
+              WHERE table_schema = DATABASE() AND table_name = 'notification_messages'"
+        }
     };
     db.query(sql)
         .await
@@ -266,7 +332,7 @@ async fn adopt_and_drain(backend: Backend, v: &Variant) {
     // History: a sent row and a failed row, then two pending rows.
     let sent_at = match backend {
         Backend::Postgres => "now() - interval '1 day'",
-        Backend::Sqlite => "'2026-11-24 10:00:00'",
+        Backend::Sqlite | Backend::Mariadb => "'2026-11-24 10:00:00'",
     };
     let history = [
         pos_insert(
@@ -374,7 +440,7 @@ async fn adopt_and_drain(backend: Backend, v: &Variant) {
     let monitoring = db
         .query(&format!(
             "SELECT id, {ch}, recipient, status, error, sent_at, {created} FROM notification_messages ORDER BY {created} DESC LIMIT 50",
-            ch = if v.channel == "type" { "\"type\"" } else { v.channel }
+            ch = if v.channel == "type" && !is_mysql(v) { "\"type\"" } else { v.channel }
         ))
         .await;
     assert_eq!(monitoring.len(), 4, "{}", v.name);
@@ -436,19 +502,27 @@ async fn postgres_pos_tables_are_adopted_and_drained() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_pos_tables_are_adopted_and_drained() {
+    for v in MYSQL {
+        adopt_and_drain(Backend::Mariadb, v).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_pos_tables_are_adopted_and_drained() {
     for v in SQLITE {
         adopt_and_drain(Backend::Sqlite, v).await;
     }
 }
 
-both_backends! {
+every_backend! {
     async fn what_cannot_be_adopted_is_refused_before_anything_changes(_db: TestDb) {
         let db = TestDb::empty(_db.backend).await;
         let dir = db.dir.path();
         let id = match db.backend {
             Backend::Postgres => "id UUID PRIMARY KEY DEFAULT gen_random_uuid()",
             Backend::Sqlite => "id TEXT PRIMARY KEY",
+            Backend::Mariadb => "id CHAR(36) PRIMARY KEY",
         };
         db.store
             .execute_raw(&format!("CREATE TABLE notification_messages ({id}, channel TEXT, recipient TEXT, body TEXT, status INTEGER)"))

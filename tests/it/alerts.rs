@@ -77,7 +77,7 @@ fn settings(rules: Vec<Rule>, slack: &Receiver, webhook: &Receiver) -> AlertSett
     }
 }
 
-both_backends! {
+every_backend! {
     async fn a_failing_provider_fires_one_alert_and_later_one_resolved_notice(db: TestDb) {
         use herald::providers::{Receipt, SendError};
         let (slack, webhook) = (Receiver::start().await, Receiver::start().await);
@@ -255,7 +255,7 @@ async fn alerts_work_with_only_the_worker_running() {
     );
 }
 
-both_backends! {
+every_backend! {
     async fn alert_rules_are_added_checked_and_removed_by_api(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let add = |body: Value| {
@@ -301,7 +301,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn an_open_circuit_and_a_disabled_webhook_endpoint_raise_alerts(db: TestDb) {
         let (slack, webhook) = (Receiver::start().await, Receiver::start().await);
         let clock = ManualClock::new(chrono::Utc::now());

@@ -8,7 +8,7 @@ async fn total(db: &TestDb) -> i64 {
     db.store.counts().await.unwrap().iter().map(|c| c.count).sum()
 }
 
-both_backends! {
+every_backend! {
     async fn send_process_status_retry_cancel(db: TestDb) {
         let dir = db.dir.path();
         let outbox = dir.join("outbox.jsonl");
@@ -80,7 +80,7 @@ both_backends! {
         ok(run(herald(&db, dir).arg("process")));
         assert_eq!(db.get(wa).await.status, "sent");
         // --parked: messages waiting for a retry delay are due now.
-        db.store.execute_raw("INSERT INTO notification_messages (channel, recipient, body, next_attempt_at) VALUES ('sms', '+14153234567', 'p', '9999-12-31T00:00:00.000Z')").await.unwrap();
+        db.store.execute_raw(&format!("INSERT INTO notification_messages (channel, recipient, body, next_attempt_at) VALUES ('sms', '+14153234567', 'p', {})", db.ts("9999-12-31T00:00:00.000Z"))).await.unwrap();
         let parked = db.max_id().await;
         let out = ok(run(herald(&db, dir).args(["retry", "--parked"])));
         assert!(out.contains("1 waiting message(s) due now"), "{out}");
@@ -346,7 +346,7 @@ fn serve_refuses_a_public_host_without_api_keys() {
     assert!(err.contains("API_KEYS") && err.contains("openssl rand"), "{err}");
 }
 
-both_backends! {
+every_backend! {
     async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

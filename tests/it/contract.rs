@@ -444,7 +444,7 @@ async fn run_contract(db: TestDb, seed: u64) {
     eprintln!("{requests} generated requests (seed {seed}) kept the contract");
 }
 
-both_backends! {
+every_backend! {
     async fn the_server_does_what_its_openapi_document_says(db: TestDb) {
         run_contract(db, 0x5EED_0001).await;
     }

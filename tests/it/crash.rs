@@ -50,7 +50,7 @@ async fn open_count(db: &TestDb) -> i64 {
     db.count_status("pending").await + db.count_status("processing").await
 }
 
-both_backends! {
+every_backend! {
     async fn sigkill_mid_run_loses_nothing_and_duplicates_only_in_flight(db: TestDb) {
         const N: usize = 6000;
         db.insert_many(N).await;
@@ -228,7 +228,7 @@ async fn postgres_dropping_heralds_connections_mid_drain_loses_nothing() {
     eprintln!("{terminated} connections terminated mid-drain; all {N} sent once");
 }
 
-both_backends! {
+every_backend! {
     async fn a_message_whose_send_kills_its_worker_each_time_ends_abandoned(db: TestDb) {
         // Its provider call never returns, and its worker is SIGKILLed
         // during that call, claim after claim. With MAX_RETRIES=1 it may be
@@ -266,7 +266,10 @@ both_backends! {
             worker.kill().await.unwrap(); // SIGKILL, mid-call
             // Its lease runs out (time passing, without waiting for it).
             db.store
-                .execute_raw("UPDATE notification_messages SET lease_expires_at = '2000-01-01T00:00:00.000Z' WHERE status = 'processing'")
+                .execute_raw(&format!(
+                    "UPDATE notification_messages SET lease_expires_at = {} WHERE status = 'processing'",
+                    db.ts("2000-01-01T00:00:00.000Z")
+                ))
                 .await
                 .unwrap();
         }

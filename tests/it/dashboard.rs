@@ -45,7 +45,7 @@ fn dashboard_routes() -> Vec<String> {
     routes
 }
 
-both_backends! {
+every_backend! {
     async fn every_dashboard_route_requires_sign_in(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
@@ -113,7 +113,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn a_session_ends_when_it_expires(db: TestDb) {
         let app = spawn_app_with(&db, &[KEY], &[("DASHBOARD_SESSION_HOURS", "1")]).await;
         let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
@@ -132,7 +132,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn an_operator_uses_the_dashboard_in_a_browser(db: TestDb) {
         let app = spawn_app_scripted(&db, &[KEY], &[("SMS_PRICE_PER_SEGMENT", "0.0079")], failing_once()).await;
         // A day of traffic: sent receipts, two failures and one scheduled reminder.
@@ -423,7 +423,7 @@ async fn a_password_hashed_by_the_cli_signs_in() {
     assert!(refused.starts_with("/dashboard/login?failed="), "{refused}");
 }
 
-both_backends! {
+every_backend! {
     async fn the_overview_shows_delivery_rates_from_receipts(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         for i in 0..4 {
@@ -454,7 +454,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn suppressions_and_rules_are_managed_from_the_dashboard(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let session = sign_in_http(&app, KEY).await.unwrap();
@@ -507,7 +507,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn webhook_endpoints_are_managed_from_the_dashboard(db: TestDb) {
         let pos = FakePos::start().await;
         let app = spawn_app(&db, &[KEY]).await;

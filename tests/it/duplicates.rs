@@ -98,7 +98,7 @@ async fn claimed_by_a_dead_worker(
     clock.advance(Duration::from_secs(61));
 }
 
-both_backends! {
+every_backend! {
     async fn a_twilio_sid_is_matched_to_one_message_only(db: TestDb) {
         // Two orders, the same text to the same customer. The first POST
         // fails with a 5xx before Twilio creates anything (outcome unknown);

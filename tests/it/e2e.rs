@@ -23,7 +23,7 @@ fn twilio_env(t: &FakeTwilio) -> Vec<(&'static str, String)> {
     ]
 }
 
-both_backends! {
+every_backend! {
     async fn process_delivers_a_mixed_queue_through_twilio_and_sendgrid(db: TestDb) {
         let twilio = FakeTwilio::start().await;
         let sendgrid = FakeSendgrid::start().await;
@@ -237,7 +237,7 @@ async fn bad_provider_configuration_stops_startup_naming_the_variable() {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn an_unknown_outcome_is_looked_up_before_sending_again(db: TestDb) {
         use std::sync::Arc;
         use herald::clock::ManualClock;

@@ -94,7 +94,7 @@ async fn circuit(store: &Store, provider: &str) -> Option<herald::store::Circuit
         .find(|c| c.provider == provider)
 }
 
-both_backends! {
+every_backend! {
     async fn sendgrid_answering_503_fails_over_to_smtp_then_its_circuit_opens_and_later_closes(db: TestDb) {
         let fake = FakeSendgrid::start().await;
         let server = SmtpServer::start();

@@ -8,7 +8,7 @@ use crate::support::*;
 
 const SPIN: &str = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
 
-both_backends! {
+every_backend! {
     async fn a_spinning_template_stops_at_its_limit_and_stalls_nothing(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let (s, _) = json_of(app.put("/api/templates/spin").json(&json!({"body": SPIN})).send().await.unwrap()).await;
@@ -48,7 +48,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn a_message_whose_claims_keep_dying_is_given_up(db: TestDb) {
         let id = db.insert_sql("sms", "+14153234567", "poison").await;
         let clock = herald::clock::ManualClock::new(t0());
@@ -83,7 +83,7 @@ fn headers_only(path: &str, extra: &str, len: usize) -> String {
     format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {len}\r\n\r\n")
 }
 
-both_backends! {
+every_backend! {
     async fn webhooks_check_before_reading_and_read_within_bounds(db: TestDb) {
         use tokio::io::AsyncWriteExt;
         // Disabled (the default): refused on the headers, the body never read.
@@ -204,7 +204,7 @@ async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn sigterm_with_stalled_clients_exits_cleanly_within_the_grace(db: TestDb) {
         use tokio::io::AsyncWriteExt;
         let port = {
@@ -245,7 +245,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn control_characters_and_out_of_range_times_are_refused_naming_the_field(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let sms = |extra: Value| {
@@ -333,7 +333,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn a_request_the_database_refuses_fails_alone(db: TestDb) {
         // The database refuses one body (a POS's trigger, say); requests
         // grouped into one insert with it must still be stored.
@@ -347,6 +347,10 @@ both_backends! {
                  BEGIN IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$",
                 "CREATE TRIGGER refuse_poison BEFORE INSERT ON notification_messages
                  FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+            ],
+            Backend::Mariadb => vec![
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON notification_messages FOR EACH ROW
+                 BEGIN IF NEW.body = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison refused'; END IF; END",
             ],
         };
         for sql in trigger {
@@ -389,7 +393,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn what_a_provider_says_is_recorded_whatever_it_holds(db: TestDb) {
         // A provider's error text and message id with NUL in them: stored
         // (NUL as U+FFFD), not a recording failure that stalls the queue.
@@ -460,7 +464,7 @@ fn processor_with(
     ))
 }
 
-both_backends! {
+every_backend! {
     async fn provider_pauses_are_clamped_and_parked_messages_can_be_retried_now(db: TestDb) {
         use herald::config::{CustomSettings, EmailFrom, SendgridSettings};
         use herald::providers::{Custom, Sendgrid, Twilio};
@@ -523,14 +527,14 @@ both_backends! {
         // takes every parked message.
         let sent = db.max_id().await;
         assert!(db.store.retry_one(sent, t0()).await.unwrap_err().to_string().contains("only failed or parked"));
-        db.store.execute_raw("INSERT INTO notification_messages (channel, recipient, body, next_attempt_at) VALUES ('sms', '+14153234567', 'p', '9999-12-31T00:00:00.000Z')").await.unwrap();
+        db.store.execute_raw(&format!("INSERT INTO notification_messages (channel, recipient, body, next_attempt_at) VALUES ('sms', '+14153234567', 'p', {})", db.ts("9999-12-31T00:00:00.000Z"))).await.unwrap();
         let parked = db.max_id().await;
         assert_eq!(db.store.retry_parked(t0()).await.unwrap(), vec![parked]);
         assert_eq!(db.get(parked).await.next_attempt_at, None);
     }
 }
 
-both_backends! {
+every_backend! {
     async fn many_scrapers_cost_one_round_of_queue_queries(db: TestDb) {
         db.insert_many(2000).await;
         let app = spawn_app_with(&db, &[KEY], &[("METRICS_CACHE_SECONDS", "600"), ("ENABLE_MESSAGE_PROCESSOR", "false")]).await;
@@ -549,7 +553,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn concurrent_template_saves_are_serialized(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         // Twenty saves at once: first saves in three locales, and new versions.
@@ -575,7 +579,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn idempotency_keys_are_scoped_to_the_api_key(db: TestDb) {
         const OTHER: &str = "another-key-0123456789abcdef";
         let app = spawn_app(&db, &[KEY, OTHER]).await;
@@ -588,7 +592,8 @@ both_backends! {
         let (s3, m3) = json_of(send(OTHER).await.unwrap()).await;
         assert_eq!((s3, &m3["id"]), (StatusCode::OK, &m2["id"]), "the same caller's retry is a replay");
         // No key material is stored with it.
-        let stored = db.query("SELECT key FROM herald_idempotency_keys").await;
+        let key = if db.backend == Backend::Mariadb { "`key`" } else { "key" };
+        let stored = db.query(&format!("SELECT {key} AS \"key\" FROM herald_idempotency_keys")).await;
         assert_eq!(stored.len(), 2);
         for row in stored {
             let k = row["key"].as_str().unwrap();

@@ -51,7 +51,7 @@ fn quick() -> OutboundSettings {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn a_down_endpoint_gets_every_event_when_it_is_back_signed_and_with_the_same_ids(db: TestDb) {
         let pos = FakePos::start().await;
         let clock = ManualClock::new(chrono::Utc::now());
@@ -346,7 +346,7 @@ fn sms_message(to: &str, body: &str, metadata: Value) -> herald::domain::NewMess
     .unwrap()
 }
 
-both_backends! {
+every_backend! {
     async fn receipts_become_events(db: TestDb) {
         let pos = FakePos::start().await;
         let clock = ManualClock::new(chrono::Utc::now());

@@ -22,7 +22,7 @@ fn error_of(m: &Message) -> serde_json::Map<String, serde_json::Value> {
         .unwrap_or_else(|| panic!("no JSON error on {m:?}"))
 }
 
-both_backends! {
+every_backend! {
     async fn direct_insert_is_sent(db: TestDb) {
         let sms = db.insert_sql("sms", "+14153234567", "Your order is ready").await;
         let email = db.insert_sql_with("email", "ana@example.com", Some("Receipt #42"), "Thanks!").await;
@@ -402,7 +402,7 @@ both_backends! {
         assert_eq!(db.store.next_due().await.unwrap(), Some(t0() + chrono::Duration::minutes(7 * 24 * 60)));
         let retry = db.insert_sql("sms", "+14153234567", "retry").await;
         let past = herald::clock::format_ts(t0() - chrono::Duration::minutes(1));
-        db.execute(&format!("UPDATE notification_messages SET next_attempt_at = '{past}' WHERE id = {retry}")).await;
+        db.execute(&format!("UPDATE notification_messages SET next_attempt_at = {} WHERE id = {retry}", db.ts(&past))).await;
         let mut now_due = Vec::new();
         for i in 0..3 {
             now_due.push(db.insert_sql("sms", "+14153234567", &format!("now {i}")).await);

@@ -42,7 +42,7 @@ fn worker(
     ))
 }
 
-both_backends! {
+every_backend! {
     async fn a_rate_limited_sender_is_held_to_its_rate(db: TestDb) {
         for i in 0..10 {
             db.insert_sql("sms", "+14153234567", &format!("sms {i}")).await;
@@ -166,7 +166,7 @@ async fn workers_on_one_postgres_share_one_rate_limit() {
 mod spelled_differently {
     use super::*;
 
-    both_backends! {
+    every_backend! {
         async fn a_channel_spelled_in_capitals_is_sent_under_a_rate_limit(db: TestDb) {
             let id = db.insert_sql("SMS", "+14153234567", "capitals").await;
             let clock = ManualClock::new(t0());

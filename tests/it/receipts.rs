@@ -133,7 +133,7 @@ async fn sent_message(db: &TestDb, channel: &str, recipient: &str, provider: &st
     id
 }
 
-both_backends! {
+every_backend! {
     async fn twilio_status_callbacks_move_delivery_forward_only(db: TestDb) {
         let app = spawn(&db, true).await;
         let sid = "SM0123456789abcdef0123456789abcdef";

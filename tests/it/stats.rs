@@ -16,7 +16,7 @@ fn total(rows: &Value, pred: impl Fn(&Value) -> bool) -> i64 {
         .sum()
 }
 
-both_backends! {
+every_backend! {
     async fn outcomes_are_counted_as_they_are_recorded(db: TestDb) {
         use herald::providers::{Receipt, SendError};
         // Two SMS sent (one of two segments), one failed for good, one email sent.
@@ -76,7 +76,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+every_backend! {
     async fn ranges_read_whole_hours_from_the_hourly_rollup_and_the_edges_by_minute(db: TestDb) {
         use chrono::TimeZone;
         use herald::store::{Bucket, StatEvent, StatGroups};

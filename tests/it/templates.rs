@@ -31,7 +31,7 @@ async fn total(db: &TestDb) -> i64 {
     db.store.counts().await.unwrap().iter().map(|c| c.count).sum()
 }
 
-both_backends! {
+every_backend! {
     async fn receipts_in_two_languages_render_escape_and_keep_their_version(db: TestDb) {
         let app = spawn_app(&db, &[KEY]).await;
         let (s, t) = put(&app, "receipt", json!({

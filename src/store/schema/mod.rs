@@ -13,7 +13,7 @@ mod plan;
 use std::collections::BTreeMap;
 
 use super::backend::Backend;
-use super::sql::{Dialect, Layout, Postgres, Sqlite, Statements, Table};
+use super::sql::{Dialect, Layout, Mysql, Postgres, Sqlite, Statements, Table};
 use super::{Result, Store, StoreError};
 
 /// One column of the existing table.
@@ -25,6 +25,9 @@ pub struct Column {
     pub is_enum: bool,
     pub not_null: bool,
     pub default: Option<String>,
+    /// MySQL: text in a binary collation (`utf8mb4_bin`; MariaDB's JSON),
+    /// which the driver hands over as bytes unless it is cast.
+    pub binary_collation: bool,
 }
 
 /// What the database holds now.
@@ -97,6 +100,7 @@ pub(super) fn dialect_of(backend: &Backend) -> &'static dyn Dialect {
     match backend {
         Backend::Sqlite { .. } => &Sqlite,
         Backend::Postgres { .. } => &Postgres,
+        Backend::Mysql { .. } => &Mysql,
     }
 }
 
@@ -138,20 +142,27 @@ impl Store {
         if !ins.table_exists {
             return Ok(ins);
         }
-        let rows: Vec<(String, String, i32, i32, Option<String>)> =
+        let rows: Vec<(String, String, i32, i32, Option<String>, i32)> =
             with_pool!(self, |pool| sqlx::query_as(&d.columns()).fetch_all(pool).await?);
         ins.columns = rows
             .into_iter()
-            .map(|(name, ty, is_enum, not_null, default)| Column {
+            .map(|(name, ty, is_enum, not_null, default, binary)| Column {
                 name,
                 ty,
                 is_enum: is_enum != 0,
                 not_null: not_null != 0,
                 default,
+                binary_collation: binary != 0,
             })
             .collect();
         ins.checks = with_pool!(self, |pool| sqlx::query_as(&d.checks()).fetch_all(pool).await?);
         ins.triggers = with_pool!(self, |pool| sqlx::query_scalar(&d.triggers()).fetch_all(pool).await?);
+        if d.name() == "mysql" {
+            // MySQL's ENUM labels are in the column's type.
+            for c in ins.columns.iter().filter(|c| c.is_enum) {
+                ins.enum_labels.insert(c.ty.clone(), plan::mysql_enum_labels(&c.ty));
+            }
+        }
         if let Some(q) = d.enum_labels() {
             let q = d.statement(&q).sql;
             for c in ins.columns.iter().filter(|c| c.is_enum) {

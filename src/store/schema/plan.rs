@@ -32,6 +32,29 @@ const SQLITE_BASE_COLUMNS: [(&str, &str); 18] = [
     ("channel", "TEXT"),
 ];
 
+/// The same columns with MySQL declarations (the first MySQL migration's
+/// types; times are DATETIME(6) in UTC).
+const MYSQL_BASE_COLUMNS: [(&str, &str); 18] = [
+    ("subject", "TEXT"),
+    ("body", "LONGTEXT"),
+    ("html_body", "LONGTEXT"),
+    ("status", "VARCHAR(32) NOT NULL DEFAULT 'pending'"),
+    ("attempts", "INT NOT NULL DEFAULT 0"),
+    ("error", "LONGTEXT"),
+    ("provider", "VARCHAR(64)"),
+    ("provider_message_id", "VARCHAR(255)"),
+    ("send_at", "DATETIME(6)"),
+    ("sent_at", "DATETIME(6)"),
+    ("created_at", "DATETIME(6) NOT NULL DEFAULT (UTC_TIMESTAMP(6))"),
+    ("updated_at", "DATETIME(6) NOT NULL DEFAULT (UTC_TIMESTAMP(6))"),
+    ("metadata", "LONGTEXT"),
+    ("next_attempt_at", "DATETIME(6)"),
+    ("lease_owner", "VARCHAR(255)"),
+    ("lease_expires_at", "DATETIME(6)"),
+    ("retry_base", "INT NOT NULL DEFAULT 0"),
+    ("channel", "VARCHAR(32)"),
+];
+
 /// Columns later SQLite migrations add with plain `ADD COLUMN` (which fails
 /// if the column exists).
 const SQLITE_LATER_COLUMNS: [&str; 12] = [
@@ -48,6 +71,75 @@ const SQLITE_LATER_COLUMNS: [&str; 12] = [
     "fallback_of",
     "fallback_message_id",
 ];
+
+/// Columns later MySQL migrations add with plain `ADD COLUMN`.
+const MYSQL_LATER_COLUMNS: [&str; 13] = [
+    "content_sid",
+    "content_variables",
+    "delivery_status",
+    "delivery_rank",
+    "delivered_at",
+    "delivery_error_code",
+    "template",
+    "template_version",
+    "locale",
+    "template_data",
+    "fallback_of",
+    "fallback_message_id",
+    "herald_due",
+];
+
+/// A MySQL column's type and its NOT NULL and DEFAULT, restated for a
+/// `MODIFY` (which replaces the whole definition) with type `ty`.
+fn mysql_restated(c: &Column, ty: &str, not_null: bool) -> String {
+    let mut out = ty.to_owned();
+    if not_null {
+        out.push_str(" NOT NULL");
+    }
+    if let Some(d) = &c.default {
+        // MariaDB quotes text defaults ('pending'); MySQL does not.
+        let literal = d.starts_with('\'')
+            || d.parse::<f64>().is_ok()
+            || d.contains('(')
+            || d.eq_ignore_ascii_case("current_timestamp");
+        if literal {
+            out.push_str(&format!(" DEFAULT {d}"));
+        } else {
+            out.push_str(&format!(" DEFAULT '{}'", d.replace('\'', "''")));
+        }
+    }
+    out
+}
+
+/// The labels of a MySQL ENUM column type (`enum('a','b')`).
+pub(super) fn mysql_enum_labels(ty: &str) -> Vec<String> {
+    let inner = ty
+        .split_once('(')
+        .and_then(|(_, r)| r.rsplit_once(')'))
+        .map_or("", |(l, _)| l);
+    let mut labels = Vec::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut label = String::new();
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    label.push('\'');
+                } else {
+                    break;
+                }
+            } else {
+                label.push(c);
+            }
+        }
+        labels.push(label);
+    }
+    labels
+}
 
 fn herald_statuses() -> Vec<String> {
     MessageStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect()
@@ -84,6 +176,27 @@ fn family(c: &Column, backend: &str) -> Family {
         t.split_once('(')
             .and_then(|(_, r)| r.trim_end_matches(')').parse::<u32>().ok())
     };
+    if backend == "mysql" {
+        // information_schema's column_type: `int(11) unsigned`, `varchar(255)`,
+        // `datetime(6)`, `enum('a','b')`.
+        let base = t.split(['(', ' ']).next().unwrap_or("");
+        let unsigned = t.contains("unsigned");
+        return match base {
+            "bigint" if !unsigned => Family::Integer,
+            "bigint" | "int" | "integer" | "mediumint" | "smallint" | "tinyint" => Family::SmallInt,
+            "varchar" | "char" => t
+                .split_once('(')
+                .and_then(|(_, r)| r.split(')').next())
+                .and_then(|n| n.parse::<u32>().ok())
+                .map_or(Family::Text, Family::Limited),
+            "tinytext" => Family::Limited(255),
+            "text" | "mediumtext" | "longtext" => Family::Text,
+            "json" => Family::Json,
+            "datetime" => Family::Timestamp,
+            "timestamp" => Family::TimestampTz,
+            _ => Family::Other,
+        };
+    }
     match t.as_str() {
         "integer" | "smallint" => Family::SmallInt,
         "bigint" => Family::Integer,
@@ -146,7 +259,10 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
         let name = layout.column(herald);
         ins.columns.iter().find(|c| c.name == name)
     };
-    let q = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let col_named = |name: &str| ins.columns.iter().find(|c| c.name == name);
+    let qc = dialect.quote();
+    let q = |name: &str| format!("{qc}{}{qc}", name.replace(qc, &format!("{qc}{qc}")));
+    let mysql = backend == "mysql";
 
     for (herald, theirs) in &layout.columns {
         plan.notes.push(format!(
@@ -188,6 +304,33 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
     match col("status") {
         None => {}
         Some(c) => match family(c, backend) {
+            Family::Enum if mysql => {
+                let labels = mysql_enum_labels(&c.ty);
+                for l in &labels {
+                    add_extra(l, &mut extra);
+                }
+                let missing: Vec<String> = herald_statuses().into_iter().filter(|s| !labels.contains(s)).collect();
+                if !missing.is_empty() {
+                    // Appended after the POS's labels: their order (and the
+                    // rows' stored values) stay as they are.
+                    let all: Vec<String> = labels
+                        .iter()
+                        .chain(&missing)
+                        .map(|l| format!("'{}'", l.replace('\'', "''")))
+                        .collect();
+                    let ty = format!("ENUM({})", all.join(","));
+                    if let Some(sql) = dialect.change_type(&q(&c.name), &mysql_restated(c, &ty, c.not_null)) {
+                        plan.steps.push(Step::new(
+                            format!(
+                                "widen the status ENUM to include {} (your labels {} stay, in their order)",
+                                missing.join(", "),
+                                labels.join(", ")
+                            ),
+                            vec![sql],
+                        ));
+                    }
+                }
+            }
             Family::Enum => {
                 let labels = ins.enum_labels.get(&c.ty).cloned().unwrap_or_default();
                 for l in &labels {
@@ -205,7 +348,12 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
             Family::Text => {}
             Family::Limited(n) if n >= 10 => {}
             Family::Limited(n) => {
-                if let Some(sql) = dialect.change_type(&q(&c.name), "varchar(20)") {
+                let to = if mysql {
+                    mysql_restated(c, "VARCHAR(20)", c.not_null)
+                } else {
+                    "varchar(20)".to_owned()
+                };
+                if let Some(sql) = dialect.change_type(&q(&c.name), &to) {
                     plan.steps.push(Step::new(
                         format!(
                             "widen status from {} to varchar(20): 'processing' has 10 letters (was {n})",
@@ -270,7 +418,14 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
         }
     }
     for c in nullable.iter() {
-        if let Some(sql) = dialect.drop_not_null(&q(c)) {
+        let mysql_modify = || {
+            let column = col_named(c)?;
+            dialect.change_type(&q(c), &mysql_restated(column, &column.ty, false))
+        };
+        if let Some(sql) = dialect
+            .drop_not_null(&q(c))
+            .or_else(|| mysql.then(mysql_modify).flatten())
+        {
             plan.steps.push(Step::new(
                 format!("let {c} be empty (NOT NULL dropped): template and Content-SID messages have no text in it"),
                 vec![sql],
@@ -330,7 +485,12 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
                 }
             ));
         } else if let (Family::Limited(n), "error" | "metadata" | "content_variables" | "template_data") = (f, h) {
-            if let Some(sql) = dialect.change_type(&q(&c.name), "text") {
+            let to = if mysql {
+                mysql_restated(c, "LONGTEXT", c.not_null)
+            } else {
+                "text".to_owned()
+            };
+            if let Some(sql) = dialect.change_type(&q(&c.name), &to) {
                 plan.steps.push(Step::new(
                     format!(
                         "widen {} from {} to text: Herald's JSON in it can be longer than {n}",
@@ -341,9 +501,29 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
             }
         }
     }
-    if backend == "sqlite" {
-        for h in SQLITE_LATER_COLUMNS {
-            if col(h).is_some() {
+    if mysql {
+        // MySQL indexes only bounded text: the claim's index leads with the
+        // channel.
+        if let Some(c) = col("channel").filter(|c| family(c, backend) == Family::Text) {
+            if let Some(sql) = dialect.change_type(&q(&c.name), &mysql_restated(c, "VARCHAR(64)", c.not_null)) {
+                plan.steps.push(Step::new(
+                    format!(
+                        "change {} from {} to VARCHAR(64): MySQL can index only bounded text, and Herald's claims read an index that starts with the channel",
+                        c.name, c.ty
+                    ),
+                    vec![sql],
+                ));
+            }
+        }
+    }
+    let later: &[&str] = match backend {
+        "sqlite" => &SQLITE_LATER_COLUMNS,
+        "mysql" => &MYSQL_LATER_COLUMNS,
+        _ => &[],
+    };
+    {
+        for h in later {
+            if ins.columns.iter().any(|c| c.name == *h) {
                 plan.problems.push(format!(
                     "notification_messages already has a column {h}, which Herald adds for its own use: rename yours"
                 ));
@@ -352,7 +532,14 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
     }
 
     // Columns Herald adds.
-    let all_added = SQLITE_BASE_COLUMNS
+    // SQLite and MySQL have no ADD COLUMN IF NOT EXISTS: the columns the
+    // first migration's CREATE TABLE would have made are added here.
+    let base: &[(&str, &str)] = if mysql {
+        &MYSQL_BASE_COLUMNS
+    } else {
+        &SQLITE_BASE_COLUMNS
+    };
+    let all_added = base
         .iter()
         .copied()
         .chain(SQLITE_LATER_COLUMNS.iter().map(|c| (*c, "TEXT")));
@@ -361,7 +548,7 @@ pub(super) fn adopt(ins: &Inspection, dialect: &dyn Dialect, requested: &BTreeMa
             continue;
         }
         let label = format!("add column {h}");
-        if backend == "sqlite" && SQLITE_BASE_COLUMNS.iter().any(|(c, _)| *c == h) {
+        if matches!(backend, "sqlite" | "mysql") && base.iter().any(|(c, _)| *c == h) {
             plan.steps.push(Step::new(
                 label,
                 vec![format!("ALTER TABLE notification_messages ADD COLUMN {h} {decl}")],
@@ -405,19 +592,24 @@ fn quoted_words(def: &str) -> Vec<String> {
 /// The kinds of Herald's columns whose type differs from Herald's own.
 pub(crate) fn kinds(ins: &Inspection, layout: &Layout) -> BTreeMap<String, ColumnKind> {
     let mut out = BTreeMap::new();
-    if ins.backend != "postgres" {
+    if ins.backend == "sqlite" {
         return out;
     }
+    let mysql = ins.backend == "mysql";
     for h in COLUMNS {
         let name = layout.column(h);
         let Some(c) = ins.columns.iter().find(|c| c.name == name) else {
             continue;
         };
         let kind = match family(c, ins.backend) {
+            // MySQL: `int`, and any unsigned id, read as a signed bigint.
             Family::SmallInt if h == "id" => Some(ColumnKind::Int4),
+            // DATETIME is read and written as UTC, as Herald's own columns.
+            Family::Timestamp if mysql => None,
             Family::Timestamp => Some(ColumnKind::Naive),
             Family::Json => Some(ColumnKind::Json(c.ty.clone())),
             Family::Enum => Some(ColumnKind::Enum(c.ty.clone())),
+            Family::Text | Family::Limited(_) if c.binary_collation => Some(ColumnKind::BinaryText),
             _ => None,
         };
         if let Some(k) = kind {
@@ -439,6 +631,7 @@ mod tests {
             is_enum: false,
             not_null,
             default: None,
+            binary_collation: false,
         }
     }
 

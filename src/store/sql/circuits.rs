@@ -32,25 +32,53 @@ impl CircuitStatements {
             open: st(&format!(
                 "INSERT INTO herald_circuits (provider, state, open_until, opens, reason, generation, changed_at)
                  VALUES ($1, 'open', {until}, $3, $4, 1, {now})
-                 ON CONFLICT (provider) DO UPDATE
-                    SET state = 'open', open_until = excluded.open_until, opens = excluded.opens,
-                        reason = excluded.reason, probe_owner = NULL, probe_until = NULL,
-                        generation = herald_circuits.generation + 1, changed_at = excluded.changed_at
-              RETURNING generation",
+                 {}{}",
+                d.upsert(
+                    "provider",
+                    &format!(
+                        "state = 'open', open_until = {}, opens = {}, reason = {}, probe_owner = NULL,
+                         probe_until = NULL, generation = herald_circuits.generation + 1, changed_at = {}",
+                        d.excluded("open_until"),
+                        d.excluded("opens"),
+                        d.excluded("reason"),
+                        d.excluded("changed_at")
+                    )
+                ),
+                d.returning("generation"),
                 until = d.ts("$2"),
                 now = d.ts("$5")
             )),
             close: st(&format!(
                 "INSERT INTO herald_circuits (provider, state, opens, generation, changed_at)
                  VALUES ($1, 'closed', 0, 1, {now})
-                 ON CONFLICT (provider) DO UPDATE
-                    SET state = 'closed', open_until = NULL, opens = 0, reason = NULL, probe_owner = NULL,
-                        probe_until = NULL, generation = herald_circuits.generation + 1,
-                        changed_at = excluded.changed_at
-              RETURNING generation",
+                 {}{}",
+                d.upsert(
+                    "provider",
+                    &format!(
+                        "state = 'closed', open_until = NULL, opens = 0, reason = NULL, probe_owner = NULL,
+                         probe_until = NULL, generation = herald_circuits.generation + 1, changed_at = {}",
+                        d.excluded("changed_at")
+                    )
+                ),
+                d.returning("generation"),
                 now = d.ts("$2")
             )),
-            probe: st(&format!(
+            probe: st(&if d.name() == "mysql" {
+                // MySQL: a conditional UPDATE (its WHERE is read before any
+                // assignment); a circuit never written is inserted by a
+                // second step (`MysqlStatements::circuit_probe_insert`).
+                format!(
+                    "UPDATE herald_circuits
+                        SET state = 'half_open', probe_owner = $2, probe_until = {until},
+                            generation = generation + 1, changed_at = {now}
+                      WHERE provider = $1
+                        AND ((state = 'open' AND open_until <= {now})
+                          OR (state = 'half_open' AND (probe_owner = $2 OR probe_until <= {now})))",
+                    until = d.ts("$4"),
+                    now = d.ts("$3")
+                )
+            } else {
+                format!(
                 "INSERT INTO herald_circuits (provider, state, opens, probe_owner, probe_until, generation, changed_at)
                  VALUES ($1, 'half_open', 1, $2, {until}, 1, {now})
                  ON CONFLICT (provider) DO UPDATE
@@ -63,7 +91,8 @@ impl CircuitStatements {
               RETURNING generation",
                 until = d.ts("$4"),
                 now = d.ts("$3")
-            )),
+            )
+            }),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! POS created keeps its own column names.
 
 mod circuits;
+pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 mod statements;
@@ -18,6 +19,7 @@ mod table;
 mod webhooks;
 
 pub(crate) use circuits::CircuitStatements;
+pub(crate) use mysql::{Mysql, MysqlStatements};
 pub(crate) use postgres::Postgres;
 pub(crate) use sqlite::Sqlite;
 pub(crate) use statements::Statements;
@@ -163,6 +165,29 @@ pub(crate) trait Dialect: Send + Sync {
     fn concat(&self, parts: &[&str]) -> String {
         parts.join(" || ")
     }
+    /// How an INSERT that skips existing keys begins (with
+    /// [`Dialect::on_conflict_nothing`] at its end).
+    fn insert_or_skip(&self) -> &'static str {
+        "INSERT"
+    }
+    /// The clause that makes an INSERT skip a row whose key `keys` exists.
+    fn on_conflict_nothing(&self, keys: &str) -> String {
+        format!("ON CONFLICT ({keys}) DO NOTHING")
+    }
+    /// The value an upsert would have inserted into `col`.
+    fn excluded(&self, col: &str) -> String {
+        format!("excluded.{col}")
+    }
+    /// The clause that makes an INSERT update the row whose key `keys`
+    /// exists with `sets` (`col = expr, …`; see [`Dialect::excluded`]).
+    fn upsert(&self, keys: &str, sets: &str) -> String {
+        format!("ON CONFLICT ({keys}) DO UPDATE SET {sets}")
+    }
+    /// ` RETURNING cols`, or nothing where the backend has no RETURNING
+    /// (MySQL: the store reads the rows in a step of its own).
+    fn returning(&self, cols: &str) -> String {
+        format!(" RETURNING {cols}")
+    }
     /// The locking clause that lets concurrent workers skip each other's
     /// rows of `alias` (PostgreSQL), or nothing (SQLite serializes writers).
     fn skip_locked(&self, alias: &str) -> String;
@@ -186,6 +211,28 @@ pub(crate) struct Statement {
     pub sql: String,
     /// Indexes into the caller's parameters, in binding order.
     pub order: Vec<usize>,
+}
+
+/// Where a MySQL statement takes a literal list of ids (see
+/// [`Statement::with_ids`]).
+pub(crate) const IDS: &str = "/*ids*/";
+
+impl Statement {
+    /// The statement with `ids` written in place of [`IDS`]. MySQL then
+    /// reads exactly those rows by primary key; ids from a JSON array may be
+    /// joined by scanning the table, locking rows that other workers hold.
+    /// (The ids are Herald's own integers, never input.)
+    pub(crate) fn with_ids(&self, ids: &[i64]) -> Statement {
+        let list = if ids.is_empty() {
+            "NULL".to_owned()
+        } else {
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        };
+        Statement {
+            sql: self.sql.replace(IDS, &list),
+            order: self.order.clone(),
+        }
+    }
 }
 
 /// Replace `$n` outside quoted strings by `f(n)`; returns the SQL and the

@@ -268,7 +268,7 @@ impl Dialect for Postgres {
     fn columns(&self) -> String {
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
                 CASE WHEN t.typtype = 'e' THEN 1 ELSE 0 END, CASE WHEN a.attnotnull THEN 1 ELSE 0 END,
-                pg_get_expr(d.adbin, d.adrelid)
+                pg_get_expr(d.adbin, d.adrelid), 0
            FROM pg_attribute a
            JOIN pg_type t ON t.oid = a.atttypid
            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

@@ -225,7 +225,7 @@ impl Dialect for Sqlite {
     }
 
     fn columns(&self) -> String {
-        "SELECT name, type, 0, \"notnull\", dflt_value FROM pragma_table_xinfo('notification_messages')
+        "SELECT name, type, 0, \"notnull\", dflt_value, 0 FROM pragma_table_xinfo('notification_messages')
           ORDER BY cid"
             .to_owned()
     }

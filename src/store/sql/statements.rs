@@ -179,6 +179,8 @@ pub(crate) struct Statements {
     pub fallback_link: Statement,
     /// Status webhooks: endpoints, outbox, delivery log.
     pub webhooks: WebhookStatements,
+    /// MySQL's steps where the others use one statement.
+    pub mysql: Option<super::MysqlStatements>,
 }
 
 impl Statements {
@@ -192,12 +194,18 @@ impl Statements {
                 "INSERT INTO {table} (bucket, channel, provider, event, code, count)
                  SELECT {}, {}, coalesce(provider, ''), $3, coalesce($4, ''), 1
                    FROM notification_messages WHERE id = $1
-                 ON CONFLICT (bucket, channel, provider, event, code) DO UPDATE SET count = {table}.count + 1",
+                 {}",
                 d.ts("$2"),
-                t.text_of("channel", "")
+                t.text_of("channel", ""),
+                d.upsert(
+                    "bucket, channel, provider, event, code",
+                    &format!("count = {table}.count + 1")
+                )
             )
         };
         let id = t.id("");
+        // `key` is a reserved word in MySQL.
+        let key = t.quoted("key");
         // What "retry" takes: a failed message (a fresh round of retries),
         // or a pending one waiting for a retry delay or a provider's pause
         // (due now, same round).
@@ -228,7 +236,8 @@ impl Statements {
             dialect: d.name(),
             begin_write: d.begin_write(),
             insert: st(&format!(
-                "INSERT INTO notification_messages ({insert_cols}) VALUES ({insert_values}) RETURNING {cols}"
+                "INSERT INTO notification_messages ({insert_cols}) VALUES ({insert_values}){}",
+                d.returning(&cols)
             )),
             insert_many: st(&d.insert_many(t)),
             get_many: st(&format!(
@@ -241,12 +250,18 @@ impl Statements {
                 d.ts("$1")
             )),
             idem_insert: st(&format!(
-                "INSERT INTO herald_idempotency_keys (key, request_hash, message_ids, created_at)
-                 VALUES ($1, $2, '[]', {}) ON CONFLICT (key) DO NOTHING",
-                d.ts("$3")
+                "{ins} INTO herald_idempotency_keys ({key}, request_hash, message_ids, created_at)
+                 VALUES ($1, $2, '[]', {}) {}",
+                d.ts("$3"),
+                d.on_conflict_nothing(&key),
+                ins = d.insert_or_skip()
             )),
-            idem_set: st("UPDATE herald_idempotency_keys SET message_ids = $2 WHERE key = $1"),
-            idem_get: st("SELECT request_hash, message_ids FROM herald_idempotency_keys WHERE key = $1"),
+            idem_set: st(&format!(
+                "UPDATE herald_idempotency_keys SET message_ids = $2 WHERE {key} = $1"
+            )),
+            idem_get: st(&format!(
+                "SELECT request_hash, message_ids FROM herald_idempotency_keys WHERE {key} = $1"
+            )),
             claim_any: st(&d.claim(t, ClaimKind::Any)),
             claim_channel: st(&d.claim(t, ClaimKind::Channel)),
             claim_unknown: st(&d.claim(t, ClaimKind::UnknownChannel)),
@@ -261,22 +276,38 @@ impl Statements {
                 d.int("value"),
                 d.json_array("$1")
             )),
-            lease_take: st(&format!(
-                "INSERT INTO herald_leases (name, owner, expires_at) VALUES ($1, $2, {until})
-                 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-                  WHERE herald_leases.owner = excluded.owner OR herald_leases.expires_at < {now}
-                 RETURNING owner",
-                until = d.ts("$3"),
-                now = d.ts("$4")
-            )),
+            lease_take: st(&if d.name() == "mysql" {
+                // MySQL assigns in order: the owner first, so the expiry
+                // moves exactly when the owner did.
+                format!(
+                    "INSERT INTO herald_leases (name, owner, expires_at) VALUES ($1, $2, {until})
+                     ON DUPLICATE KEY UPDATE
+                        owner = IF(owner = VALUES(owner) OR expires_at < {now}, VALUES(owner), owner),
+                        expires_at = IF(owner = VALUES(owner), VALUES(expires_at), expires_at)",
+                    until = d.ts("$3"),
+                    now = d.ts("$4")
+                )
+            } else {
+                format!(
+                    "INSERT INTO herald_leases (name, owner, expires_at) VALUES ($1, $2, {until})
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                      WHERE herald_leases.owner = excluded.owner OR herald_leases.expires_at < {now}
+                     RETURNING owner",
+                    until = d.ts("$3"),
+                    now = d.ts("$4")
+                )
+            }),
             alert_rules: st("SELECT id, rule FROM herald_alert_rules ORDER BY created_at, id"),
             alert_rule_insert: st(&format!(
-                "INSERT INTO herald_alert_rules (id, rule, created_at) VALUES ($1, $2, {}) ON CONFLICT (id) DO NOTHING",
-                d.ts("$3")
+                "{ins} INTO herald_alert_rules (id, rule, created_at) VALUES ($1, $2, {}) {}",
+                d.ts("$3"),
+                d.on_conflict_nothing("id"),
+                ins = d.insert_or_skip()
             )),
             alert_rule_delete: st("DELETE FROM herald_alert_rules WHERE id = $1"),
             alert_state_delete_rule: st(&format!(
-                "DELETE FROM herald_alert_state WHERE rule_id = $1 OR substr(rule_id, 1, length({p}) + 1) = {p} || '/'",
+                "DELETE FROM herald_alert_state WHERE rule_id = $1 OR substr(rule_id, 1, length({p}) + 1) = {}",
+                d.concat(&[&d.text("$1"), "'/'"]),
                 p = d.text("$1")
             )),
             alert_states: st(&format!(
@@ -286,10 +317,15 @@ impl Statements {
             )),
             alert_state_upsert: st(&format!(
                 "INSERT INTO herald_alert_state (rule_id, firing, since, last_change, detail) VALUES ($1, $2, {}, {}, $5)
-                 ON CONFLICT (rule_id) DO UPDATE SET firing = excluded.firing, since = excluded.since,
-                        last_change = excluded.last_change, detail = excluded.detail",
+                 {}",
                 d.ts("$3"),
-                d.ts("$4")
+                d.ts("$4"),
+                d.upsert(
+                    "rule_id",
+                    &["firing", "since", "last_change", "detail"]
+                        .map(|c| format!("{c} = {}", d.excluded(c)))
+                        .join(", ")
+                )
             )),
             alert_event_insert: st(&format!(
                 "INSERT INTO herald_alert_events (rule_id, kind, at, summary, detail, deliveries) VALUES ($1, $2, {}, $4, $5, $6)",
@@ -324,16 +360,17 @@ impl Statements {
                  SELECT {}, {}, {}, metadata, {now}, {now}, {id}
                    FROM notification_messages
                   WHERE id = $1 AND fallback_message_id IS NULL
-                    AND NOT EXISTS (SELECT 1 FROM notification_messages f WHERE f.fallback_of = $1)
-              RETURNING {id}",
+                    AND NOT EXISTS (SELECT 1 FROM notification_messages f WHERE f.fallback_of = $1){}",
                 t.cols(&["channel", "recipient", "body", "metadata", "created_at", "updated_at"]),
                 t.write("channel", "'sms'"),
                 t.write("recipient", &d.text("$2")),
                 t.write("body", &d.text("$3")),
+                d.returning(&id),
                 now = d.ts("$4"),
             )),
             fallback_link: st("UPDATE notification_messages SET fallback_message_id = $2 WHERE id = $1"),
             webhooks: WebhookStatements::build(d),
+            mysql: (d.name() == "mysql").then(|| super::MysqlStatements::build(&super::Mysql, t)),
             owned_provider_ids: st(&format!(
                 "SELECT provider_message_id FROM notification_messages
                   WHERE provider_message_id IN (SELECT {} FROM {}) AND provider = $2 AND id <> $3",
@@ -394,38 +431,41 @@ impl Statements {
                             FROM notification_attempts WHERE message_id = $1 ORDER BY id"),
             retry_ids: st(&format!(
                 "UPDATE notification_messages
-                    SET {status} = 'pending', {updated_at} = {ts},
-                        next_attempt_at = CASE WHEN {status} = 'pending' THEN NULL ELSE next_attempt_at END
-                  WHERE id IN (SELECT {} FROM {}) AND {retryable}
-              RETURNING {id}",
+                    SET next_attempt_at = CASE WHEN {status} = 'pending' THEN NULL ELSE next_attempt_at END,
+                        {status} = 'pending', {updated_at} = {ts}
+                  WHERE id IN (SELECT {} FROM {}) AND {retryable}{}",
                 d.int("value"),
                 d.json_array("$1"),
+                d.returning(&id),
                 ts = d.ts("$2"),
                 retryable = retryable,
             )),
             retry_one: st(&format!(
                 "UPDATE notification_messages
-                    SET {status} = 'pending', {updated_at} = {ts},
-                        next_attempt_at = CASE WHEN {status} = 'pending' THEN NULL ELSE next_attempt_at END
-                  WHERE id = $1 AND {retryable} RETURNING {cols}",
+                    SET next_attempt_at = CASE WHEN {status} = 'pending' THEN NULL ELSE next_attempt_at END,
+                        {status} = 'pending', {updated_at} = {ts}
+                  WHERE id = $1 AND {retryable}{}",
+                d.returning(&cols),
                 ts = d.ts("$2"),
                 retryable = retryable,
             )),
             retry_parked: st(&format!(
                 "UPDATE notification_messages SET next_attempt_at = NULL, {updated_at} = {ts}
-                  WHERE {status} = 'pending' AND next_attempt_at > {ts}
-              RETURNING {id}",
+                  WHERE {status} = 'pending' AND next_attempt_at > {ts}{}",
+                d.returning(&id),
                 ts = d.ts("$1")
             )),
             retry_failed: st(&format!(
                 "UPDATE notification_messages SET {status} = 'pending', {updated_at} = {}
-                  WHERE {status} = 'failed' RETURNING {id}",
-                d.ts("$1")
+                  WHERE {status} = 'failed'{}",
+                d.ts("$1"),
+                d.returning(&id)
             )),
             cancel: st(&format!(
                 "UPDATE notification_messages SET {status} = 'cancelled', {updated_at} = {}
-                  WHERE id = $1 AND {status} = 'pending' RETURNING {cols}",
-                d.ts("$2")
+                  WHERE id = $1 AND {status} = 'pending'{}",
+                d.ts("$2"),
+                d.returning(&cols)
             )),
             status_of: st(&format!(
                 "SELECT {} FROM notification_messages WHERE id = $1",
@@ -468,11 +508,13 @@ impl Statements {
                   ORDER BY id DESC LIMIT 1"
             )),
             insert_event: st(&format!(
-                "INSERT INTO notification_events
+                "{ins} INTO notification_events
                         (message_id, provider, event, delivery_status, occurred_at, received_at, dedupe_key, detail)
-                 VALUES ($1, $2, $3, $4, {}, {}, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, {}, {}, $7, $8) {}",
                 d.ts("$5"),
-                d.ts("$6")
+                d.ts("$6"),
+                d.on_conflict_nothing("dedupe_key"),
+                ins = d.insert_or_skip()
             )),
             apply_delivery: st(&format!(
                 "UPDATE notification_messages
@@ -485,9 +527,11 @@ impl Statements {
             events: st("SELECT provider, event, delivery_status, occurred_at, received_at, detail
                           FROM notification_events WHERE message_id = $1 ORDER BY id"),
             suppress: st(&format!(
-                "INSERT INTO notification_suppressions (channel, recipient, reason, source, created_at)
-                 VALUES ($1, $2, $3, $4, {}) ON CONFLICT (channel, recipient) DO NOTHING",
-                d.ts("$5")
+                "{ins} INTO notification_suppressions (channel, recipient, reason, source, created_at)
+                 VALUES ($1, $2, $3, $4, {}) {}",
+                d.ts("$5"),
+                d.on_conflict_nothing("channel, recipient"),
+                ins = d.insert_or_skip()
             )),
             unsuppress: st("DELETE FROM notification_suppressions WHERE channel = $1 AND recipient = $2"),
             suppressions: st(&format!(
@@ -500,9 +544,10 @@ impl Statements {
                   WHERE recipient IN (SELECT value FROM {})",
                 d.json_array("$1")
             )),
-            template_next_version: st(
-                "SELECT coalesce(max(version), 0) + 1 FROM notification_templates WHERE name = $1",
-            ),
+            template_next_version: st(&format!(
+                "SELECT {} FROM notification_templates WHERE name = $1",
+                d.int("coalesce(max(version), 0) + 1")
+            )),
             template_lock: d.lock_name("$1").map(|sql| st(&sql)),
             template_insert: st(&format!(
                 "INSERT INTO notification_templates (name, version, locale, channel, parts, is_default, created_at)
@@ -536,8 +581,8 @@ mod tests {
 
     #[test]
     fn every_statement_builds_on_every_dialect() {
-        for d in [&Sqlite as &dyn Dialect, &Postgres] {
-            let s = Statements::build(d, &Table::herald());
+        for d in [&Sqlite as &dyn Dialect, &Postgres, &super::super::Mysql] {
+            let s = Statements::build(d, &Table::new(d.quote(), &Default::default(), Default::default()));
             let all = format!("{s:?}");
             assert!(!all.contains("sql: \"\""), "{} has an empty statement", d.name());
             // Only Herald's own placeholder syntax is left.

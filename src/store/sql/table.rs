@@ -94,6 +94,9 @@ pub(crate) enum ColumnKind {
     Json(String),
     /// An ENUM type (its name, quoted): read as text, written as the type.
     Enum(String),
+    /// MySQL: text in a binary collation (MariaDB's `JSON`): read as text
+    /// in the connection's collation.
+    BinaryText,
 }
 
 /// The message table as this database has it.
@@ -108,6 +111,7 @@ pub(crate) struct Table {
 
 impl Table {
     /// Herald's own layout: every column under its own name and type.
+    #[cfg(test)]
     pub(crate) fn herald() -> Table {
         Table::new('"', &Layout::default(), BTreeMap::new())
     }
@@ -136,14 +140,29 @@ impl Table {
         }
     }
 
+    /// MySQL quotes with backticks, and casts its own way.
+    fn mysql(&self) -> bool {
+        self.quote == '`'
+    }
+
     /// `prefix` + column, as Herald's type.
     pub(crate) fn read(&self, col: &str, prefix: &str) -> String {
         let c = format!("{prefix}{}", self.col(col));
+        if self.mysql() {
+            return match self.kinds.get(col) {
+                Some(ColumnKind::Int4) => format!("CAST({c} AS SIGNED)"),
+                Some(ColumnKind::Json(_) | ColumnKind::Enum(_) | ColumnKind::BinaryText) => {
+                    format!("CAST({c} AS CHAR)")
+                }
+                _ => c,
+            };
+        }
         match self.kinds.get(col) {
             None => c,
             Some(ColumnKind::Int4) => format!("{c}::bigint"),
             Some(ColumnKind::Naive) => format!("{c}::timestamptz"),
             Some(ColumnKind::Json(_) | ColumnKind::Enum(_)) => format!("{c}::text"),
+            Some(ColumnKind::BinaryText) => c,
         }
     }
 
@@ -156,7 +175,7 @@ impl Table {
     pub(crate) fn text_of(&self, col: &str, prefix: &str) -> String {
         let c = format!("{prefix}{}", self.col(col));
         match self.kinds.get(col) {
-            Some(ColumnKind::Enum(_)) => format!("{c}::text"),
+            Some(ColumnKind::Enum(_)) if !self.mysql() => format!("{c}::text"),
             _ => c,
         }
     }
@@ -164,6 +183,9 @@ impl Table {
     /// `expr` (text, or Herald's type) as the column's own type.
     pub(crate) fn write(&self, col: &str, expr: &str) -> String {
         match self.kinds.get(col) {
+            // MySQL: an ENUM takes its labels as text; a JSON column, JSON.
+            Some(ColumnKind::Enum(_)) if self.mysql() => expr.to_owned(),
+            Some(ColumnKind::Json(_)) if self.mysql() => format!("CAST({expr} AS JSON)"),
             Some(ColumnKind::Json(t) | ColumnKind::Enum(t)) => format!("CAST({expr} AS {t})"),
             _ => expr.to_owned(),
         }

@@ -62,7 +62,8 @@ pub(crate) struct WebhookStatements {
     /// The deliveries of endpoint `$1` (status `$2` or all), newest first,
     /// below id `$3`, at most `$4`.
     pub deliveries: Statement,
-    /// Deliver event `$2` to endpoint `$1` again at `$3`; the new row's id.
+    /// Deliver event `$2` to endpoint `$1` again at `$3` (one row, or none
+    /// if the event was never sent).
     pub replay_one: Statement,
     /// Deliver to endpoint `$1` again every event it wants created from `$2`
     /// to `$3`, at `$4`, at most `$5`.
@@ -88,7 +89,8 @@ impl WebhookStatements {
         WebhookStatements {
             insert: st(&format!(
                 "INSERT INTO herald_webhook_endpoints (url, description, events, secret, enabled, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, {now}, {now}) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, {now}, {now}){}",
+                d.returning("id"),
                 now = d.ts("$6")
             )),
             all: st(&format!("SELECT {endpoint_cols} FROM herald_webhook_endpoints ORDER BY id")),
@@ -151,21 +153,27 @@ impl WebhookStatements {
                 d.ts_text("created_at"),
                 d.ids_in(&format!("SELECT {} FROM {}", d.int("value"), d.json_array("$1")))
             )),
-            write_payloads: st(&format!(
-                "UPDATE herald_webhook_outbox SET payload = x.payload FROM {}
-                  WHERE herald_webhook_outbox.event_id = x.event_id AND herald_webhook_outbox.payload IS NULL
-                    AND herald_webhook_outbox.event_id {}",
-                d.json_records("$1", "x", &[("event_id", "text"), ("payload", "text")]),
-                d.ids_in(&format!("SELECT y.event_id FROM {}", d.json_records("$1", "y", &[("event_id", "text")])))
-            )),
-            done: st(&format!(
-                "UPDATE herald_webhook_outbox
-                    SET status = x.status, next_attempt_at = coalesce(x.next_at, herald_webhook_outbox.next_attempt_at),
-                        lease_owner = NULL, delivered_at = x.delivered_at, last_status = x.code, last_error = x.error
-                   FROM {}
-                  WHERE herald_webhook_outbox.id = x.id AND herald_webhook_outbox.lease_owner = $2
-                    AND herald_webhook_outbox.id {}",
-                d.json_records(
+            write_payloads: st(&{
+                let x = d.json_records("$1", "x", &[("event_id", "text"), ("payload", "text")]);
+                if d.name() == "mysql" {
+                    format!(
+                        "UPDATE herald_webhook_outbox AS o JOIN {x} ON o.event_id = x.event_id
+                            SET o.payload = x.payload WHERE o.payload IS NULL"
+                    )
+                } else {
+                    format!(
+                        "UPDATE herald_webhook_outbox SET payload = x.payload FROM {x}
+                          WHERE herald_webhook_outbox.event_id = x.event_id AND herald_webhook_outbox.payload IS NULL
+                            AND herald_webhook_outbox.event_id {}",
+                        d.ids_in(&format!(
+                            "SELECT y.event_id FROM {}",
+                            d.json_records("$1", "y", &[("event_id", "text")])
+                        ))
+                    )
+                }
+            }),
+            done: st(&{
+                let x = d.json_records(
                     "$1",
                     "x",
                     &[
@@ -174,14 +182,34 @@ impl WebhookStatements {
                         ("next_at", "timestamptz"),
                         ("delivered_at", "timestamptz"),
                         ("code", "int"),
-                        ("error", "text")
-                    ]
-                ),
-                d.ids_in(&format!("SELECT y.id FROM {}", d.json_records("$1", "y", &[("id", "bigint")])))
-            )),
+                        ("error", "text"),
+                    ],
+                );
+                let (next_at, delivered_at) = (d.ts("x.next_at"), d.ts("x.delivered_at"));
+                if d.name() == "mysql" {
+                    format!(
+                        "UPDATE herald_webhook_outbox AS o JOIN {x} ON o.id = x.id
+                            SET o.status = x.status, o.next_attempt_at = coalesce({next_at}, o.next_attempt_at),
+                                o.lease_owner = NULL, o.delivered_at = {delivered_at}, o.last_status = x.code,
+                                o.last_error = x.error
+                          WHERE o.lease_owner = $2"
+                    )
+                } else {
+                    format!(
+                        "UPDATE herald_webhook_outbox
+                            SET status = x.status, next_attempt_at = coalesce({next_at}, herald_webhook_outbox.next_attempt_at),
+                                lease_owner = NULL, delivered_at = {delivered_at}, last_status = x.code, last_error = x.error
+                           FROM {x}
+                          WHERE herald_webhook_outbox.id = x.id AND herald_webhook_outbox.lease_owner = $2
+                            AND herald_webhook_outbox.id {}",
+                        d.ids_in(&format!("SELECT y.id FROM {}", d.json_records("$1", "y", &[("id", "bigint")])))
+                    )
+                }
+            }),
             log: st(&format!(
                 "INSERT INTO herald_webhook_attempts (outbox_id, endpoint_id, event_id, attempt, at, status, latency_ms, error)
-                 SELECT x.outbox_id, x.endpoint_id, x.event_id, x.attempt, x.at, x.code, x.latency_ms, x.error FROM {}",
+                 SELECT x.outbox_id, x.endpoint_id, x.event_id, x.attempt, {}, x.code, x.latency_ms, x.error FROM {}",
+                d.ts("x.at"),
                 d.json_records(
                     "$1",
                     "x",
@@ -207,8 +235,9 @@ impl WebhookStatements {
             )),
             disable: st(&format!(
                 "UPDATE herald_webhook_endpoints SET enabled = 0, disabled_reason = $2, updated_at = {}
-                  WHERE id = $1 AND enabled = 1 RETURNING id",
-                d.ts("$3")
+                  WHERE id = $1 AND enabled = 1{}",
+                d.ts("$3"),
+                d.returning("id")
             )),
             attempts: st(&format!(
                 "SELECT a.id, a.event_id, o.type, o.message_id, a.attempt, {}, a.status, a.latency_ms, a.error
@@ -232,8 +261,7 @@ impl WebhookStatements {
             replay_one: st(&format!(
                 "INSERT INTO herald_webhook_outbox (event_id, endpoint_id, message_id, type, payload, created_at, next_attempt_at)
                  SELECT event_id, $1, message_id, type, payload, {now}, {now} FROM herald_webhook_outbox
-                  WHERE id = (SELECT min(id) FROM herald_webhook_outbox WHERE event_id = $2)
-              RETURNING id",
+                  WHERE id = (SELECT min(id) FROM herald_webhook_outbox WHERE event_id = $2)",
                 now = d.ts("$3")
             )),
             replay_range: st(&format!(

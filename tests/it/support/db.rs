@@ -10,6 +10,8 @@ use herald::store::{Message, Store};
 pub(crate) enum Backend {
     Sqlite,
     Postgres,
+    /// MariaDB (or MySQL), through Herald's `mysql://` backend.
+    Mariadb,
 }
 
 /// The server tests create their databases on. CI provides it; a missing
@@ -18,14 +20,34 @@ pub(crate) fn pg_admin_url() -> String {
     std::env::var("HERALD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// The MariaDB (or MySQL) server tests create their databases on; required
+/// like PostgreSQL.
+pub(crate) fn mysql_admin_url() -> String {
+    std::env::var("HERALD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+/// A pool on a MariaDB test database as a POS's own code would open it:
+/// utf8mb4, in the server's time zone.
+pub(crate) async fn mysql_pool(url: &str) -> sqlx::MySqlPool {
+    use std::str::FromStr;
+    let opts = sqlx::mysql::MySqlConnectOptions::from_str(url)
+        .expect("MySQL URL")
+        .charset("utf8mb4")
+        .timezone(None);
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts)
+        .await
+        .expect("connect")
+}
+
 /// A store on `url`.
 pub(crate) async fn connect(url: &str, max_connections: u32) -> herald::store::Result<Store> {
     Store::connect(&DatabaseUrl::parse(url).expect("a database URL"), max_connections).await
 }
 
-fn pg_url_for(db: &str) -> String {
-    let admin = pg_admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+fn url_for(admin: &str, db: &str) -> String {
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
     format!("{base}/{db}")
 }
 
@@ -36,7 +58,7 @@ pub(crate) struct TestDb {
     pub url: String,
     pub store: Store,
     pub dir: tempfile::TempDir,
-    pg_name: Option<String>,
+    server_db: Option<String>,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -52,28 +74,37 @@ impl TestDb {
     /// POS's database, before `herald migrate`).
     pub(crate) async fn empty(backend: Backend) -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (url, pg_name) = match backend {
+        let (url, server_db) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("herald.db").display()), None),
-            Backend::Postgres => {
+            Backend::Postgres | Backend::Mariadb => {
                 let name = format!(
                     "herald_t_{}_{}_{}",
                     std::process::id(),
                     COUNTER.fetch_add(1, Ordering::Relaxed),
                     fastrand::u32(..)
                 );
-                let admin = connect(&pg_admin_url(), 2).await.unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is required for the tests and is not reachable at {}: {e}. \
-                         Start it (pg_ctlcluster <version> main start) or set HERALD_TEST_PG_URL.",
-                        pg_admin_url()
+                let (admin_url, what, hint) = if backend == Backend::Postgres {
+                    (
+                        pg_admin_url(),
+                        "PostgreSQL",
+                        "Start it (pg_ctlcluster <version> main start) or set HERALD_TEST_PG_URL.",
                     )
+                } else {
+                    (
+                        mysql_admin_url(),
+                        "MariaDB",
+                        "Start it (service mariadb start) or set HERALD_TEST_MYSQL_URL.",
+                    )
+                };
+                let admin = connect(&admin_url, 2).await.unwrap_or_else(|e| {
+                    panic!("{what} is required for the tests and is not reachable at {admin_url}: {e}. {hint}")
                 });
                 admin
                     .execute_raw(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("create test database");
                 admin.close().await;
-                (pg_url_for(&name), Some(name))
+                (url_for(&admin_url, &name), Some(name))
             }
         };
         let store = connect(&url, 8).await.expect("connect test database");
@@ -82,7 +113,7 @@ impl TestDb {
             url,
             store,
             dir,
-            pg_name,
+            server_db,
         }
     }
 
@@ -105,6 +136,20 @@ impl TestDb {
                 sqlx::query(sql).execute(&pool).await.expect("statement");
                 pool.close().await;
             }
+            Backend::Mariadb => {
+                let pool = mysql_pool(&self.url).await;
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
+    /// A timestamp literal for this backend's SQL, from Herald's text
+    /// (`2026-03-05T12:00:00.000Z`): MySQL takes `'2026-03-05 12:00:00.000'`.
+    pub(crate) fn ts(&self, iso: &str) -> String {
+        match self.backend {
+            Backend::Mariadb => format!("'{}'", iso.trim_end_matches('Z').replace('T', " ")),
+            Backend::Sqlite | Backend::Postgres => format!("'{iso}'"),
         }
     }
 
@@ -208,6 +253,38 @@ impl TestDb {
                     })
                     .collect()
             }
+            Backend::Mariadb => {
+                let pool = mysql_pool(&self.url).await;
+                let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
+                pool.close().await;
+                rows.iter()
+                    .map(|row| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                let i = c.ordinal();
+                                let v = if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                                    serde_json::json!(v)
+                                } else if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
+                                    serde_json::json!(v)
+                                } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+                                    serde_json::json!(v)
+                                } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+                                    serde_json::json!(v)
+                                } else if let Ok(v) = row.try_get::<Option<chrono::NaiveDateTime>, _>(i) {
+                                    serde_json::json!(v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()))
+                                } else if let Ok(v) = row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i) {
+                                    serde_json::json!(v.map(|t| t.to_rfc3339()))
+                                } else {
+                                    let v: Option<Vec<u8>> = row.try_get(i).expect("a column of text, number or time");
+                                    serde_json::json!(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                                };
+                                (c.name().to_owned(), v)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -233,7 +310,7 @@ impl Drop for TestDb {
         if std::env::var_os("HERALD_TEST_DROP_DATABASES").is_none() {
             return;
         }
-        if let Some(name) = self.pg_name.take() {
+        if let Some(name) = self.server_db.take() {
             // Drop runs outside async; use a small runtime on a plain thread.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -245,6 +322,10 @@ impl Drop for TestDb {
                         let _ = admin
                             .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .await;
+                        admin.close().await;
+                    }
+                    if let Ok(admin) = connect(&mysql_admin_url(), 1).await {
+                        let _ = admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name}")).await;
                         admin.close().await;
                     }
                 });

@@ -1,6 +1,6 @@
-/// Define one async test body and run it on SQLite and on PostgreSQL.
+/// Define one async test body and run it on SQLite, PostgreSQL and MariaDB.
 #[macro_export]
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($(async fn $name:ident($db:ident: TestDb) $body:block)*) => {
         $(
             mod $name {
@@ -16,6 +16,11 @@ macro_rules! both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     body($crate::support::TestDb::new($crate::support::Backend::Postgres).await).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mariadb() {
+                    body($crate::support::TestDb::new($crate::support::Backend::Mariadb).await).await
                 }
             }
         )*
