@@ -543,7 +543,7 @@ mod tests {
             ("MAX_RETRIES", "-1"),
             ("ENABLE_MESSAGE_PROCESSOR", "maybe"),
             ("SMS_PROVIDER", "pigeon"),
-            ("DATABASE_URL", "mysql://u:secret@db/x"),
+            ("DATABASE_URL", "oracle://u:secret@db/x"),
         ]))
         .unwrap_err();
         let all = err.to_string();

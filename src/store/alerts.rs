@@ -39,7 +39,7 @@ impl Store {
     pub async fn take_lease(&self, name: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
         let s = &self.sql.lease_take;
         let _turn = self.write_turn().await;
-        let holder: Option<String> = with_pool!(self, |pool| {
+        let holder: Option<String> = with_pool_retrying!(self, |pool| {
             let q = bound!(
                 sqlx::query_scalar(&s.sql),
                 s,
@@ -73,7 +73,7 @@ impl Store {
     pub async fn add_alert_rule(&self, id: &str, rule_json: &str, now: DateTime<Utc>) -> Result<bool> {
         let s = &self.sql.alert_rule_insert;
         let _turn = self.write_turn().await;
-        let n = with_pool!(self, |pool| bound!(
+        let n = with_pool_retrying!(self, |pool| bound!(
             sqlx::query(&s.sql),
             s,
             [id, rule_json, format_ts(now)]
@@ -88,7 +88,7 @@ impl Store {
     pub async fn delete_alert_rule(&self, id: &str) -> Result<bool> {
         let (s, st) = (&self.sql.alert_rule_delete, &self.sql.alert_state_delete_rule);
         let _turn = self.write_turn().await;
-        let n = with_pool!(self, |pool| {
+        let n = with_pool_retrying!(self, |pool| {
             let n = bound!(sqlx::query(&s.sql), s, [id])
                 .execute(pool)
                 .await?
@@ -118,7 +118,7 @@ impl Store {
     pub async fn set_alert_state(&self, state: &AlertState, now: DateTime<Utc>) -> Result<()> {
         let s = &self.sql.alert_state_upsert;
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             bound!(
                 sqlx::query(&s.sql),
                 s,
@@ -147,7 +147,7 @@ impl Store {
     ) -> Result<()> {
         let s = &self.sql.alert_event_insert;
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             bound!(
                 sqlx::query(&s.sql),
                 s,

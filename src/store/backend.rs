@@ -43,6 +43,34 @@ macro_rules! with_pool {
     };
 }
 
+/// [`with_pool!`] for a write whose `$body` is one statement or one
+/// transaction: on MySQL it runs again (up to [`LOCK_CONFLICT_RETRIES`]
+/// times) when InnoDB rolled it back to break a deadlock or a lock wait,
+/// since nothing of it was written. `?` in `$body` leaves the attempt.
+macro_rules! with_pool_retrying {
+    ($self:expr, |$pool:ident| $body:expr) => {
+        match &$self.backend {
+            $crate::store::backend::Backend::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::backend::Backend::Postgres { pool: $pool } => $body,
+            $crate::store::backend::Backend::Mysql { pool: $pool } => {
+                let mut tries = 0;
+                loop {
+                    let attempt: $crate::store::Result<_> = async { Ok($body) }.await;
+                    match attempt {
+                        Err(e)
+                            if $crate::store::backend::is_lock_conflict(&e)
+                                && tries < $crate::store::backend::LOCK_CONFLICT_RETRIES =>
+                        {
+                            tries += 1
+                        }
+                        other => break other?,
+                    }
+                }
+            }
+        }
+    };
+}
+
 /// `$query` (from `sqlx::query*(&stmt.sql)`) with the parameters bound in
 /// the statement's order. Parameters are listed as the statement documents
 /// them (`$1`, `$2`, …), as anything convertible into [`Arg`].

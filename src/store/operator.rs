@@ -115,7 +115,7 @@ impl Store {
     async fn retry_where(&self, scope: RetryScope, now: DateTime<Utc>) -> Result<Vec<i64>> {
         let sql = &self.sql;
         let _turn = self.write_turn().await;
-        let mut done: Vec<i64> = with_pool!(self, |pool| {
+        let mut done: Vec<i64> = with_pool_retrying!(self, |pool| {
             if let Some(m) = &sql.mysql {
                 let mut tx = pool.begin().await?;
                 let (s, args): (_, Vec<String>) = match &scope {
@@ -161,7 +161,7 @@ impl Store {
     async fn change_one(&self, s: &super::sql::Statement, id: i64, now: DateTime<Utc>) -> Result<Option<Message>> {
         let changed = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| {
+            with_pool_retrying!(self, |pool| {
                 if self.sql.mysql.is_some() {
                     let n = bound!(sqlx::query(&s.sql), s, [id, format_ts(now)])
                         .execute(pool)

@@ -112,7 +112,7 @@ impl Store {
         let s = &self.sql.insert;
         let queued_event = self.wanted_events().await?.wants(EventType::Queued);
         let _turn = self.write_turn().await;
-        let row = with_pool!(self, |pool| {
+        let row = with_pool_retrying!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
             let q = insert_query!(s, msg, now);
             let row = if self.sql.mysql.is_some() {
@@ -147,13 +147,13 @@ impl Store {
         let rows = rows_json(msgs);
         let queued_event = self.wanted_events().await?.wants(EventType::Queued);
         let _turn = self.write_turn().await;
-        let out = with_pool!(self, |pool| {
+        let out = with_pool_retrying!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
             let mut out = if self.sql.mysql.is_some() {
                 insert_each!(self.sql, tx, msgs, now)
             } else {
                 messages(
-                    bound!(sqlx::query(&s.sql), s, [rows, format_ts(now)])
+                    bound!(sqlx::query(&s.sql), s, [&rows, format_ts(now)])
                         .fetch_all(&mut *tx)
                         .await?,
                 )?
@@ -195,7 +195,7 @@ impl Store {
         let queued_event = self.wanted_events().await?.wants(EventType::Queued);
         let step = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| {
+            with_pool_retrying!(self, |pool| {
                 let mut tx = pool.begin_with(self.sql.begin_write).await?;
                 // Keys are kept for a day (as Stripe does): enough for any retry.
                 let expired = format_ts(now - chrono::Duration::hours(IDEMPOTENCY_KEY_HOURS));
@@ -220,7 +220,7 @@ impl Store {
                             bound!(
                                 sqlx::query(&sql.insert_many.sql),
                                 sql.insert_many,
-                                [rows, format_ts(now)]
+                                [&rows, format_ts(now)]
                             )
                             .fetch_all(&mut *tx)
                             .await?,

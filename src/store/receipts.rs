@@ -68,7 +68,7 @@ impl Store {
             .filter(|t| wanted.wants(*t));
         let mut wrote_events = false;
         let _turn = self.write_turn().await;
-        let result = with_pool!(self, |pool| {
+        let result = with_pool_retrying!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
             let id: Option<i64> = match (r.message_id, &r.provider_message_id, &r.email) {
                 (Some(id), _, Some(email)) => {

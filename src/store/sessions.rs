@@ -24,7 +24,7 @@ impl Store {
     ) -> Result<()> {
         let (purge, insert) = (&self.sql.session_purge, &self.sql.session_insert);
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             bound!(sqlx::query(&purge.sql), purge, [format_ts(now)])
                 .execute(pool)
                 .await?;
@@ -56,7 +56,7 @@ impl Store {
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
         let s = &self.sql.session_delete;
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             bound!(sqlx::query(&s.sql), s, [token_hash]).execute(pool).await?;
         });
         Ok(())

@@ -190,7 +190,7 @@ impl Store {
         let hours = serde_json::to_string(&aggregate_by(events, hour_of)).expect("stats serialize");
         let (by_minute, by_hour) = (&self.sql.stats_add, &self.sql.stats_add_hourly);
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             // Both or neither: the two tables must agree.
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
             bound!(sqlx::query(&by_minute.sql), by_minute, [minutes.as_str()])

@@ -21,7 +21,7 @@ impl Store {
     ) -> Result<bool> {
         let s = &self.sql.suppress;
         let _turn = self.write_turn().await;
-        let n = with_pool!(self, |pool| bound!(
+        let n = with_pool_retrying!(self, |pool| bound!(
             sqlx::query(&s.sql),
             s,
             [
@@ -42,7 +42,7 @@ impl Store {
     pub async fn unsuppress(&self, recipient: &Recipient) -> Result<bool> {
         let s = &self.sql.unsuppress;
         let _turn = self.write_turn().await;
-        let n = with_pool!(self, |pool| bound!(
+        let n = with_pool_retrying!(self, |pool| bound!(
             sqlx::query(&s.sql),
             s,
             [recipient.channel().as_str(), recipient.to_string()]

@@ -19,7 +19,7 @@ impl Store {
         let channel = draft.channel.map(|c| c.as_str());
         let parts_json = serde_json::to_string(&draft.parts).expect("parts serialize");
         let _turn = self.write_turn().await;
-        let (version, is_default) = with_pool!(self, |pool| {
+        let (version, is_default) = with_pool_retrying!(self, |pool| {
             if let Some(m) = &sql.mysql {
                 let l = &m.template_lock_row;
                 bound!(sqlx::query(&l.sql), l, [name]).execute(pool).await?;
@@ -98,7 +98,7 @@ impl Store {
     pub async fn delete_template(&self, name: &str) -> Result<bool> {
         let s = &self.sql.template_delete;
         let _turn = self.write_turn().await;
-        let n = with_pool!(self, |pool| bound!(sqlx::query(&s.sql), s, [name])
+        let n = with_pool_retrying!(self, |pool| bound!(sqlx::query(&s.sql), s, [name])
             .execute(pool)
             .await?
             .rows_affected());

@@ -269,7 +269,7 @@ impl Store {
         let s = &self.sql.webhooks.insert;
         let id: i64 = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| {
+            with_pool_retrying!(self, |pool| {
                 macro_rules! q {
                     ($kind:path) => {
                         bound!(
@@ -321,14 +321,14 @@ impl Store {
             .unwrap_or_else(|_| ",*,".to_owned());
         let n = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| bound!(
+            with_pool_retrying!(self, |pool| bound!(
                 sqlx::query(&s.sql),
                 s,
                 [
                     e.id,
                     e.url.as_str(),
                     e.description.as_deref(),
-                    events,
+                    &events,
                     i32::from(e.enabled),
                     e.disabled_reason.as_deref(),
                     e.failing_since.map(format_ts),
@@ -348,7 +348,7 @@ impl Store {
         let s = &self.sql.webhooks.delete;
         let n = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| bound!(sqlx::query(&s.sql), s, [id])
+            with_pool_retrying!(self, |pool| bound!(sqlx::query(&s.sql), s, [id])
                 .execute(pool)
                 .await?
                 .rows_affected())
@@ -368,7 +368,7 @@ impl Store {
     ) -> Result<bool> {
         let s = &self.sql.webhooks.rotate;
         let _turn = self.write_turn().await;
-        let n = with_pool!(self, |pool| bound!(
+        let n = with_pool_retrying!(self, |pool| bound!(
             sqlx::query(&s.sql),
             s,
             [id, secret, format_ts(overlap_until), format_ts(now)]
@@ -410,7 +410,7 @@ impl Store {
     pub async fn add_events(&self, events: &[OutboxEvent], now: DateTime<Utc>) -> Result<()> {
         let sql = &self.sql;
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             let mut tx = pool.begin_with(sql.begin_write).await?;
             fan_out!(sql, tx, events, now);
             tx.commit().await?;
@@ -557,8 +557,8 @@ impl Store {
         let records = serde_json::Value::from(records).to_string();
         {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| {
-                bound!(sqlx::query(&w.write_payloads.sql), w.write_payloads, [records])
+            with_pool_retrying!(self, |pool| {
+                bound!(sqlx::query(&w.write_payloads.sql), w.write_payloads, [&records])
                     .execute(pool)
                     .await?;
             });
@@ -609,18 +609,22 @@ impl Store {
             serde_json::Value::from(log).to_string(),
         );
         let _turn = self.write_turn().await;
-        with_pool!(self, |pool| {
+        with_pool_retrying!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
-            bound!(sqlx::query(&w.done.sql), w.done, [done, worker])
-                .execute(&mut *tx)
-                .await?;
-            bound!(sqlx::query(&w.log.sql), w.log, [log]).execute(&mut *tx).await?;
-            for (id, (ok, at)) in endpoints {
+            // The endpoints' rows first: the log's foreign keys then check
+            // rows this transaction already holds, instead of taking a
+            // shared lock to upgrade later (a deadlock with an operator
+            // changing the endpoint meanwhile).
+            for (&id, &(ok, at)) in &endpoints {
                 let s = if ok { &w.succeeded } else { &w.failed };
                 bound!(sqlx::query(&s.sql), s, [id, format_ts(at)])
                     .execute(&mut *tx)
                     .await?;
             }
+            bound!(sqlx::query(&w.done.sql), w.done, [&done, worker])
+                .execute(&mut *tx)
+                .await?;
+            bound!(sqlx::query(&w.log.sql), w.log, [&log]).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -631,7 +635,7 @@ impl Store {
         let s = &self.sql.webhooks.disable;
         let disabled = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| bound!(
+            with_pool_retrying!(self, |pool| bound!(
                 sqlx::query(&s.sql),
                 s,
                 [id, reason, format_ts(now)]
@@ -746,7 +750,7 @@ impl Store {
         let s = &self.sql.webhooks.replay_one;
         let n = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| bound!(
+            with_pool_retrying!(self, |pool| bound!(
                 sqlx::query(&s.sql),
                 s,
                 [endpoint, event_id, format_ts(now)]
@@ -771,7 +775,7 @@ impl Store {
         let s = &self.sql.webhooks.replay_range;
         let n = {
             let _turn = self.write_turn().await;
-            with_pool!(self, |pool| bound!(
+            with_pool_retrying!(self, |pool| bound!(
                 sqlx::query(&s.sql),
                 s,
                 [endpoint, format_ts(from), format_ts(to), format_ts(now), MAX_REPLAY]

@@ -159,9 +159,8 @@ every_backend! {
     }
 }
 
-#[tokio::test]
-async fn two_workers_on_one_postgres_send_one_alert() {
-    let db = TestDb::new(Backend::Postgres).await;
+server_backends! {
+    async fn two_workers_on_one_database_send_one_alert(db: TestDb) {
     let (slack, webhook) = (Receiver::start().await, Receiver::start().await);
     db.insert_sql("sms", "+14153234567", "waiting").await;
     let clock = ManualClock::new(chrono::Utc::now() + chrono::Duration::minutes(30));
@@ -205,6 +204,7 @@ async fn two_workers_on_one_postgres_send_one_alert() {
     }
     assert_eq!(slack.bodies().len(), 1, "one alert, not two: {:?}", slack.bodies());
     assert_eq!(webhook.bodies().len(), 1);
+    }
 }
 
 #[tokio::test]

@@ -177,10 +177,9 @@ every_backend! {
     }
 }
 
-#[tokio::test]
-async fn postgres_dropping_heralds_connections_mid_drain_loses_nothing() {
+server_backends! {
+    async fn dropping_heralds_connections_mid_drain_loses_nothing(db: TestDb) {
     const N: usize = 4000;
-    let db = TestDb::new(Backend::Postgres).await;
     db.insert_many(N).await;
     let dir = db.dir.path();
     let outbox = dir.join("outbox.jsonl");
@@ -206,11 +205,7 @@ async fn postgres_dropping_heralds_connections_mid_drain_loses_nothing() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        terminated += db
-            .query("SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            .await[0]["n"]
-            .as_i64()
-            .unwrap();
+        terminated += db.terminate_other_connections().await;
     }
     assert!(terminated > 0, "Herald's connections were terminated");
     wait_until_within("the queue to drain by itself", Duration::from_secs(120), || async {
@@ -226,6 +221,7 @@ async fn postgres_dropping_heralds_connections_mid_drain_loses_nothing() {
     let twice = counts.values().filter(|n| **n > 1).count();
     assert_eq!(twice, 0, "no message was sent twice");
     eprintln!("{terminated} connections terminated mid-drain; all {N} sent once");
+    }
 }
 
 every_backend! {

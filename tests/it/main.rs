@@ -26,3 +26,4 @@ mod router;
 mod smtp;
 mod stats;
 mod templates;
+mod zones;

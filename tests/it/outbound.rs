@@ -251,9 +251,11 @@ every_backend! {
         let (s, _) = json_of(app.post(&format!("/api/webhook-endpoints/{id}/rotate-secret")).json(&json!({"overlap_hours": 1000})).send().await.unwrap()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
-        // The delivery log and the deliveries.
-        let (_, log) = json_of(app.get(&format!("/api/webhook-endpoints/{id}/attempts")).send().await.unwrap()).await;
-        assert_eq!(log["attempts"].as_array().unwrap().len(), 4);
+        // The delivery log and the deliveries: the POS has answered the
+        // fourth request before Herald records it, so wait for the record.
+        let attempts = || async { json_of(app.get(&format!("/api/webhook-endpoints/{id}/attempts")).send().await.unwrap()).await.1 };
+        wait_until("the fourth attempt recorded", || async { attempts().await["attempts"].as_array().unwrap().len() == 4 }).await;
+        let log = attempts().await;
         assert_eq!(log["attempts"][0]["status"], 200);
         assert!(log["attempts"][0]["latency_ms"].is_number());
         let (_, ds) = json_of(app.get(&format!("/api/webhook-endpoints/{id}/deliveries?status=delivered")).send().await.unwrap()).await;

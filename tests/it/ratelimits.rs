@@ -110,12 +110,11 @@ every_backend! {
     }
 }
 
-/// Three workers on one PostgreSQL database with `SMS_RATE_LIMIT=2`,
-/// burst 2: together they send at 2 a second, not 6 (each reserves its
-/// tokens from the shared bucket, each token with its moment).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_on_one_postgres_share_one_rate_limit() {
-    let db = TestDb::new(Backend::Postgres).await;
+// Three workers on one PostgreSQL or MariaDB database with
+// `SMS_RATE_LIMIT=2`, burst 2: together they send at 2 a second, not 6 (each
+// reserves its tokens from the shared bucket, each token with its moment).
+server_backends! {
+    async fn workers_on_one_database_share_one_rate_limit(db: TestDb) {
     const N: usize = 30;
     for i in 0..N {
         db.insert_sql("sms", "+14153234567", &format!("sms {i}")).await;
@@ -158,6 +157,7 @@ async fn workers_on_one_postgres_share_one_rate_limit() {
     let buckets = db.query("SELECT bucket FROM herald_rate_buckets").await;
     assert_eq!(buckets.len(), 1);
     assert_eq!(buckets[0]["bucket"], "sms:twilio:");
+    }
 }
 
 /// A POS that writes `SMS` rather than `sms`: the row is found by the claim

@@ -26,14 +26,24 @@ pub(crate) fn mysql_admin_url() -> String {
     std::env::var("HERALD_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
 }
 
-/// A pool on a MariaDB test database as a POS's own code would open it:
-/// utf8mb4, in the server's time zone.
+/// A pool on a MariaDB test database for the tests' own statements:
+/// utf8mb4, in UTC (whatever zone the server is set to meanwhile).
 pub(crate) async fn mysql_pool(url: &str) -> sqlx::MySqlPool {
+    mysql_pool_in(url, Some("+00:00")).await
+}
+
+/// A pool as a POS's own code would open it: utf8mb4, in the server's
+/// time zone (`@@global.time_zone`).
+pub(crate) async fn mysql_pool_in_server_zone(url: &str) -> sqlx::MySqlPool {
+    mysql_pool_in(url, None).await
+}
+
+async fn mysql_pool_in(url: &str, zone: Option<&str>) -> sqlx::MySqlPool {
     use std::str::FromStr;
     let opts = sqlx::mysql::MySqlConnectOptions::from_str(url)
         .expect("MySQL URL")
         .charset("utf8mb4")
-        .timezone(None);
+        .timezone(zone.map(str::to_owned));
     sqlx::mysql::MySqlPoolOptions::new()
         .max_connections(2)
         .connect_with(opts)
@@ -121,6 +131,37 @@ impl TestDb {
     /// process would have).
     pub(crate) async fn second_store(&self) -> Store {
         connect(&self.url, 4).await.expect("second store")
+    }
+
+    /// End every other connection to this test's database, as a server
+    /// restart or a network failure would; how many were ended.
+    pub(crate) async fn terminate_other_connections(&self) -> i64 {
+        match self.backend {
+            Backend::Postgres => self
+                .query("SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                .await[0]["n"]
+                .as_i64()
+                .expect("a count"),
+            Backend::Mariadb => {
+                let pool = mysql_pool(&self.url).await;
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("processlist");
+                let mut ended = 0;
+                for id in ids {
+                    // A connection may have closed meanwhile.
+                    if sqlx::query(&format!("KILL CONNECTION {id}")).execute(&pool).await.is_ok() {
+                        ended += 1;
+                    }
+                }
+                pool.close().await;
+                ended
+            }
+            Backend::Sqlite => panic!("SQLite has no connections to end"),
+        }
     }
 
     /// Run one statement as the POS (or an operator with psql) would.
