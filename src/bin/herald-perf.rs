@@ -10,8 +10,9 @@
 //!     cargo build --release --bins && target/release/herald-perf
 //!
 //! `--only drain,sink,slow,workers,big,scheduled,latency,webhooks` picks cases.
-//! PostgreSQL: a database `herald_perf` is created (and dropped) on the
-//! server at `--pg-url`.
+//! PostgreSQL and MariaDB: a database `herald_perf` is created (and
+//! dropped) on the server at `--pg-url` / `--mysql-url`. `--backend` picks
+//! sqlite, postgres, mariadb, both (the first two) or all.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,11 +39,14 @@ struct Args {
     /// The backlog of the big-backlog case.
     #[arg(long, default_value_t = 1_000_000)]
     big: u64,
-    /// sqlite, postgres or both
+    /// sqlite, postgres, mariadb, both (sqlite and postgres) or all
     #[arg(long, default_value = "both")]
     backend: String,
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pg_url: String,
+    /// MariaDB or MySQL (a database `herald_perf` is created and dropped).
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306/test")]
+    mysql_url: String,
     /// The slow sink's answer time.
     #[arg(long, default_value_t = 300)]
     latency_ms: u64,
@@ -224,6 +228,7 @@ async fn capacity(url: &str) -> anyhow::Result<f64> {
 enum Backend {
     Sqlite,
     Postgres,
+    Mariadb,
 }
 
 impl Backend {
@@ -231,6 +236,7 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+            Backend::Mariadb => "mariadb",
         }
     }
 }
@@ -242,7 +248,8 @@ struct Db {
     admin: Option<Store>,
 }
 
-async fn fresh_db(backend: Backend, pg_url: &str) -> anyhow::Result<Db> {
+async fn fresh_db(backend: Backend, args: &Args) -> anyhow::Result<Db> {
+    let pg_url = args.pg_url.as_str();
     match backend {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join(format!("herald-perf-{}-{}", std::process::id(), fastrand::u32(..)));
@@ -274,6 +281,27 @@ async fn fresh_db(backend: Backend, pg_url: &str) -> anyhow::Result<Db> {
                 admin: Some(admin),
             })
         }
+        Backend::Mariadb => {
+            let admin = Store::connect(&DatabaseUrl::parse(&args.mysql_url).map_err(anyhow::Error::msg)?, 2).await?;
+            admin.execute_raw("DROP DATABASE IF EXISTS herald_perf").await?;
+            admin
+                .execute_raw("CREATE DATABASE herald_perf CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                .await?;
+            let base = args
+                .mysql_url
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_owned())
+                .unwrap_or_default();
+            let url = format!("{base}/herald_perf");
+            let mut store = Store::connect(&DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?, 4).await?;
+            store.migrate().await?;
+            Ok(Db {
+                url,
+                store,
+                dir: None,
+                admin: Some(admin),
+            })
+        }
     }
 }
 
@@ -281,11 +309,24 @@ impl Db {
     /// `n` SMS rows, due now or at `send_at` (SQL expression).
     async fn fill(&self, n: u64, send_at: Option<&str>) -> anyhow::Result<()> {
         let send_at = send_at.unwrap_or("NULL");
-        let sql = if self.store.backend_name() == "postgres" {
+        let backend = self.store.backend_name();
+        let sql = if backend == "postgres" {
             format!(
                 "INSERT INTO notification_messages (channel, recipient, body, send_at)
                  SELECT 'sms', '+1415' || (2000000 + x % 1000000)::text, 'perf ' || x, {send_at}
                    FROM generate_series(1, {n}) AS x"
+            )
+        } else if backend == "mysql" {
+            // Numbers 1..=n from digits (MySQL bounds recursive CTEs).
+            let digits = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
+                           UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
+            anyhow::ensure!(n <= 10_000_000, "at most 10,000,000 rows on MariaDB");
+            format!(
+                "INSERT INTO notification_messages (channel, recipient, body, send_at)
+                 SELECT 'sms', CONCAT('+1415', 2000000 + x % 1000000), CONCAT('perf ', x), {send_at}
+                   FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 100000 * g.d + 1000000 * h.d + 1 AS x
+                           FROM {digits} a, {digits} b, {digits} c, {digits} e, {digits} f, {digits} g, {digits} h) n
+                  WHERE x <= {n} ORDER BY x"
             )
         } else {
             format!(
@@ -315,8 +356,13 @@ impl Db {
             let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(admin) = self.admin {
+            let force = if admin.backend_name() == "postgres" {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
             let _ = admin
-                .execute_raw("DROP DATABASE IF EXISTS herald_perf WITH (FORCE)")
+                .execute_raw(&format!("DROP DATABASE IF EXISTS herald_perf{force}"))
                 .await;
         }
     }
@@ -460,7 +506,7 @@ async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Re
         ("BATCH_SIZE=500", vec![("BATCH_SIZE", "500")]),
         ("BATCH_SIZE=2000", vec![("BATCH_SIZE", "2000")]),
     ] {
-        let db = fresh_db(backend, &args.pg_url).await?;
+        let db = fresh_db(backend, args).await?;
         db.fill(args.messages, None).await?;
         let mut env = env_of(&env);
         env.push(("SMS_PROVIDER", "log".into()));
@@ -493,7 +539,7 @@ async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Re
 async fn webhooks_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Result<()> {
     let n = args.messages;
     for (with_endpoint, delivering) in [(false, true), (true, false), (true, true)] {
-        let db = fresh_db(backend, &args.pg_url).await?;
+        let db = fresh_db(backend, args).await?;
         db.fill(n, None).await?;
         let (pos, url) = start_pos().await?;
         if with_endpoint {
@@ -592,7 +638,7 @@ async fn sink_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mu
         ),
     ] {
         sink.reset(Duration::ZERO);
-        let db = fresh_db(backend, &args.pg_url).await?;
+        let db = fresh_db(backend, args).await?;
         db.fill(n, None).await?;
         let mut env = twilio_env(url);
         env.push(("SMS_RATE_LIMIT", "0".into()));
@@ -626,7 +672,7 @@ async fn slow_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mu
         sink.reset(latency);
         // About 10 s of sending at the limit (20,000 messages unlimited).
         let n = if rate == 0 { 20_000 } else { u64::from(rate) * 10 };
-        let db = fresh_db(backend, &args.pg_url).await?;
+        let db = fresh_db(backend, args).await?;
         db.fill(n, None).await?;
         let mut env = twilio_env(url);
         env.push(("SMS_RATE_LIMIT", rate.to_string()));
@@ -679,7 +725,7 @@ fn max_in_window(arrivals: &[Instant], window: Duration) -> usize {
 
 async fn workers_case(args: &Args, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
     sink.reset(Duration::from_millis(50));
-    let db = fresh_db(Backend::Postgres, &args.pg_url).await?;
+    let db = fresh_db(Backend::Postgres, args).await?;
     let rate = args.worker_rate;
     db.fill(u64::from(rate) * (args.worker_seconds + 30), None).await?;
     let mut env = twilio_env(url);
@@ -739,7 +785,7 @@ async fn workers_case(args: &Args, sink: &Sink, url: &str, r: &mut Report) -> an
 }
 
 async fn big_case(args: &Args, backend: Backend, small_rate: f64, r: &mut Report) -> anyhow::Result<()> {
-    let db = fresh_db(backend, &args.pg_url).await?;
+    let db = fresh_db(backend, args).await?;
     db.fill(args.big, None).await?;
     let run = process(&db, &[("SMS_PROVIDER", "log".into())]).await?;
     db.drop().await;
@@ -757,11 +803,11 @@ async fn big_case(args: &Args, backend: Backend, small_rate: f64, r: &mut Report
 }
 
 async fn scheduled_case(args: &Args, backend: Backend, small_rate: f64, r: &mut Report) -> anyhow::Result<()> {
-    let db = fresh_db(backend, &args.pg_url).await?;
-    let next_week = if backend == Backend::Postgres {
-        "now() + interval '7 days'"
-    } else {
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+7 days')"
+    let db = fresh_db(backend, args).await?;
+    let next_week = match backend {
+        Backend::Postgres => "now() + interval '7 days'",
+        Backend::Mariadb => "UTC_TIMESTAMP(6) + INTERVAL 7 DAY",
+        Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+7 days')",
     };
     db.fill(args.big, Some(next_week)).await?;
     db.fill(args.messages, None).await?;
@@ -782,7 +828,7 @@ async fn scheduled_case(args: &Args, backend: Backend, small_rate: f64, r: &mut 
 
 async fn latency_case(args: &Args, backend: Backend, sink: &Sink, url: &str, r: &mut Report) -> anyhow::Result<()> {
     sink.reset(Duration::ZERO);
-    let db = fresh_db(backend, &args.pg_url).await?;
+    let db = fresh_db(backend, args).await?;
     let mut env = twilio_env(url);
     env.push(("SMS_RATE_LIMIT", "0".into()));
     let mut child = herald(&db, &env, &["process", "--watch"]).spawn()?;
@@ -855,6 +901,8 @@ async fn main() -> anyhow::Result<()> {
     let backends: Vec<Backend> = match args.backend.as_str() {
         "sqlite" => vec![Backend::Sqlite],
         "postgres" => vec![Backend::Postgres],
+        "mariadb" | "mysql" => vec![Backend::Mariadb],
+        "all" => vec![Backend::Sqlite, Backend::Postgres, Backend::Mariadb],
         _ => vec![Backend::Sqlite, Backend::Postgres],
     };
     println!(

@@ -273,8 +273,9 @@ fn processing(r: &mut Reader<'_>, database: Option<&DatabaseUrl>) -> Processing 
     // A short lease (e.g. in tests) shortens the timeout to fit inside it.
     let provider_timeout = provider_timeout.min(lease / 2);
     // PostgreSQL wakes processors with NOTIFY: polling is only the fallback.
-    // SQLite is polled: 20 ms keeps a POS's insert under 50 ms from the
-    // provider at the 99th percentile, for a few index look-ups per poll.
+    // SQLite and MySQL/MariaDB (no LISTEN/NOTIFY) are polled: 20 ms keeps a
+    // POS's insert under 50 ms from the provider at the 99th percentile, for
+    // one index look-up per poll.
     let poll_default = if matches!(database, Some(DatabaseUrl::Postgres(_))) {
         1000
     } else {
@@ -453,6 +454,12 @@ impl Config {
         let database_max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10u32, 1, 1000, "connections");
         let column_map = column_map(&mut r);
         let database_timezone = r.get("DATABASE_TIMEZONE").map(str::to_owned);
+        if database_timezone.is_some() && matches!(database_url, Some(DatabaseUrl::Mysql(_))) {
+            r.errors.push(
+                "DATABASE_TIMEZONE is for PostgreSQL's timestamp columns: on MySQL/MariaDB Herald reads and writes DATETIME columns as UTC and the server converts TIMESTAMP columns (unset it, and have the POS write UTC_TIMESTAMP())"
+                    .to_owned(),
+            );
+        }
         let default_country = r
             .parsed("DEFAULT_COUNTRY", crate::domain::parse_country)
             .map(|_| r.get("DEFAULT_COUNTRY").unwrap_or_default().to_ascii_uppercase());
@@ -534,6 +541,18 @@ mod tests {
         assert_eq!(c.retry.max_retries, 3);
         assert!(c.enable_message_processor);
         assert_eq!(c.poll_interval, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn mysql_reads_utc_and_polls() {
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "mysql://root@127.0.0.1:3306/pos")])).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(20));
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "mariadb://root@127.0.0.1:3306/pos"),
+            ("DATABASE_TIMEZONE", "America/Sao_Paulo"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("DATABASE_TIMEZONE is for PostgreSQL"), "{err}");
     }
 
     #[test]

@@ -394,7 +394,17 @@ async fn adopt_and_drain(backend: Backend, v: &Variant) {
         "{}: the dry run changed the table",
         v.name
     );
-    ok(run(herald(&db, dir).arg("migrate")));
+    let migrated = ok(run(herald(&db, dir).arg("migrate")));
+    // Every change of a column's type is said in the migration's output.
+    for col in v.widened {
+        assert!(
+            migrated
+                .lines()
+                .any(|l| (l.contains("widen ") || l.contains("change ")) && l.contains(col)),
+            "{}: the widening of {col} is not said: {migrated}",
+            v.name
+        );
+    }
 
     // The columns the POS has keep their types (but documented widenings).
     let types_after = column_types(&db).await;
