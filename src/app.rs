@@ -227,6 +227,8 @@ pub struct Application {
     processor: Option<Arc<Processor>>,
     /// Delivers status webhooks to the POS.
     dispatcher: Arc<Dispatcher>,
+    /// Prunes old finished messages (`RETENTION_DAYS`, with the processor).
+    retention: Option<Arc<crate::retention::RetentionRunner>>,
     /// The store was opened here (not handed in), so it is closed here.
     owns_store: bool,
     limits: ServerLimits,
@@ -272,6 +274,15 @@ impl Application {
             whatsapp_fallback: config.whatsapp_fallback,
         };
         let dispatcher = build_dispatcher(&config, store.clone(), &overrides, &default_worker_id());
+        let retention = match (&processor, config.retention_days) {
+            (Some(p), Some(days)) => Some(Arc::new(crate::retention::RetentionRunner::new(
+                store.clone(),
+                clock.clone(),
+                days,
+                p.config().worker_id.clone(),
+            ))),
+            _ => None,
+        };
         let state = AppState::new(
             store.clone(),
             clock,
@@ -300,6 +311,7 @@ impl Application {
             state,
             processor,
             dispatcher,
+            retention,
             owns_store,
             limits: config.server_limits,
         })
@@ -332,6 +344,7 @@ impl Application {
             tokio::spawn(async move { p.run(Mode::Watch, run_shutdown).await })
         });
         let alerts = tokio::spawn(self.state.alert_runner().run(shutdown.clone()));
+        let retention = self.retention.map(|r| tokio::spawn(r.run(shutdown.clone())));
         let outbound = tokio::spawn(self.dispatcher.clone().run(shutdown.clone()));
         let webhook_counts = tokio::spawn(
             self.state
@@ -343,6 +356,9 @@ impl Application {
             p.await.context("processor task")?.context("processor")?;
         }
         let _ = tokio::join!(alerts, webhook_counts, outbound);
+        if let Some(r) = retention {
+            let _ = r.await;
+        }
         if self.owns_store {
             self.store.close().await;
         }

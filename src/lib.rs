@@ -26,6 +26,7 @@ pub mod prometheus;
 pub mod providers;
 pub mod ratelimit;
 pub mod receipts;
+pub mod retention;
 pub mod retry;
 pub mod signing;
 pub mod store;

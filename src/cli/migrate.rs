@@ -12,6 +12,10 @@ pub(crate) struct MigrateArgs {
     /// Print what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Exit 0 if the database is up to date, 1 (saying what is missing) if
+    /// this Herald has migrations to apply or a table to adopt. Changes nothing.
+    #[arg(long, conflicts_with = "dry_run")]
+    check: bool,
 }
 
 /// The plan, one line per change.
@@ -59,6 +63,16 @@ pub(crate) async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<()>
     if plan.is_empty() && !plan.adopting {
         say!("database schema is up to date ({backend}, {where_})");
         return Ok(());
+    }
+    if args.check {
+        for line in describe(&plan, backend) {
+            say!("{line}");
+        }
+        return Err(anyhow!(
+            "the database is behind this Herald ({} migration(s) to apply{}): run `herald migrate`",
+            plan.migrations.len(),
+            if plan.adopting { ", and the table to adopt" } else { "" }
+        ));
     }
     let fresh = plan.migrations.first().is_some_and(|(v, _)| *v == 1) && !plan.adopting;
     if fresh {

@@ -19,6 +19,7 @@ mod messages;
 mod migrate;
 mod process;
 mod progress;
+mod prune;
 mod status;
 mod suppressions;
 mod templates;
@@ -69,6 +70,8 @@ pub(crate) enum Command {
     /// Status webhooks to the POS: endpoints, their delivery log, replays.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Delete finished messages older than --older-than (with their attempts and receipts), optionally archiving them first.
+    Prune(prune::PruneArgs),
     /// Hash a dashboard password for DASHBOARD_PASSWORD (reads it from standard input; prints an argon2 hash).
     HashPassword,
 }
@@ -106,6 +109,7 @@ pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> 
         Command::Suppressions(cmd) => suppressions::run(config, cmd).await,
         Command::Templates(cmd) => templates::run(config, cmd).await,
         Command::Webhooks(cmd) => webhooks::run(config, cmd).await,
+        Command::Prune(args) => prune::run(config, args).await,
         Command::HashPassword => hash_password(),
     }
 }

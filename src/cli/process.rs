@@ -38,6 +38,19 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         ));
         tokio::spawn(runner.run(shutdown.clone()))
     });
+    // Retention (RETENTION_DAYS): one worker at a time prunes, hourly.
+    let retention = match (args.watch, config.retention_days) {
+        (true, Some(days)) => Some(tokio::spawn(
+            std::sync::Arc::new(herald::retention::RetentionRunner::new(
+                store_for_progress.clone(),
+                std::sync::Arc::new(herald::clock::SystemClock),
+                days,
+                processor.config().worker_id.clone(),
+            ))
+            .run(shutdown.clone()),
+        )),
+        _ => None,
+    };
     // Status webhooks to the POS: delivered alongside, in their own slots.
     let dispatcher = app::build_dispatcher(
         &config,
@@ -79,6 +92,9 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
     let secs = started.elapsed().as_secs_f64();
     if let Some(a) = alerts {
         let _ = a.await;
+    }
+    if let Some(r) = retention {
+        let _ = r.await;
     }
     tracing::info!(
         sent = summary.sent,

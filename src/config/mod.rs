@@ -52,6 +52,9 @@ pub struct Config {
     /// `COLUMN_MAP`: Herald's column → the name a POS's table gives it
     /// (`body:message,channel:type`), for `herald migrate`.
     pub column_map: std::collections::BTreeMap<String, String>,
+    /// `RETENTION_DAYS`: finished messages older than this are pruned by
+    /// the processor (`None`: never; the default).
+    pub retention_days: Option<u32>,
     pub host: String,
     pub port: u16,
     /// Timeouts and the connection cap of `herald serve`.
@@ -454,6 +457,8 @@ impl Config {
         let database_max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10u32, 1, 1000, "connections");
         let column_map = column_map(&mut r);
         let database_timezone = r.get("DATABASE_TIMEZONE").map(str::to_owned);
+        // 0 (or unset): keep everything.
+        let retention_days = Some(r.number("RETENTION_DAYS", 0u32, 0, 36_500, "days")).filter(|d| *d > 0);
         if database_timezone.is_some() && matches!(database_url, Some(DatabaseUrl::Mysql(_))) {
             r.errors.push(
                 "DATABASE_TIMEZONE is for PostgreSQL's timestamp columns: on MySQL/MariaDB Herald reads and writes DATETIME columns as UTC and the server converts TIMESTAMP columns (unset it, and have the POS write UTC_TIMESTAMP())"
@@ -485,6 +490,7 @@ impl Config {
                 database_url,
                 database_max_connections,
                 column_map,
+                retention_days,
                 database_timezone,
                 default_country,
                 server_limits: server.limits,

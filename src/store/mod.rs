@@ -12,6 +12,7 @@
 //! - `queue.rs`: enqueue, claim, complete, next due
 //! - `operator.rs`: get, list, retry, cancel, counts
 //! - `receipts.rs`, `suppressions.rs`, `templates.rs`: the other tables
+//! - `retention.rs`: pruning finished messages and old rows (`herald prune`)
 //! - `listen.rs`: wake-ups from the database (PostgreSQL LISTEN/NOTIFY)
 //! - `buckets.rs`: rate-limit token buckets shared by workers (PostgreSQL)
 
@@ -26,6 +27,7 @@ mod operator;
 mod outcomes;
 mod queue;
 mod receipts;
+mod retention;
 mod rows;
 mod schema;
 mod sessions;
@@ -45,6 +47,7 @@ pub use operator::ListFilter;
 pub use outcomes::PastAttempt;
 pub use queue::{ClaimFilter, Idempotent, IDEMPOTENCY_KEY_HOURS};
 pub use receipts::{ReceiptResult, ReceiptUpdate};
+pub use retention::{ArchivedMessage, PruneCounts};
 pub use rows::{Attempt, Count, Event, Message, Suppression, TemplateVersion};
 pub use schema::{Column, Inspection, Plan, Step};
 pub use sessions::Session;

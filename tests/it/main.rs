@@ -22,6 +22,7 @@ mod queue;
 mod ratelimits;
 mod receipts;
 mod recording;
+mod retention;
 mod router;
 mod smtp;
 mod stats;

@@ -13,6 +13,7 @@
 mod circuits;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
+mod retention;
 pub(crate) mod sqlite;
 mod statements;
 mod table;
@@ -21,6 +22,7 @@ mod webhooks;
 pub(crate) use circuits::CircuitStatements;
 pub(crate) use mysql::{Mysql, MysqlStatements};
 pub(crate) use postgres::Postgres;
+pub(crate) use retention::RetentionStatements;
 pub(crate) use sqlite::Sqlite;
 pub(crate) use statements::Statements;
 pub(crate) use table::{ColumnKind, Table, COLUMNS};

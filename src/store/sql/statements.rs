@@ -1,6 +1,6 @@
 //! Every statement Herald runs, built from a dialect and the table's layout.
 
-use super::{CircuitStatements, ClaimKind, Dialect, Statement, Table, WebhookStatements};
+use super::{CircuitStatements, ClaimKind, Dialect, RetentionStatements, Statement, Table, WebhookStatements};
 
 /// Every statement, ready to run. Field docs list the parameters.
 #[derive(Debug)]
@@ -171,6 +171,8 @@ pub(crate) struct Statements {
     pub stats_range_daily: Statement,
     /// `herald_circuits`.
     pub circuits: CircuitStatements,
+    /// Retention: pruning finished messages and old rows around them.
+    pub retention: RetentionStatements,
     // --- WhatsApp → SMS fallback -----------------------------------------
     /// Queue an SMS to `$2` saying `$3` at `$4` in place of message `$1`
     /// (its metadata copied), unless `$1` fell back already; the new id.
@@ -355,6 +357,7 @@ impl Statements {
             stats_range_hourly: st(&d.stats_range("herald_stats_hourly", "hour")),
             stats_range_daily: st(&d.stats_range("herald_stats_hourly", "day")),
             circuits: CircuitStatements::build(d),
+            retention: RetentionStatements::build(d, t),
             fallback_insert: st(&format!(
                 "INSERT INTO notification_messages ({}, fallback_of)
                  SELECT {}, {}, {}, metadata, {now}, {now}, {id}
