@@ -72,6 +72,8 @@ pub(crate) enum Command {
     Webhooks(webhooks::WebhooksCommand),
     /// Delete finished messages older than --older-than (with their attempts and receipts), optionally archiving them first.
     Prune(prune::PruneArgs),
+    /// Exit 0 if the `herald serve` on this machine (HOST/PORT) answers /healthz within 3 s (for container and service health checks).
+    Healthcheck,
     /// Hash a dashboard password for DASHBOARD_PASSWORD (reads it from standard input; prints an argon2 hash).
     HashPassword,
 }
@@ -110,8 +112,32 @@ pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> 
         Command::Templates(cmd) => templates::run(config, cmd).await,
         Command::Webhooks(cmd) => webhooks::run(config, cmd).await,
         Command::Prune(args) => prune::run(config, args).await,
+        Command::Healthcheck => healthcheck(&config).await,
         Command::HashPassword => hash_password(),
     }
+}
+
+/// `herald healthcheck`: GET /healthz on the local server.
+async fn healthcheck(config: &Config) -> anyhow::Result<()> {
+    let host = match config.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1".to_owned(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_owned(),
+    };
+    let url = format!("http://{host}:{}/healthz", config.port);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let status = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {}", e.without_url()))?
+        .status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    say!("ok: {url}");
+    Ok(())
 }
 
 /// `herald hash-password`: the password comes from standard input (one

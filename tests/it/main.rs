@@ -11,6 +11,7 @@ mod cli;
 mod contract;
 mod crash;
 mod dashboard;
+mod deploy;
 mod duplicates;
 mod e2e;
 mod failover;
