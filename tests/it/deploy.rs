@@ -84,7 +84,7 @@ async fn the_dockerfile_runtime_works_as_written() {
     let steps = dockerfile();
     let runtime: Vec<_> = steps
         .iter()
-        .skip_while(|(w, a)| !(w == "FROM" && !a.contains(" AS ")))
+        .skip_while(|(w, a)| w != "FROM" || a.contains(" AS "))
         .cloned()
         .collect();
     assert!(!runtime.is_empty(), "a runtime stage after the build stage");
