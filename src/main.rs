@@ -21,6 +21,13 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let cli::Command::Doctor(doctor) = args.command {
+        let config = Config::load();
+        if let Ok(c) = &config {
+            herald::telemetry::init(c.log_format, "error");
+        }
+        return cli::doctor(doctor, config).await;
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {

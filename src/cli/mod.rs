@@ -15,6 +15,7 @@ macro_rules! say {
     }};
 }
 
+mod doctor;
 mod messages;
 mod migrate;
 mod process;
@@ -72,6 +73,8 @@ pub(crate) enum Command {
     Webhooks(webhooks::WebhooksCommand),
     /// Delete finished messages older than --older-than (with their attempts and receipts), optionally archiving them first.
     Prune(prune::PruneArgs),
+    /// Check the configuration, the database and each provider (live), with the fix for every problem; exit 1 on errors.
+    Doctor(doctor::DoctorArgs),
     /// Exit 0 if the `herald serve` on this machine (HOST/PORT) answers /healthz within 3 s (for container and service health checks).
     Healthcheck,
     /// Hash a dashboard password for DASHBOARD_PASSWORD (reads it from standard input; prints an argon2 hash).
@@ -86,6 +89,14 @@ impl Command {
             _ => None,
         }
     }
+}
+
+/// `herald doctor`, with the configuration as loaded (or why it is not).
+pub(crate) async fn doctor(
+    args: doctor::DoctorArgs,
+    config: Result<Config, herald::config::ConfigError>,
+) -> std::process::ExitCode {
+    doctor::run(config, args).await
 }
 
 pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> {
@@ -113,6 +124,9 @@ pub(crate) async fn run(command: Command, config: Config) -> anyhow::Result<()> 
         Command::Webhooks(cmd) => webhooks::run(config, cmd).await,
         Command::Prune(args) => prune::run(config, args).await,
         Command::Healthcheck => healthcheck(&config).await,
+        // Run by `main` before the configuration is checked (it reports
+        // configuration errors as its first checks).
+        Command::Doctor(_) => unreachable!("doctor runs from main"),
         Command::HashPassword => hash_password(),
     }
 }

@@ -74,6 +74,19 @@ impl Smtp {
         })
     }
 
+    /// Connect, greet, start TLS when configured or offered, and log in
+    /// (`herald doctor`); the reason it failed, with a fix when one is known.
+    pub async fn check(&self) -> Result<(), String> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the server did not answer NOOP".to_owned()),
+            Err(e) => Err(match self.hint {
+                Some(h) => format!("{e} ({h})"),
+                None => e.to_string(),
+            }),
+        }
+    }
+
     /// The message as it goes on the wire, and its Message-ID.
     pub fn build(&self, msg: &OutgoingMessage) -> Result<(Message, String), SendError> {
         let to: Mailbox = msg.recipient.to_string().parse().map_err(|e| {

@@ -407,6 +407,15 @@ impl Store {
         Ok(ins.migrations_applied >= ins.migrations_known)
     }
 
+    /// The database server's clock now (SQLite: this machine's, read by
+    /// the database library).
+    pub async fn database_clock(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        let s = &self.sql.clock;
+        let text: String = with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_one(pool).await?);
+        crate::clock::parse_ts(&text)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("the database's clock said {text:?}")).into())
+    }
+
     pub async fn ping(&self) -> Result<()> {
         with_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ())?);
         Ok(())

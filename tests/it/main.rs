@@ -12,6 +12,7 @@ mod contract;
 mod crash;
 mod dashboard;
 mod deploy;
+mod doctor;
 mod duplicates;
 mod e2e;
 mod failover;

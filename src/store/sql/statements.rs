@@ -173,6 +173,8 @@ pub(crate) struct Statements {
     pub circuits: CircuitStatements,
     /// Retention: pruning finished messages and old rows around them.
     pub retention: RetentionStatements,
+    /// The database server's clock, in Herald's text form (`herald doctor`).
+    pub clock: Statement,
     // --- WhatsApp → SMS fallback -----------------------------------------
     /// Queue an SMS to `$2` saying `$3` at `$4` in place of message `$1`
     /// (its metadata copied), unless `$1` fell back already; the new id.
@@ -358,6 +360,14 @@ impl Statements {
             stats_range_daily: st(&d.stats_range("herald_stats_hourly", "day")),
             circuits: CircuitStatements::build(d),
             retention: RetentionStatements::build(d, t),
+            clock: st(&format!(
+                "SELECT {}",
+                d.ts_text(match d.name() {
+                    "postgres" => "clock_timestamp()",
+                    "mysql" => "UTC_TIMESTAMP(6)",
+                    _ => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                })
+            )),
             fallback_insert: st(&format!(
                 "INSERT INTO notification_messages ({}, fallback_of)
                  SELECT {}, {}, {}, metadata, {now}, {now}, {id}

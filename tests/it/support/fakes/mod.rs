@@ -45,6 +45,10 @@ pub(crate) struct Recorded {
     pub accepted: Mutex<HashMap<String, String>>,
     /// Custom provider: look-ups answered.
     pub lookups: AtomicU64,
+    /// What the account endpoints answer (`herald doctor`): Twilio
+    /// `account_status`, `balance`, `numbers` (E.164 → has SMS); SendGrid
+    /// `scopes`, `verified` (sender addresses). Defaults when unset.
+    pub account: Mutex<serde_json::Map<String, Value>>,
 }
 
 impl Recorded {
@@ -57,7 +61,17 @@ impl Recorded {
             counter: AtomicU64::new(0),
             accepted: Mutex::default(),
             lookups: AtomicU64::new(0),
+            account: Mutex::default(),
         })
+    }
+
+    /// Set what an account endpoint answers (see [`Recorded::account`]).
+    pub(crate) fn set_account(&self, key: &str, value: Value) {
+        self.account.lock().unwrap().insert(key.to_owned(), value);
+    }
+
+    fn account_value(&self, key: &str, default: Value) -> Value {
+        self.account.lock().unwrap().get(key).cloned().unwrap_or(default)
     }
 
     /// Answer the next request for `recipient` with `reply` (queued in order).
@@ -95,7 +109,7 @@ impl Recorded {
     }
 }
 
-async fn serve(router: Router) -> String {
+pub(crate) async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

@@ -161,6 +161,53 @@ async fn sendgrid_send(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap, 
     raw_reply(202, String::new(), vec![("x-message-id".into(), id)])
 }
 
+fn sendgrid_authorized(headers: &HeaderMap) -> Result<(), Response> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if auth != format!("Bearer {SENDGRID_KEY}") {
+        return Err(sendgrid_error(
+            401,
+            None,
+            "The provided authorization grant is invalid, expired, or revoked",
+        ));
+    }
+    Ok(())
+}
+
+/// GET /v3/scopes: what the key may do.
+async fn sendgrid_scopes(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap) -> Response {
+    if let Err(r) = sendgrid_authorized(&headers) {
+        return r;
+    }
+    let scopes = ctx
+        .rec
+        .account_value("scopes", json!(["mail.send", "sender_verification_eligible"]));
+    raw_reply(
+        200,
+        json!({"scopes": scopes}).to_string(),
+        vec![("content-type".into(), "application/json".into())],
+    )
+}
+
+/// GET /v3/verified_senders: the single senders, verified or not.
+async fn sendgrid_senders(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap) -> Response {
+    if let Err(r) = sendgrid_authorized(&headers) {
+        return r;
+    }
+    let verified = ctx.rec.account_value("verified", json!(["loja@example.com"]));
+    let results: Vec<Value> = verified
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| json!({"id": i + 1, "from_email": a, "from_name": "Loja", "verified": true, "locked": false}))
+        .collect();
+    raw_reply(
+        200,
+        json!({"results": results}).to_string(),
+        vec![("content-type".into(), "application/json".into())],
+    )
+}
+
 impl FakeSendgrid {
     pub(crate) async fn start() -> FakeSendgrid {
         let rec = Recorded::new();
@@ -170,6 +217,8 @@ impl FakeSendgrid {
         });
         let router = Router::new()
             .route("/v3/mail/send", post(sendgrid_send))
+            .route("/v3/scopes", axum::routing::get(sendgrid_scopes))
+            .route("/v3/verified_senders", axum::routing::get(sendgrid_senders))
             .with_state(ctx);
         FakeSendgrid {
             url: serve(router).await,

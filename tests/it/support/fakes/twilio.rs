@@ -55,6 +55,84 @@ fn twilio_error(status: u16, code: i64, message: &str) -> Response {
         .into_response()
 }
 
+/// The account's Basic auth and path, as Twilio checks them: `Err` is
+/// Twilio's answer.
+fn twilio_authorized(ctx: &TwilioCtx, account: &str, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ctx.account_sid, ctx.auth_token))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return Err(twilio_error(401, 20003, "Authenticate"));
+    }
+    if account != ctx.account_sid {
+        return Err(twilio_error(404, 20404, "The requested resource was not found"));
+    }
+    Ok(())
+}
+
+/// GET /2010-04-01/Accounts/{AccountSid}.json
+async fn twilio_account(State(ctx): State<Arc<TwilioCtx>>, Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let Some(account) = file.strip_suffix(".json") else {
+        return twilio_error(404, 20404, "The requested resource was not found");
+    };
+    if let Err(r) = twilio_authorized(&ctx, account, &headers) {
+        return r;
+    }
+    let status = ctx.rec.account_value("account_status", json!("active"));
+    let kind = ctx.rec.account_value("account_type", json!("Full"));
+    let body = json!({
+        "sid": account, "friendly_name": "Loja Exemplo", "status": status, "type": kind,
+        "owner_account_sid": account, "date_created": "Thu, 01 Jan 2026 00:00:00 +0000",
+        "uri": format!("/2010-04-01/Accounts/{account}.json"),
+    });
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// GET /2010-04-01/Accounts/{AccountSid}/Balance.json
+async fn twilio_balance(
+    State(ctx): State<Arc<TwilioCtx>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = twilio_authorized(&ctx, &account, &headers) {
+        return r;
+    }
+    let balance = ctx.rec.account_value("balance", json!("20.50"));
+    let body = json!({"account_sid": account, "balance": balance, "currency": "USD"});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json?PhoneNumber=…
+async fn twilio_numbers(
+    State(ctx): State<Arc<TwilioCtx>>,
+    Path(account): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = twilio_authorized(&ctx, &account, &headers) {
+        return r;
+    }
+    let numbers = ctx
+        .rec
+        .account_value("numbers", json!({"+15005550006": true, "+14155238886": true}));
+    let wanted = q.get("PhoneNumber").cloned();
+    let list: Vec<Value> = numbers
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| wanted.as_deref().is_none_or(|w| w == n.as_str()))
+        .map(|(n, sms)| {
+            json!({
+                "sid": "PN0123456789abcdef0123456789abcdef", "account_sid": account, "phone_number": n,
+                "friendly_name": n, "capabilities": {"sms": sms, "mms": sms, "voice": true, "fax": false},
+            })
+        })
+        .collect();
+    let body = json!({"incoming_phone_numbers": list, "page": 0, "page_size": 50});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
 async fn twilio_messages(
     State(ctx): State<Arc<TwilioCtx>>,
     Path(account): Path<String>,
@@ -270,6 +348,15 @@ impl FakeTwilio {
             .route(
                 "/2010-04-01/Accounts/{account}/Messages.json",
                 post(twilio_messages).get(twilio_list),
+            )
+            .route("/2010-04-01/Accounts/{account}", axum::routing::get(twilio_account))
+            .route(
+                "/2010-04-01/Accounts/{account}/Balance.json",
+                axum::routing::get(twilio_balance),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json",
+                axum::routing::get(twilio_numbers),
             )
             .with_state(ctx);
         FakeTwilio {
