@@ -161,7 +161,8 @@ async fn sendgrid_send(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap, 
     raw_reply(202, String::new(), vec![("x-message-id".into(), id)])
 }
 
-fn sendgrid_authorized(headers: &HeaderMap) -> Result<(), Response> {
+/// `Some`: SendGrid's refusal.
+fn sendgrid_authorized(headers: &HeaderMap) -> Option<Response> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     if auth != format!("Bearer {SENDGRID_KEY}") {
         return Err(sendgrid_error(
@@ -175,7 +176,7 @@ fn sendgrid_authorized(headers: &HeaderMap) -> Result<(), Response> {
 
 /// GET /v3/scopes: what the key may do.
 async fn sendgrid_scopes(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap) -> Response {
-    if let Err(r) = sendgrid_authorized(&headers) {
+    if let Some(r) = sendgrid_authorized(&headers) {
         return r;
     }
     let scopes = ctx
@@ -190,7 +191,7 @@ async fn sendgrid_scopes(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap
 
 /// GET /v3/verified_senders: the single senders, verified or not.
 async fn sendgrid_senders(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap) -> Response {
-    if let Err(r) = sendgrid_authorized(&headers) {
+    if let Some(r) = sendgrid_authorized(&headers) {
         return r;
     }
     let verified = ctx.rec.account_value("verified", json!(["loja@example.com"]));

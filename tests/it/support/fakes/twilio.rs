@@ -55,20 +55,20 @@ fn twilio_error(status: u16, code: i64, message: &str) -> Response {
         .into_response()
 }
 
-/// The account's Basic auth and path, as Twilio checks them: `Err` is
-/// Twilio's answer.
-fn twilio_authorized(ctx: &TwilioCtx, account: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// The account's Basic auth and path, as Twilio checks them: `Some` is
+/// Twilio's refusal.
+fn twilio_authorized(ctx: &TwilioCtx, account: &str, headers: &HeaderMap) -> Option<Response> {
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ctx.account_sid, ctx.auth_token))
     );
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return Err(twilio_error(401, 20003, "Authenticate"));
+        return Some(twilio_error(401, 20003, "Authenticate"));
     }
     if account != ctx.account_sid {
-        return Err(twilio_error(404, 20404, "The requested resource was not found"));
+        return Some(twilio_error(404, 20404, "The requested resource was not found"));
     }
-    Ok(())
+    None
 }
 
 /// GET /2010-04-01/Accounts/{AccountSid}.json
@@ -76,7 +76,7 @@ async fn twilio_account(State(ctx): State<Arc<TwilioCtx>>, Path(file): Path<Stri
     let Some(account) = file.strip_suffix(".json") else {
         return twilio_error(404, 20404, "The requested resource was not found");
     };
-    if let Err(r) = twilio_authorized(&ctx, account, &headers) {
+    if let Some(r) = twilio_authorized(&ctx, account, &headers) {
         return r;
     }
     let status = ctx.rec.account_value("account_status", json!("active"));
@@ -95,7 +95,7 @@ async fn twilio_balance(
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = twilio_authorized(&ctx, &account, &headers) {
+    if let Some(r) = twilio_authorized(&ctx, &account, &headers) {
         return r;
     }
     let balance = ctx.rec.account_value("balance", json!("20.50"));
@@ -110,7 +110,7 @@ async fn twilio_numbers(
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = twilio_authorized(&ctx, &account, &headers) {
+    if let Some(r) = twilio_authorized(&ctx, &account, &headers) {
         return r;
     }
     let numbers = ctx
