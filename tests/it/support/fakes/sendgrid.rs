@@ -165,13 +165,13 @@ async fn sendgrid_send(State(ctx): State<Arc<SendgridCtx>>, headers: HeaderMap, 
 fn sendgrid_authorized(headers: &HeaderMap) -> Option<Response> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     if auth != format!("Bearer {SENDGRID_KEY}") {
-        return Err(sendgrid_error(
+        return Some(sendgrid_error(
             401,
             None,
             "The provided authorization grant is invalid, expired, or revoked",
         ));
     }
-    Ok(())
+    None
 }
 
 /// GET /v3/scopes: what the key may do.
