@@ -9,7 +9,7 @@
 //!
 //!     cargo build --release --bins && target/release/herald-perf
 //!
-//! `--only drain,sink,slow,workers,big,scheduled,latency,webhooks` picks cases.
+//! `--only drain,sink,slow,workers,big,scheduled,latency,webhooks,prune` picks cases.
 //! PostgreSQL and MariaDB: a database `herald_perf` is created (and
 //! dropped) on the server at `--pg-url` / `--mysql-url`. `--backend` picks
 //! sqlite, postgres, mariadb, both (the first two) or all.
@@ -308,12 +308,34 @@ async fn fresh_db(backend: Backend, args: &Args) -> anyhow::Result<Db> {
 impl Db {
     /// `n` SMS rows, due now or at `send_at` (SQL expression).
     async fn fill(&self, n: u64, send_at: Option<&str>) -> anyhow::Result<()> {
+        self.fill_with(n, send_at, None).await
+    }
+
+    /// `n` finished (cancelled) SMS rows created `days` days ago: what
+    /// retention prunes.
+    async fn fill_old(&self, n: u64, days: u32) -> anyhow::Result<()> {
+        let created = match self.store.backend_name() {
+            "postgres" => format!("now() - interval '{days} days'"),
+            "mysql" => format!("UTC_TIMESTAMP(6) - INTERVAL {days} DAY"),
+            _ => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{days} days')"),
+        };
+        self.fill_with(n, None, Some(("'cancelled'", &created))).await
+    }
+
+    async fn fill_with(&self, n: u64, send_at: Option<&str>, finished: Option<(&str, &str)>) -> anyhow::Result<()> {
         let send_at = send_at.unwrap_or("NULL");
+        let (extra_cols, extra_vals) = match finished {
+            Some((status, created)) => (
+                ", status, created_at, updated_at".to_owned(),
+                format!(", {status}, {created}, {created}"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let backend = self.store.backend_name();
         let sql = if backend == "postgres" {
             format!(
-                "INSERT INTO notification_messages (channel, recipient, body, send_at)
-                 SELECT 'sms', '+1415' || (2000000 + x % 1000000)::text, 'perf ' || x, {send_at}
+                "INSERT INTO notification_messages (channel, recipient, body, send_at{extra_cols})
+                 SELECT 'sms', '+1415' || (2000000 + x % 1000000)::text, 'perf ' || x, {send_at}{extra_vals}
                    FROM generate_series(1, {n}) AS x"
             )
         } else if backend == "mysql" {
@@ -322,8 +344,8 @@ impl Db {
                            UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
             anyhow::ensure!(n <= 10_000_000, "at most 10,000,000 rows on MariaDB");
             format!(
-                "INSERT INTO notification_messages (channel, recipient, body, send_at)
-                 SELECT 'sms', CONCAT('+1415', 2000000 + x % 1000000), CONCAT('perf ', x), {send_at}
+                "INSERT INTO notification_messages (channel, recipient, body, send_at{extra_cols})
+                 SELECT 'sms', CONCAT('+1415', 2000000 + x % 1000000), CONCAT('perf ', x), {send_at}{extra_vals}
                    FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 100000 * g.d + 1000000 * h.d + 1 AS x
                            FROM {digits} a, {digits} b, {digits} c, {digits} e, {digits} f, {digits} g, {digits} h) n
                   WHERE x <= {n} ORDER BY x"
@@ -331,8 +353,8 @@ impl Db {
         } else {
             format!(
                 "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
-                 INSERT INTO notification_messages (channel, recipient, body, send_at)
-                 SELECT 'sms', '+1415' || (2000000 + x % 1000000), 'perf ' || x, {send_at} FROM c"
+                 INSERT INTO notification_messages (channel, recipient, body, send_at{extra_cols})
+                 SELECT 'sms', '+1415' || (2000000 + x % 1000000), 'perf ' || x, {send_at}{extra_vals} FROM c"
             )
         };
         self.store.execute_raw(&sql).await?;
@@ -531,6 +553,73 @@ async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Re
         100.0 * default / best
     ));
     Ok(default)
+}
+
+/// Retention while draining: `n` due messages behind `big` old finished
+/// ones, drained by `herald process` alone, then with `herald prune
+/// --older-than 90d` deleting the old rows at the same time.
+async fn prune_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Result<()> {
+    let mut alone = 0.0;
+    for (with_prune, pause) in [(false, "20"), (true, "20"), (true, "200")] {
+        let db = fresh_db(backend, args).await?;
+        db.fill_old(args.big, 400).await?;
+        db.fill(args.messages, None).await?;
+        let started = Instant::now();
+        let mut prune = if with_prune {
+            Some(herald(&db, &[], &["prune", "--older-than", "90d", "--pause-ms", pause]).spawn()?)
+        } else {
+            None
+        };
+        let run = process(&db, &[("SMS_PROVIDER", "log".into())]).await?;
+        let drained = started.elapsed().as_secs_f64();
+        let pruned = match prune.as_mut() {
+            Some(child) => {
+                let status = child.wait().await?;
+                anyhow::ensure!(status.success(), "herald prune failed: {status}");
+                Some(started.elapsed().as_secs_f64())
+            }
+            None => None,
+        };
+        let left = db
+            .store
+            .counts()
+            .await?
+            .iter()
+            .filter(|c| c.status == "cancelled")
+            .map(|c| c.count)
+            .sum::<i64>();
+        db.drop().await;
+        match pruned {
+            None => {
+                alone = run.rate();
+                r.line(format!(
+                    "drain {} {} due behind {} old finished rows, defaults: {:.0} msg/s",
+                    backend.name(),
+                    args.messages,
+                    args.big,
+                    run.rate()
+                ));
+            }
+            Some(secs) => {
+                r.line(format!(
+                    "drain {} the same with `herald prune --older-than 90d --pause-ms {pause}` running alongside: {:.0} msg/s ({:.0} % of the drain alone; drained in {:.1} s)",
+                    backend.name(),
+                    run.rate(),
+                    100.0 * run.rate() / alone,
+                    drained
+                ));
+                r.line(format!(
+                    "prune {} --pause-ms {pause}: {} old finished rows deleted in {:.1} s = {:.0} rows/s, the drain running meanwhile ({} left)",
+                    backend.name(),
+                    args.big,
+                    secs,
+                    args.big as f64 / secs,
+                    left
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `herald process --watch` draining `n` messages, with or without a POS
@@ -935,6 +1024,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if wants("webhooks") {
             webhooks_case(&args, b, &mut r).await?;
+        }
+        if wants("prune") {
+            prune_case(&args, b, &mut r).await?;
         }
     }
     if wants("workers") && backends.contains(&Backend::Postgres) {

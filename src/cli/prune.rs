@@ -20,6 +20,9 @@ pub(crate) struct PruneArgs {
     /// as a JSON line before deleting it; gzip-compressed if it ends in .gz.
     #[arg(long, value_name = "FILE")]
     archive: Option<std::path::PathBuf>,
+    /// Milliseconds to wait between batches of 500 (longer: gentler on a busy database).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pause_ms: u64,
 }
 
 pub(crate) async fn run(config: Config, args: PruneArgs) -> anyhow::Result<()> {
@@ -31,6 +34,7 @@ pub(crate) async fn run(config: Config, args: PruneArgs) -> anyhow::Result<()> {
     let store = herald::app::open_store(&config).await?;
     let mut opts = PruneOptions::new(older_than);
     opts.dry_run = args.dry_run;
+    opts.pause = std::time::Duration::from_millis(args.pause_ms);
     let mut archive = match (&args.archive, args.dry_run) {
         (Some(path), false) => Some(Archive::open(path).with_context(|| format!("cannot open {}", path.display()))?),
         _ => None,

@@ -126,12 +126,14 @@ impl Store {
         let _turn = self.write_turn().await;
         let deleted: Vec<i64> = with_pool_retrying!(self, |pool| {
             let mut tx = pool.begin_with(self.sql.begin_write).await?;
-            let locked: Vec<i64> = bound!(sqlx::query_scalar(&r.lock.sql), r.lock, [&json])
+            let lock = r.lock.with_ids(ids);
+            let locked: Vec<i64> = bound!(sqlx::query_scalar(&lock.sql), lock, [&json])
                 .fetch_all(&mut *tx)
                 .await?;
             if !locked.is_empty() {
                 let locked_json = serde_json::to_string(&locked).expect("ids serialize");
                 for s in [&r.delete_attempts, &r.delete_events, &r.delete_messages] {
+                    let s = s.with_ids(&locked);
                     bound!(sqlx::query(&s.sql), s, [&locked_json]).execute(&mut *tx).await?;
                 }
             }

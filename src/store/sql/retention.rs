@@ -2,7 +2,7 @@
 //! messages with their attempts and receipts, finished webhook deliveries
 //! with their log, old template versions no open message uses.
 
-use super::{Dialect, Statement, Table};
+use super::{Dialect, Statement, Table, IDS};
 
 /// The statuses a message never leaves by itself. Only these are pruned.
 pub(crate) const FINISHED: &str = "('sent', 'failed', 'cancelled')";
@@ -13,8 +13,10 @@ pub(crate) struct RetentionStatements {
     pub candidates: Statement,
     /// How many finished messages were created before `$1`.
     pub count: Statement,
-    /// Those of the messages in the JSON array `$1` that are still finished,
-    /// locked for deletion (skipping rows another transaction holds): (id).
+    /// Those of the messages in the JSON array `$1` (MySQL: the ids given
+    /// to `with_ids`) that are still finished, locked for deletion (skipping
+    /// rows another transaction holds): (id). The deletes take their ids
+    /// the same way.
     pub lock: Statement,
     /// Delete the attempts of the messages in the JSON array `$1`.
     pub delete_attempts: Statement,
@@ -49,7 +51,16 @@ impl RetentionStatements {
             d.ts("$1")
         };
         let finished_before = format!("{created} < {cutoff} AND {status} IN {FINISHED}");
-        let ids = |p: &str| format!("SELECT {} FROM {}", d.int("value"), d.json_array(p));
+        // The ids of a batch: a JSON array parameter, or on MySQL the ids
+        // written in (`Statement::with_ids`), which it reads by primary key
+        // (a JSON_TABLE semi-join scans the table).
+        let ids = |p: &str| {
+            if d.name() == "mysql" {
+                IDS.to_owned()
+            } else {
+                format!("SELECT {} FROM {}", d.int("value"), d.json_array(p))
+            }
+        };
         let old_templates = format!(
             "SELECT t.id FROM notification_templates t
               WHERE t.created_at < {}
