@@ -9,7 +9,7 @@
 //!
 //!     cargo build --release --bins && target/release/herald-perf
 //!
-//! `--only drain,sink,slow,workers,big,scheduled,latency,webhooks,prune` picks cases.
+//! `--only drain,sink,slow,workers,big,scheduled,latency,webhooks,prune,scale` picks cases.
 //! PostgreSQL and MariaDB: a database `herald_perf` is created (and
 //! dropped) on the server at `--pg-url` / `--mysql-url`. `--backend` picks
 //! sqlite, postgres, mariadb, both (the first two) or all.
@@ -60,6 +60,9 @@ struct Args {
     worker_rate: u32,
     #[arg(long, default_value_t = 60)]
     worker_seconds: u64,
+    /// The finished messages of the scale case (PostgreSQL).
+    #[arg(long, default_value_t = 10_000_000)]
+    scale: u64,
     /// Cases to run (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -555,6 +558,154 @@ async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Re
     Ok(default)
 }
 
+/// A year of a busy shop on PostgreSQL: `--scale` finished messages (70 %
+/// SMS, 20 % email, 10 % WhatsApp, 2 % failed, created over 400 days),
+/// the operator's queries timed on it, then `n` due messages drained alone
+/// and again with `herald prune --older-than 90d` running alongside
+/// (stopped when the drain ends).
+async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
+    use herald::domain::{Channel, MessageStatus};
+    use herald::store::ListFilter;
+    let db = fresh_db(Backend::Postgres, args).await?;
+    let n = args.scale;
+    let started = Instant::now();
+    db.store
+        .execute_raw(&format!(
+            "INSERT INTO notification_messages (channel, recipient, body, status, attempts, provider, metadata,
+                                                created_at, updated_at, sent_at)
+             SELECT CASE WHEN x % 10 < 7 THEN 'sms' WHEN x % 10 < 9 THEN 'email' ELSE 'whatsapp' END,
+                    CASE WHEN x % 10 BETWEEN 7 AND 8 THEN 'c' || (x % 1000000) || '@example.com'
+                         WHEN x % 10 = 9 THEN 'whatsapp:+1415' || (2000000 + x % 1000000)
+                         ELSE '+1415' || (2000000 + x % 1000000) END,
+                    'message ' || x,
+                    CASE WHEN x % 50 = 0 THEN 'failed' ELSE 'sent' END, 1, 'log',
+                    '{{\"order_id\": ' || x || '}}',
+                    t, t, t
+               FROM (SELECT x, now() - (x % 400) * interval '1 day' - (x % 86400) * interval '1 second' AS t
+                       FROM generate_series(1, {n}) AS x) AS g"
+        ))
+        .await?;
+    db.store.execute_raw("VACUUM ANALYZE notification_messages").await?;
+    r.line(format!(
+        "scale postgres: {n} finished messages written in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let base = ListFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let day = chrono::Utc::now() - chrono::Duration::days(200);
+    let cases: Vec<(&str, ListFilter)> = vec![
+        ("newest 50", base.clone()),
+        (
+            "by recipient",
+            ListFilter {
+                recipient: Some("+14152123450".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "by status (failed)",
+            ListFilter {
+                status: Some(MessageStatus::Failed),
+                ..base.clone()
+            },
+        ),
+        (
+            "by channel (whatsapp)",
+            ListFilter {
+                channel: Some(Channel::Whatsapp),
+                ..base.clone()
+            },
+        ),
+        (
+            "by date range (a day, 200 days ago)",
+            ListFilter {
+                created_from: Some(day),
+                created_to: Some(day + chrono::Duration::days(1)),
+                ..base.clone()
+            },
+        ),
+    ];
+    for (label, f) in cases {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let rows = db.store.list(&f).await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(!rows.is_empty(), "{label}: no rows");
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        r.line(format!(
+            "scale postgres {label}: median {:.1} ms, max {:.1} ms",
+            times[10], times[19]
+        ));
+    }
+    let mut times = Vec::new();
+    for i in 0..20u64 {
+        let t = Instant::now();
+        db.store.get(1 + i as i64 * 997).await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    r.line(format!(
+        "scale postgres message detail: median {:.2} ms, max {:.2} ms",
+        times[10], times[19]
+    ));
+    for (label, open) in [
+        ("open counts (status, /metrics, readyz)", true),
+        ("all counts by status (herald status)", false),
+    ] {
+        let t = Instant::now();
+        if open {
+            db.store.open_counts().await?;
+        } else {
+            db.store.counts().await?;
+        }
+        r.line(format!(
+            "scale postgres {label}: {:.1} ms",
+            t.elapsed().as_secs_f64() * 1000.0
+        ));
+    }
+    // The drain on this table, alone and with a prune alongside.
+    for with_prune in [false, true] {
+        db.fill(args.messages, None).await?;
+        let prune_started = Instant::now();
+        let mut prune = if with_prune {
+            Some(herald(&db, &[], &["prune", "--older-than", "90d"]).spawn()?)
+        } else {
+            None
+        };
+        let run = process(&db, &[("SMS_PROVIDER", "log".into())]).await?;
+        let label = if let Some(child) = prune.as_mut() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            let left: i64 = db
+                .store
+                .counts()
+                .await?
+                .iter()
+                .filter(|c| c.status == "sent" || c.status == "failed")
+                .map(|c| c.count)
+                .sum();
+            format!(
+                "with `herald prune --older-than 90d` alongside (stopped after {:.1} s; {} rows left)",
+                prune_started.elapsed().as_secs_f64(),
+                left
+            )
+        } else {
+            "alone".to_owned()
+        };
+        r.line(format!(
+            "scale postgres drain of {} due on the {n}-row table, {label}: {:.0} msg/s",
+            args.messages,
+            run.rate()
+        ));
+    }
+    db.drop().await;
+    Ok(())
+}
+
 /// Retention while draining: `n` due messages behind `big` old finished
 /// ones, drained by `herald process` alone, then with `herald prune
 /// --older-than 90d` deleting the old rows at the same time.
@@ -1028,6 +1179,9 @@ async fn main() -> anyhow::Result<()> {
         if wants("prune") {
             prune_case(&args, b, &mut r).await?;
         }
+    }
+    if wants("scale") && backends.contains(&Backend::Postgres) {
+        scale_case(&args, &mut r).await?;
     }
     if wants("workers") && backends.contains(&Backend::Postgres) {
         workers_case(&args, &sink, &url, &mut r).await?;

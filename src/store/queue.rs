@@ -281,6 +281,25 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Message>> {
+        if filter == ClaimFilter::Any && self.sql.mysql.is_some() {
+            // MySQL: the due index leads with the channel, so a claim of
+            // every channel sorts what it reads, and InnoDB keeps every row
+            // it read locked (others would skip them all). One channel at a
+            // time reads the index in order and locks only what it takes.
+            let mut out = Vec::new();
+            for f in Channel::ALL
+                .into_iter()
+                .map(ClaimFilter::Channel)
+                .chain([ClaimFilter::UnknownChannel])
+            {
+                let left = limit.saturating_sub(out.len() as u32);
+                if left == 0 {
+                    break;
+                }
+                out.extend(Box::pin(self.claim(f, worker, now, lease_until, left)).await?);
+            }
+            return Ok(out);
+        }
         let mut tries = 0;
         loop {
             match self.claim_once(filter, worker, now, lease_until, limit).await {
