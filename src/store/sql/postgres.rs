@@ -182,10 +182,15 @@ impl Dialect for Postgres {
                          r_subject text, r_body text, r_html text, r_sid text, r_vars text,
                          r_version int, r_locale text)),
              owned AS (
+                -- The row is found by primary key alone (a condition on the
+                -- status would let the planner probe the partial due index
+                -- for the id, a scan of the whole index per row when its
+                -- statistics are stale), locked, then checked as it is now.
                 SELECT u.* FROM u CROSS JOIN LATERAL (
-                    SELECT 1 FROM notification_messages AS o
-                     WHERE o.id = u.id AND o.lease_owner = $3 AND o.{status} = 'processing'
-                    OFFSET 0 FOR NO KEY UPDATE) AS held)
+                    SELECT o.lease_owner, o.{status} AS held_status FROM notification_messages AS o
+                     WHERE o.id = u.id
+                    OFFSET 0 FOR NO KEY UPDATE) AS held
+                 WHERE held.lease_owner = $3 AND held.held_status = 'processing')
              UPDATE notification_messages AS m
                 SET {status} = {new_status},
                     {error} = CASE WHEN u.status = 'sent' THEN NULL ELSE coalesce({new_error}, m.{error}) END,
