@@ -43,38 +43,24 @@ impl Store {
         }
     }
 
-    /// What [`Store::prune_messages`] and the others would delete now.
+    /// What a prune would delete now (each kind counted).
     pub async fn prunable(&self, before: DateTime<Utc>, idempotency_before: DateTime<Utc>) -> Result<PruneCounts> {
         let r = &self.sql.retention;
         let cut = self.cutoff_param(before);
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
-        let (m, d, t, i): (i64, i64, i64, i64) = with_pool!(self, |pool| {
-            let m = bound!(sqlx::query_scalar(&r.count.sql), r.count, [&cut])
+        let (before, keys_before) = (format_ts(before), format_ts(idempotency_before));
+        let mut n = [0i64; 4];
+        for (slot, (s, at)) in n.iter_mut().zip([
+            (&r.count, &cut),
+            (&r.count_deliveries, &before),
+            (&r.count_templates, &before),
+            (&r.count_idempotency, &keys_before),
+        ]) {
+            *slot = with_pool!(self, |pool| bound!(sqlx::query_scalar(&s.sql), s, [at])
                 .fetch_one(pool)
-                .await?;
-            let d = bound!(
-                sqlx::query_scalar(&r.count_deliveries.sql),
-                r.count_deliveries,
-                [format_ts(before)]
-            )
-            .fetch_one(pool)
-            .await?;
-            let t = bound!(
-                sqlx::query_scalar(&r.count_templates.sql),
-                r.count_templates,
-                [format_ts(before)]
-            )
-            .fetch_one(pool)
-            .await?;
-            let i = bound!(
-                sqlx::query_scalar(&r.count_idempotency.sql),
-                r.count_idempotency,
-                [format_ts(idempotency_before)]
-            )
-            .fetch_one(pool)
-            .await?;
-            (m, d, t, i)
-        });
+                .await?);
+        }
+        let [m, d, t, i] = n;
         Ok(PruneCounts {
             messages: count(m),
             webhook_deliveries: count(d),
