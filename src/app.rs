@@ -345,6 +345,12 @@ impl Application {
         });
         let alerts = tokio::spawn(self.state.alert_runner().run(shutdown.clone()));
         let retention = self.retention.map(|r| tokio::spawn(r.run(shutdown.clone())));
+        if processor.is_some() {
+            tokio::spawn(crate::retention::backfill_metadata(
+                self.store.clone(),
+                shutdown.clone(),
+            ));
+        }
         let outbound = tokio::spawn(self.dispatcher.clone().run(shutdown.clone()));
         let webhook_counts = tokio::spawn(
             self.state

@@ -18,6 +18,7 @@ pub mod app;
 pub mod breaker;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod domain;
 pub mod http;
 pub mod outbound;

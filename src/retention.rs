@@ -274,6 +274,48 @@ impl RetentionRunner {
     }
 }
 
+/// Index the metadata of messages older than the metadata index (an
+/// upgrade that `herald migrate` did not finish), in the background, a
+/// batch every 200 ms, until done or `shutdown`. Several workers may run
+/// it at once; they repeat each other's work, never corrupt it.
+pub async fn backfill_metadata(store: Store, shutdown: Shutdown) {
+    let mut at = match store.metadata_backfill().await {
+        Ok(Some(b)) if !b.complete() => b,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "metadata index: could not read the backfill's progress");
+            return;
+        }
+    };
+    tracing::info!(
+        from_id = at.done_id + 1,
+        to_id = at.until_id,
+        "metadata index: indexing older messages in the background"
+    );
+    let mut failures = 0;
+    while !at.complete() {
+        match store.backfill_metadata_step(at).await {
+            Ok(next) => {
+                at = next;
+                failures = 0;
+            }
+            Err(e) if failures < 10 => {
+                failures += 1;
+                tracing::warn!(error = %e, "metadata index: a batch failed; trying again");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "metadata index: giving up after 10 failed batches; run `herald migrate`");
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(BACKGROUND_PAUSE) => {}
+        }
+    }
+    tracing::info!("metadata index: older messages indexed");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

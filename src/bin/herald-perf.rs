@@ -367,7 +367,7 @@ impl Db {
     async fn sent(&self) -> anyhow::Result<i64> {
         Ok(self
             .store
-            .counts()
+            .counts_exact()
             .await?
             .iter()
             .filter(|c| c.status == "sent")
@@ -558,28 +558,85 @@ async fn drain_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Re
     Ok(default)
 }
 
+/// Messages still open (pending or processing), from the open rows' index.
+async fn open_left(db: &Db) -> anyhow::Result<i64> {
+    Ok(db.store.open_counts().await?.iter().map(|c| c.count).sum())
+}
+
+/// `n` due messages drained by the running `herald process --watch`: the
+/// rate, and the longest time in which no message finished.
+async fn watch_drain(db: &Db, n: u64) -> anyhow::Result<(f64, f64)> {
+    db.fill(n, None).await?;
+    let start = Instant::now();
+    let mut last = open_left(db).await?;
+    let mut moved = Instant::now();
+    let mut stall = Duration::ZERO;
+    while last > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = open_left(db).await?;
+        if now < last {
+            stall = stall.max(moved.elapsed());
+            moved = Instant::now();
+            last = now;
+        }
+        anyhow::ensure!(
+            moved.elapsed() < Duration::from_secs(300),
+            "the drain stopped for 5 minutes"
+        );
+    }
+    Ok((n as f64 / start.elapsed().as_secs_f64(), stall.as_secs_f64() * 1000.0))
+}
+
+/// The release before migration 9: no metadata index, no status and
+/// template indexes (what an upgrade starts from).
+async fn as_before_migration_9(db: &Db) -> anyhow::Result<()> {
+    for s in [
+        "DROP TRIGGER herald_metadata_insert ON notification_messages",
+        "DROP TRIGGER herald_metadata_update ON notification_messages",
+        "DROP TRIGGER herald_metadata_delete ON notification_messages",
+        "DROP FUNCTION herald_index_metadata()",
+        "DROP FUNCTION herald_metadata_pairs(text)",
+        "DROP TABLE herald_message_metadata",
+        "DROP TABLE herald_backfills",
+        "DROP INDEX notification_messages_status",
+        "DROP INDEX notification_messages_template",
+        "DELETE FROM _sqlx_migrations WHERE version = 9",
+    ] {
+        db.store.execute_raw(s).await?;
+    }
+    Ok(())
+}
+
 /// A year of a busy shop on PostgreSQL: `--scale` finished messages (70 %
-/// SMS, 20 % email, 10 % WhatsApp, 2 % failed, created over 400 days),
-/// the operator's queries timed on it, then `n` due messages drained alone
-/// and again with `herald prune --older-than 90d` running alongside
-/// (stopped when the drain ends).
+/// SMS, 20 % email, 10 % WhatsApp, 2 % failed, 0.1 % cancelled, 20 % from
+/// a template, each with an `order_id`, created over 400 days) written by
+/// the release before the scale migration, with a worker (`herald process
+/// --watch`) running. Then: the drain on that schema; `herald migrate`
+/// while the worker drains (the rate and the longest stall); the drain on
+/// the new schema (the new indexes' write cost); every operator query;
+/// the drain again with `herald prune --older-than 90d` alongside.
 async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
     use herald::domain::{Channel, MessageStatus};
     use herald::store::ListFilter;
     let db = fresh_db(Backend::Postgres, args).await?;
     let n = args.scale;
+    let log = [("SMS_PROVIDER", "log".to_owned())];
+    let mut worker = herald(&db, &log, &["process", "--watch"]).spawn()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    as_before_migration_9(&db).await?;
     let started = Instant::now();
     db.store
         .execute_raw(&format!(
             "INSERT INTO notification_messages (channel, recipient, body, status, attempts, provider, metadata,
-                                                created_at, updated_at, sent_at)
+                                                template, created_at, updated_at, sent_at)
              SELECT CASE WHEN x % 10 < 7 THEN 'sms' WHEN x % 10 < 9 THEN 'email' ELSE 'whatsapp' END,
                     CASE WHEN x % 10 BETWEEN 7 AND 8 THEN 'c' || (x % 1000000) || '@example.com'
                          WHEN x % 10 = 9 THEN 'whatsapp:+1415' || (2000000 + x % 1000000)
                          ELSE '+1415' || (2000000 + x % 1000000) END,
                     'message ' || x,
-                    CASE WHEN x % 50 = 0 THEN 'failed' ELSE 'sent' END, 1, 'log',
-                    '{{\"order_id\": ' || x || '}}',
+                    CASE WHEN x % 50 = 0 THEN 'failed' WHEN x % 1000 = 1 THEN 'cancelled' ELSE 'sent' END, 1, 'log',
+                    '{{\"order_id\": ' || x || ', \"till\": ' || (x % 20) || '}}',
+                    CASE WHEN x % 5 = 0 THEN 'receipt' WHEN x % 1000 = 7 THEN 'birthday' END,
                     t, t, t
                FROM (SELECT x, now() - (x % 400) * interval '1 day' - (x % 86400) * interval '1 second' AS t
                        FROM generate_series(1, {n}) AS x) AS g"
@@ -587,9 +644,45 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
         .await?;
     db.store.execute_raw("VACUUM ANALYZE notification_messages").await?;
     r.line(format!(
-        "scale postgres: {n} finished messages written in {:.0} s",
+        "scale postgres: {n} finished messages written in {:.0} s (schema of the release before)",
         started.elapsed().as_secs_f64()
     ));
+    let batch = args.messages;
+    let (before, before_stall) = watch_drain(&db, batch).await?;
+    r.line(format!(
+        "scale postgres drain of {batch} due by a running worker, before the upgrade: {before:.0} msg/s (longest stall {before_stall:.0} ms)"
+    ));
+
+    // The upgrade while the worker drains.
+    let migrate_started = Instant::now();
+    let mut migrate = herald(&db, &[], &["migrate"]).spawn()?;
+    let mut during = Vec::new();
+    let mut migrated = None;
+    while migrated.is_none() {
+        during.push(watch_drain(&db, batch).await?);
+        if let Some(status) = migrate.try_wait()? {
+            migrated = Some(status);
+        }
+    }
+    let status = migrated.expect("migrate ended");
+    anyhow::ensure!(status.success(), "herald migrate failed: {status}");
+    let migrate_secs = migrate_started.elapsed().as_secs_f64();
+    let rates: Vec<String> = during.iter().map(|(r, _)| format!("{r:.0}")).collect();
+    let stall = during.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+    r.line(format!(
+        "scale postgres `herald migrate` (migration 9, two indexes built concurrently, metadata of {n} rows indexed) while the worker drains: \
+         done in {migrate_secs:.0} s (drain kept going until it ended); drains of {batch} meanwhile: {} msg/s; longest stall {stall:.0} ms",
+        rates.join(", ")
+    ));
+    let (after, after_stall) = watch_drain(&db, batch).await?;
+    r.line(format!(
+        "scale postgres drain of {batch} due by a running worker, after the upgrade: {after:.0} msg/s ({:.0} % of before; longest stall {after_stall:.0} ms)",
+        100.0 * after / before
+    ));
+    let _ = worker.start_kill();
+    let _ = worker.wait().await;
+    db.store.execute_raw("VACUUM ANALYZE").await?;
+
     let base = ListFilter {
         limit: 50,
         ..Default::default()
@@ -612,6 +705,20 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
             },
         ),
         (
+            "by status (cancelled, 0.1 %)",
+            ListFilter {
+                status: Some(MessageStatus::Cancelled),
+                ..base.clone()
+            },
+        ),
+        (
+            "by status (sent)",
+            ListFilter {
+                status: Some(MessageStatus::Sent),
+                ..base.clone()
+            },
+        ),
+        (
             "by channel (whatsapp)",
             ListFilter {
                 channel: Some(Channel::Whatsapp),
@@ -623,6 +730,43 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
             ListFilter {
                 created_from: Some(day),
                 created_to: Some(day + chrono::Duration::days(1)),
+                ..base.clone()
+            },
+        ),
+        (
+            "by template (receipt, 20 %)",
+            ListFilter {
+                template: Some("receipt".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "by template (birthday, 0.1 %)",
+            ListFilter {
+                template: Some("birthday".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "by metadata order_id (one message)",
+            ListFilter {
+                metadata: Some(("order_id".into(), (n / 3).to_string())),
+                ..base.clone()
+            },
+        ),
+        (
+            "by metadata till (5 % of the table)",
+            ListFilter {
+                metadata: Some(("till".into(), "7".into())),
+                ..base.clone()
+            },
+        ),
+        (
+            "by metadata order_id with a date range (400 days)",
+            ListFilter {
+                metadata: Some(("order_id".into(), (n / 3).to_string())),
+                created_from: Some(chrono::Utc::now() - chrono::Duration::days(401)),
+                created_to: Some(chrono::Utc::now()),
                 ..base.clone()
             },
         ),
@@ -645,26 +789,35 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
     for i in 0..20u64 {
         let t = Instant::now();
         db.store.get(1 + i as i64 * 997).await?;
+        db.store.attempts(1 + i as i64 * 997).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(|a, b| a.total_cmp(b));
     r.line(format!(
-        "scale postgres message detail: median {:.2} ms, max {:.2} ms",
+        "scale postgres message detail (row and attempts): median {:.2} ms, max {:.2} ms",
         times[10], times[19]
     ));
-    for (label, open) in [
-        ("open counts (status, /metrics, readyz)", true),
-        ("all counts by status (herald status)", false),
+    for label in [
+        "open counts (/readyz, progress)",
+        "counts by status (herald status, /metrics)",
+        "counts by status, every row (herald status --exact)",
     ] {
-        let t = Instant::now();
-        if open {
-            db.store.open_counts().await?;
-        } else {
-            db.store.counts().await?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            if label.starts_with("open") {
+                db.store.open_counts().await?;
+            } else if label.contains("exact") {
+                db.store.counts_exact().await?;
+            } else {
+                db.store.counts().await?;
+            }
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
+        times.sort_by(|a, b| a.total_cmp(b));
         r.line(format!(
-            "scale postgres {label}: {:.1} ms",
-            t.elapsed().as_secs_f64() * 1000.0
+            "scale postgres {label}: median {:.1} ms, max {:.1} ms",
+            times[2], times[4]
         ));
     }
     // The drain on this table, alone and with a prune alongside.
@@ -676,22 +829,13 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
         } else {
             None
         };
-        let run = process(&db, &[("SMS_PROVIDER", "log".into())]).await?;
+        let run = process(&db, &log).await?;
         let label = if let Some(child) = prune.as_mut() {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            let left: i64 = db
-                .store
-                .counts()
-                .await?
-                .iter()
-                .filter(|c| c.status == "sent" || c.status == "failed")
-                .map(|c| c.count)
-                .sum();
             format!(
-                "with `herald prune --older-than 90d` alongside (stopped after {:.1} s; {} rows left)",
+                "with `herald prune --older-than 90d` alongside (stopped after {:.1} s)",
                 prune_started.elapsed().as_secs_f64(),
-                left
             )
         } else {
             "alone".to_owned()

@@ -1,8 +1,9 @@
 //! `herald doctor [--json]`: the integration guide's troubleshooting list
 //! as a command. Checks the configuration, the database (reachable,
 //! migrated, the table adopted, its clock), each configured provider live
-//! (credentials, account, sender), and the public URL; prints ok / warning /
-//! error with the fix in one line. Exit status 1 when any check is an error.
+//! (credentials, account, sender), the public URL, and the email sender
+//! domain's SPF, DKIM and DMARC records; prints ok / warning / error with
+//! the fix in one line. Exit status 1 when any check is an error.
 
 use std::time::Duration;
 
@@ -17,7 +18,31 @@ pub(crate) struct DoctorArgs {
     /// Print the checks as JSON (for scripts and monitoring).
     #[arg(long)]
     json: bool,
+    /// The DNS server asked for the sender domain's SPF, DKIM and DMARC
+    /// records (IP or IP:port; default: the first nameserver of
+    /// /etc/resolv.conf)
+    #[arg(long, value_name = "ADDR")]
+    dns_server: Option<String>,
+    /// A DKIM selector to look for (repeatable; default: s1, s2 (SendGrid),
+    /// default, google, selector1, selector2, k1, mail, dkim)
+    #[arg(long = "dkim-selector", value_name = "NAME")]
+    dkim_selectors: Vec<String>,
 }
+
+/// DKIM selectors tried when none is given: SendGrid's, then the usual ones.
+const DKIM_SELECTORS: [&str; 9] = [
+    "s1",
+    "s2",
+    "default",
+    "google",
+    "selector1",
+    "selector2",
+    "k1",
+    "mail",
+    "dkim",
+];
+/// How long each DNS question may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,6 +107,7 @@ pub(crate) async fn run(config: Result<Config, ConfigError>, args: DoctorArgs) -
             database(&config, &mut r).await;
             providers(&config, &mut r).await;
             public_url(&config, &mut r).await;
+            email_dns(&config, &args, &mut r).await;
         }
     }
     let (errors, warnings) = (r.count(Level::Error), r.count(Level::Warning));
@@ -529,4 +555,193 @@ async fn public_url(config: &Config, r: &mut Report) {
             "providers post delivery receipts to PUBLIC_URL: make it reach `herald serve` from the internet",
         ),
     }
+}
+
+/// The email sender domain's SPF, DKIM and DMARC records, as receivers
+/// read them before trusting Herald's mail.
+async fn email_dns(config: &Config, args: &DoctorArgs, r: &mut Report) {
+    if config.providers.email.is_empty() {
+        return;
+    }
+    let Some(from) = &config.email_from else {
+        return;
+    };
+    let Some((_, domain)) = from.address.as_str().rsplit_once('@') else {
+        return;
+    };
+    let domain = domain.to_ascii_lowercase();
+    let server = match &args.dns_server {
+        Some(s) => match s.parse::<std::net::SocketAddr>().or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        }) {
+            Ok(a) => a,
+            Err(_) => {
+                r.error(
+                    "email.dns",
+                    format!("--dns-server {s:?} is not an IP address or IP:port"),
+                    "pass an address such as 1.1.1.1 or 127.0.0.1:5353",
+                );
+                return;
+            }
+        },
+        None => match herald::dns::system_resolver() {
+            Some(a) => a,
+            None => {
+                r.warn(
+                    "email.dns",
+                    "no DNS server in /etc/resolv.conf: SPF, DKIM and DMARC were not checked",
+                    "pass --dns-server ADDR",
+                );
+                return;
+            }
+        },
+    };
+    let sendgrid = config.providers.email.contains(&ProviderChoice::Sendgrid);
+    let lookup = |name: String| async move { herald::dns::txt(server, &name, DNS_TIMEOUT).await };
+    let failed = |r: &mut Report, e: herald::dns::DnsError| {
+        r.warn(
+            "email.dns",
+            format!("{e}: SPF, DKIM and DMARC of {domain} were not checked"),
+            "run doctor where DNS answers, or pass --dns-server ADDR",
+        )
+    };
+
+    // SPF (RFC 7208): one `v=spf1` TXT record at the domain.
+    let spf: Vec<String> = match lookup(domain.clone()).await {
+        Ok(records) => records.into_iter().filter(|t| is_tagged(t, "v=spf1")).collect(),
+        Err(e) => return failed(r, e),
+    };
+    let spf_example = if sendgrid {
+        "v=spf1 include:sendgrid.net ~all"
+    } else {
+        "v=spf1 include:<your SMTP provider's SPF domain> ~all"
+    };
+    match spf.as_slice() {
+        [] => r.warn(
+            "email.spf",
+            format!("{domain} has no SPF record: receivers may treat its mail as spam"),
+            format!("add a TXT record at {domain}: {spf_example}"),
+        ),
+        [one] => {
+            let terms: Vec<String> = one.split_whitespace().map(str::to_ascii_lowercase).collect();
+            if terms.iter().any(|t| t == "+all" || t == "all") {
+                r.warn(
+                    "email.spf",
+                    format!("the SPF record of {domain} lets any server send as it: {one}"),
+                    "end the record with ~all or -all",
+                );
+            } else if sendgrid && !terms.iter().any(|t| t == "include:sendgrid.net") {
+                r.warn(
+                    "email.spf",
+                    format!("the SPF record of {domain} does not include sendgrid.net: {one}"),
+                    "add include:sendgrid.net before the all term (or authenticate the domain in SendGrid, which sets its own)",
+                );
+            } else {
+                r.ok("email.spf", format!("{domain}: {one}"));
+            }
+        }
+        many => r.error(
+            "email.spf",
+            format!(
+                "{domain} has {} SPF records (receivers treat that as a permanent error)",
+                many.len()
+            ),
+            "merge them into one TXT record",
+        ),
+    }
+
+    // DKIM (RFC 6376): a key at <selector>._domainkey.<domain>.
+    let selectors: Vec<String> = if args.dkim_selectors.is_empty() {
+        DKIM_SELECTORS.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        args.dkim_selectors.clone()
+    };
+    let mut found = Vec::new();
+    let mut revoked = Vec::new();
+    for sel in &selectors {
+        let name = format!("{sel}._domainkey.{domain}");
+        let records = match lookup(name.clone()).await {
+            Ok(records) => records,
+            Err(e) => return failed(r, e),
+        };
+        for rec in records {
+            let tags = dkim_tags(&rec);
+            match tags.iter().find(|(k, _)| k == "p") {
+                Some((_, p)) if p.is_empty() => revoked.push(name.clone()),
+                Some(_) => found.push(name.clone()),
+                None => {}
+            }
+        }
+    }
+    if !found.is_empty() {
+        r.ok("email.dkim", format!("a DKIM key at {}", found.join(", ")));
+    } else if !revoked.is_empty() {
+        r.error(
+            "email.dkim",
+            format!("the DKIM key at {} is revoked (empty p=)", revoked.join(", ")),
+            "publish the current key your email provider gives you",
+        );
+    } else {
+        r.warn(
+            "email.dkim",
+            format!("no DKIM key for {domain} at the selectors tried ({})", selectors.join(", ")),
+            if sendgrid {
+                "authenticate the domain in SendGrid (Settings → Sender Authentication) and add its CNAME records; another selector: --dkim-selector NAME"
+            } else {
+                "publish the DKIM key your SMTP provider gives you; if it uses another selector, pass --dkim-selector NAME"
+            },
+        );
+    }
+
+    // DMARC (RFC 7489): one `v=DMARC1` record at _dmarc.<domain>.
+    let dmarc: Vec<String> = match lookup(format!("_dmarc.{domain}")).await {
+        Ok(records) => records.into_iter().filter(|t| is_tagged(t, "v=DMARC1")).collect(),
+        Err(e) => return failed(r, e),
+    };
+    match dmarc.as_slice() {
+        [] => r.warn(
+            "email.dmarc",
+            format!("{domain} has no DMARC record: Gmail and Yahoo expect one from bulk senders"),
+            format!("add a TXT record at _dmarc.{domain}: v=DMARC1; p=none; rua=mailto:dmarc@{domain}"),
+        ),
+        [one] => match dkim_tags(one).into_iter().find(|(k, _)| k == "p") {
+            Some((_, p)) if ["none", "quarantine", "reject"].contains(&p.to_ascii_lowercase().as_str()) => {
+                r.ok("email.dmarc", format!("_dmarc.{domain}: policy p={p}"))
+            }
+            _ => r.error(
+                "email.dmarc",
+                format!("the DMARC record of {domain} has no valid p= policy: {one}"),
+                "make it start with v=DMARC1; p=none (or quarantine, reject)",
+            ),
+        },
+        many => r.error(
+            "email.dmarc",
+            format!("{domain} has {} DMARC records (receivers ignore them all)", many.len()),
+            "keep one TXT record at _dmarc",
+        ),
+    }
+}
+
+/// Whether a TXT record starts with `tag` (`v=spf1`, `v=DMARC1`) as a whole
+/// term, case-insensitively.
+fn is_tagged(record: &str, tag: &str) -> bool {
+    let t = record.trim_start();
+    t.get(..tag.len()).is_some_and(|head| head.eq_ignore_ascii_case(tag))
+        && t[tag.len()..].chars().next().is_none_or(|c| c == ' ' || c == ';')
+}
+
+/// `k=v; k=v` tags (DKIM, DMARC), names lower-cased, values without
+/// spaces.
+fn dkim_tags(record: &str) -> Vec<(String, String)> {
+    record
+        .split(';')
+        .filter_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            Some((
+                k.trim().to_ascii_lowercase(),
+                v.chars().filter(|c| !c.is_whitespace()).collect(),
+            ))
+        })
+        .collect()
 }

@@ -40,7 +40,47 @@ fn describe(plan: &Plan, backend: &str) -> Vec<String> {
             many.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
         )),
     }
+    for (name, says) in &plan.online {
+        out.push(format!("  build index {name} without blocking writes: {says}"));
+    }
+    if let Some(b) = plan.backfill {
+        out.push(format!(
+            "  index the metadata of older messages (ids {} to {}), in batches of {}",
+            b.done_id + 1,
+            b.until_id,
+            herald::store::BACKFILL_BATCH
+        ));
+    }
     out
+}
+
+/// Index the metadata of messages older than the metadata triggers,
+/// printing progress now and then.
+async fn backfill(store: &herald::store::Store) -> anyhow::Result<()> {
+    let Some(start) = store.metadata_backfill().await?.filter(|b| !b.complete()) else {
+        return Ok(());
+    };
+    let total = (start.until_id - start.done_id).max(1);
+    let began = std::time::Instant::now();
+    let mut said = std::time::Instant::now();
+    store
+        .backfill_metadata(std::time::Duration::ZERO, |b| {
+            if said.elapsed() >= std::time::Duration::from_secs(5) {
+                said = std::time::Instant::now();
+                say!(
+                    "  metadata index: {}% ({} of {} ids)",
+                    100 * (b.done_id - start.done_id) / total,
+                    b.done_id - start.done_id,
+                    total
+                );
+            }
+        })
+        .await?;
+    say!(
+        "  metadata index: older messages indexed in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 pub(crate) async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<()> {
@@ -60,7 +100,7 @@ pub(crate) async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<()>
             plan.problems.len()
         ));
     }
-    if plan.is_empty() && !plan.adopting {
+    if plan.is_empty() && !plan.adopting && plan.backfill.is_none() {
         say!("database schema is up to date ({backend}, {where_})");
         return Ok(());
     }
@@ -69,8 +109,18 @@ pub(crate) async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<()>
             say!("{line}");
         }
         return Err(anyhow!(
-            "the database is behind this Herald ({} migration(s) to apply{}): run `herald migrate`",
+            "the database is behind this Herald ({} migration(s) to apply{}{}{}): run `herald migrate`",
             plan.migrations.len(),
+            if plan.online.is_empty() {
+                ""
+            } else {
+                ", indexes to build"
+            },
+            if plan.backfill.is_some() {
+                ", older messages' metadata to index"
+            } else {
+                ""
+            },
             if plan.adopting { ", and the table to adopt" } else { "" }
         ));
     }
@@ -88,6 +138,7 @@ pub(crate) async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<()>
         return Ok(());
     }
     store.apply_migration(&plan).await?;
+    backfill(&store).await?;
     say!(
         "done: {} change(s) and {} migration(s) applied; database schema is up to date ({backend})",
         plan.steps.len(),

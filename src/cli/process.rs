@@ -38,6 +38,12 @@ pub(super) async fn run(config: Config, args: ProcessArgs) -> anyhow::Result<()>
         ));
         tokio::spawn(runner.run(shutdown.clone()))
     });
+    if args.watch {
+        tokio::spawn(herald::retention::backfill_metadata(
+            store_for_progress.clone(),
+            shutdown.clone(),
+        ));
+    }
     // Retention (RETENTION_DAYS): one worker at a time prunes, hourly.
     let retention = match (args.watch, config.retention_days) {
         (true, Some(days)) => Some(tokio::spawn(

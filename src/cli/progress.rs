@@ -34,7 +34,7 @@ impl Progress {
             loop {
                 if counted.is_none_or(|c| c.elapsed() >= RECOUNT) {
                     counted = Some(Instant::now());
-                    left = store.counts().await.ok().map(|counts| {
+                    left = store.open_counts().await.ok().map(|counts| {
                         counts
                             .iter()
                             .filter(|c| c.status == "pending" || c.status == "processing")

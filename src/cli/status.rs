@@ -20,6 +20,10 @@ pub(crate) struct StatusArgs {
     /// How many messages to show
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
     limit: u32,
+    /// Count every sent message (a scan of the whole table; by default a
+    /// table of more than a million rows shows the database's estimate)
+    #[arg(long)]
+    exact: bool,
 }
 
 pub(super) async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> {
@@ -42,14 +46,26 @@ pub(super) async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> 
     // The guide's monitoring order.
     rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     say!("{}", table(&rows).trim_end());
-    let mut totals: Vec<(String, i64)> = Vec::new();
-    for c in store.counts().await? {
-        match totals.iter_mut().find(|(s, _)| *s == c.status) {
-            Some((_, n)) => *n += c.count,
-            None => totals.push((c.status, c.count)),
+    let counts = if args.exact {
+        store.counts_exact().await?
+    } else {
+        store.counts().await?
+    };
+    let mut totals: Vec<(String, i64, bool)> = Vec::new();
+    for c in counts {
+        match totals.iter_mut().find(|(s, _, _)| *s == c.status) {
+            Some((_, n, e)) => {
+                *n += c.count;
+                *e |= c.estimated;
+            }
+            None => totals.push((c.status, c.count, c.estimated)),
         }
     }
-    let summary: Vec<String> = totals.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    let summary: Vec<String> = totals
+        .iter()
+        .map(|(s, n, e)| if *e { format!("{s}: ~{n}") } else { format!("{s}: {n}") })
+        .collect();
+    let estimated = totals.iter().any(|t| t.2);
     say!(
         "\n{}",
         if summary.is_empty() {
@@ -58,6 +74,9 @@ pub(super) async fn run(config: Config, args: StatusArgs) -> anyhow::Result<()> 
             summary.join("  ")
         }
     );
+    if estimated {
+        say!("(~: the database's estimate on a table this big; `herald status --exact` counts every row)");
+    }
     Ok(())
 }
 

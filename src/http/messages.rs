@@ -51,6 +51,14 @@ pub(super) struct ListQuery {
     /// Only messages still scheduled for the future
     #[param(value_type = Option<bool>)]
     pub scheduled: Option<String>,
+    /// Only messages made from this template (its name)
+    pub template: Option<String>,
+    /// Only messages whose metadata has this key (with `metadata_value`), e.g. `order_id`
+    #[param(max_length = 200)]
+    pub metadata_key: Option<String>,
+    /// The value of `metadata_key`: a string as it is, a number or boolean as JSON writes it (`1234`, `true`); at most 200 characters
+    #[param(max_length = 200)]
+    pub metadata_value: Option<String>,
     /// From `next_cursor` of the previous page
     #[param(pattern = "^[0-9]+$")]
     pub cursor: Option<String>,
@@ -112,6 +120,26 @@ pub(super) async fn list(
                 .map_err(|_| bad("cursor", "cursor must be a next_cursor value".into()))?,
         ),
     };
+    let metadata = match (q.metadata_key.as_deref(), q.metadata_value.as_deref()) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(bad(
+                "metadata_value",
+                "metadata_value is required with metadata_key".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "metadata_key",
+                "metadata_key is required with metadata_value".into(),
+            ))
+        }
+        (Some(k), Some(v)) => Some(crate::store::metadata_filter(k, v).map_err(|(field, e)| bad(field, e))?),
+    };
+    let template = match q.template.as_deref().map(str::trim) {
+        Some("") => return Err(bad("template", "template must not be empty".into())),
+        t => t.map(str::to_owned),
+    };
     let filter = ListFilter {
         status,
         channel,
@@ -121,6 +149,8 @@ pub(super) async fn list(
         before_id,
         limit,
         scheduled_after: scheduled.then(|| state.clock.now()),
+        template,
+        metadata,
     };
     let messages = state.store.list(&filter).await?;
     let next_cursor = if messages.len() == limit as usize {

@@ -218,6 +218,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (6, "dashboard", include_str!("../../migrations/postgres/0006_dashboard.sql")),
         (7, "due", include_str!("../../migrations/postgres/0007_due.sql")),
         (8, "failover", include_str!("../../migrations/postgres/0008_failover.sql")),
+        (9, "scale", include_str!("../../migrations/postgres/0009_scale.sql")),
     ];
     #[rustfmt::skip]
     const SQLITE: &[(i64, &str, &str)] = &[
@@ -229,6 +230,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (6, "dashboard", include_str!("../../migrations/sqlite/0006_dashboard.sql")),
         (7, "due", include_str!("../../migrations/sqlite/0007_due.sql")),
         (8, "failover", include_str!("../../migrations/sqlite/0008_failover.sql")),
+        (9, "scale", include_str!("../../migrations/sqlite/0009_scale.sql")),
     ];
     #[rustfmt::skip]
     const MYSQL: &[(i64, &str, &str)] = &[
@@ -240,6 +242,7 @@ pub(super) fn migration_files(backend: &Backend) -> &'static [(i64, &'static str
         (6, "dashboard", include_str!("../../migrations/mysql/0006_dashboard.sql")),
         (7, "due", include_str!("../../migrations/mysql/0007_due.sql")),
         (8, "failover", include_str!("../../migrations/mysql/0008_failover.sql")),
+        (9, "scale", include_str!("../../migrations/mysql/0009_scale.sql")),
     ];
     match backend {
         Backend::Postgres { .. } => POSTGRES,

@@ -8,6 +8,10 @@ use super::{Result, Store, StoreError};
 use crate::clock::{format_ts, parse_ts};
 use crate::domain::{Channel, MessageStatus};
 
+/// Above this many rows (the database's estimate), `sent` is estimated
+/// rather than counted by [`Store::counts`].
+pub const EXACT_COUNT_ROWS: i64 = 1_000_000;
+
 /// Filters for listing messages, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -22,6 +26,36 @@ pub struct ListFilter {
     /// Only messages scheduled (`send_at`) after this time: pass "now" to
     /// list what is still waiting for its time.
     pub scheduled_after: Option<DateTime<Utc>>,
+    /// Only messages made from this template.
+    pub template: Option<String>,
+    /// Only messages whose metadata has this key with this value (a string
+    /// as it is; a number or boolean as JSON writes it).
+    pub metadata: Option<(String, String)>,
+}
+
+/// The longest metadata key or value the metadata index holds.
+pub const METADATA_MAX_CHARS: usize = 200;
+
+/// A metadata filter (key, value) as [`ListFilter::metadata`] takes it;
+/// the error names the field (`metadata_key`, `metadata_value`).
+pub fn metadata_filter(key: &str, value: &str) -> std::result::Result<(String, String), (&'static str, String)> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(("metadata_key", "metadata_key must not be empty".into()));
+    }
+    if key.chars().count() > METADATA_MAX_CHARS {
+        return Err((
+            "metadata_key",
+            format!("metadata_key is longer than {METADATA_MAX_CHARS} characters (longer keys are not indexed)"),
+        ));
+    }
+    if value.chars().count() > METADATA_MAX_CHARS {
+        return Err((
+            "metadata_value",
+            format!("metadata_value is longer than {METADATA_MAX_CHARS} characters (longer values are not indexed)"),
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 /// Which messages a retry takes.
@@ -82,6 +116,9 @@ impl Store {
                     f.before_id,
                     i64::from(f.limit),
                     f.scheduled_after.map(format_ts),
+                    f.template.as_deref(),
+                    f.metadata.as_ref().map(|(k, _)| k.as_str()),
+                    f.metadata.as_ref().map(|(_, v)| v.as_str()),
                 ]
             )
             .fetch_all(pool)
@@ -241,7 +278,12 @@ impl Store {
         let rows: Vec<(String, String, i64)> = with_pool!(self, |pool| sqlx::query_as(&s.sql).fetch_all(pool).await?);
         let mut counts: Vec<Count> = rows
             .into_iter()
-            .map(|(status, channel, count)| Count { status, channel, count })
+            .map(|(status, channel, count)| Count {
+                status,
+                channel,
+                count,
+                estimated: false,
+            })
             .collect();
         counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
         Ok(counts)
@@ -267,16 +309,55 @@ impl Store {
             .collect())
     }
 
-    /// Message counts by status and channel.
+    /// Message counts by status and channel, fast at any size: every
+    /// status but `sent` is counted exactly from the index of unsent rows;
+    /// `sent` too while the table has at most [`EXACT_COUNT_ROWS`] rows,
+    /// above that it is the database's estimate of the table's rows minus
+    /// the others (one [`Count`] with channel `all`, `estimated`).
     pub async fn counts(&self) -> Result<Vec<Count>> {
-        let s = &self.sql.counts;
+        let rows = self.table_rows_estimate().await?;
+        if rows <= EXACT_COUNT_ROWS {
+            return self.counts_exact().await;
+        }
+        let mut counts = self.count_rows(&self.sql.counts_unsent).await?;
+        let unsent: i64 = counts.iter().map(|c| c.count).sum();
+        counts.push(Count {
+            status: "sent".to_owned(),
+            channel: "all".to_owned(),
+            count: (rows - unsent).max(0),
+            estimated: true,
+        });
+        counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
+        Ok(counts)
+    }
+
+    /// Message counts by status and channel, every row counted (a scan of
+    /// the table: seconds at tens of millions of rows).
+    pub async fn counts_exact(&self) -> Result<Vec<Count>> {
+        self.count_rows(&self.sql.counts).await
+    }
+
+    async fn count_rows(&self, s: &super::sql::Statement) -> Result<Vec<Count>> {
         let rows: Vec<(String, String, i64)> = with_pool!(self, |pool| sqlx::query_as(&s.sql).fetch_all(pool).await?);
         let mut counts: Vec<Count> = rows
             .into_iter()
-            .map(|(status, channel, count)| Count { status, channel, count })
+            .map(|(status, channel, count)| Count {
+                status,
+                channel,
+                count,
+                estimated: false,
+            })
             .collect();
         counts.sort_by(|a, b| (&a.status, &a.channel).cmp(&(&b.status, &b.channel)));
         Ok(counts)
+    }
+
+    /// The database's estimate of the table's rows (PostgreSQL and MySQL:
+    /// their statistics; SQLite: the id range).
+    pub async fn table_rows_estimate(&self) -> Result<i64> {
+        let s = &self.sql.rows_estimate;
+        let n: Option<i64> = with_pool!(self, |pool| sqlx::query_scalar(&s.sql).fetch_one(pool).await?);
+        Ok(n.unwrap_or(0).max(0))
     }
 
     /// Creation time of the oldest message that is due and still pending.

@@ -142,6 +142,9 @@ pub struct Count {
     pub status: String,
     pub channel: String,
     pub count: i64,
+    /// The database's estimate, not a count (`sent` on a table of more than
+    /// [`crate::store::EXACT_COUNT_ROWS`] rows; channel `all`).
+    pub estimated: bool,
 }
 
 /// Reads a message from either backend's row type.

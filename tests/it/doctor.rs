@@ -32,8 +32,32 @@ fn env_for(
     ]
 }
 
+/// Records of a well set-up sender domain (example.com, SendGrid).
+const GOOD_DNS: [(&str, &str); 4] = [
+    ("example.com", "v=spf1 include:sendgrid.net ~all"),
+    ("example.com", "google-site-verification=abc123"),
+    (
+        "s1._domainkey.example.com",
+        "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1",
+    ),
+    (
+        "_dmarc.example.com",
+        "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com",
+    ),
+];
+
+/// A UDP port on loopback where nothing listens: DNS questions to it fail
+/// at once (and never leave the machine).
+const NO_DNS: &str = "127.0.0.1:9";
+
 async fn doctor(db: &TestDb, env: &[(&str, String)]) -> (bool, Value) {
-    let o = run_herald(db, env, &["doctor", "--json"]).await;
+    doctor_with(db, env, &["--dns-server", NO_DNS]).await
+}
+
+async fn doctor_with(db: &TestDb, env: &[(&str, String)], args: &[&str]) -> (bool, Value) {
+    let mut all = vec!["doctor", "--json"];
+    all.extend_from_slice(args);
+    let o = run_herald(db, env, &all).await;
     let report: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("doctor --json printed JSON: {e}: {}{}", stdout(&o), stderr(&o)));
     (o.status.success(), report)
@@ -71,19 +95,23 @@ every_backend! {
         env.push(("PUBLIC_URL", public));
 
         // Everything in order.
-        let (ok, report) = doctor(&db, &env).await;
+        let dns = DnsServer::start(&GOOD_DNS).await;
+        let dns_addr = dns.addr.to_string();
+        let (ok, report) = doctor_with(&db, &env, &["--dns-server", &dns_addr]).await;
         for name in [
             "configuration", "database", "database.schema", "database.clock", "twilio.credentials",
             "twilio.account", "twilio.balance", "twilio.sender.sms", "sendgrid.key", "sendgrid.sender", "smtp",
+            "email.spf", "email.dkim", "email.dmarc",
         ] {
             assert_eq!(status_of(&report, name), "ok", "{name}: {report:#}");
         }
         assert!(ok, "{report:#}");
         assert_eq!(report["errors"], 0);
+        assert_eq!(report["warnings"], 0, "{report:#}");
         // The sandbox WhatsApp number is one of the fake account's numbers.
         assert_eq!(status_of(&report, "twilio.sender.whatsapp"), "ok");
         // The human form says the same, one line per check.
-        let text = run_herald(&db, &env, &["doctor"]).await;
+        let text = run_herald(&db, &env, &["doctor", "--dns-server", &dns_addr]).await;
         assert!(text.status.success());
         assert!(stdout(&text).contains("ok       twilio.credentials: accepted"), "{}", stdout(&text));
         assert!(stdout(&text).contains("0 error(s)"), "{}", stdout(&text));
@@ -177,4 +205,149 @@ every_backend! {
         assert_eq!(database.0, "error");
         assert!(database.2.contains("DATABASE_URL"), "{database:?}");
     }
+}
+
+/// The sender domain's DNS: SPF, DKIM and DMARC, each right and wrong in
+/// the ways receivers care about, read from a loopback DNS server.
+#[tokio::test]
+async fn doctor_reads_the_sender_domains_spf_dkim_and_dmarc() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (twilio, sendgrid, smtp) = (
+        FakeTwilio::start().await,
+        FakeSendgrid::start().await,
+        SmtpServer::start(),
+    );
+    let env = env_for(&twilio, &sendgrid, smtp.port, "secret");
+    let dns = DnsServer::start(&GOOD_DNS).await;
+    let addr = dns.addr.to_string();
+    let run = |args: Vec<String>| {
+        let (db, env) = (&db, &env);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            doctor_with(db, env, &args).await.1
+        }
+    };
+    let at = || vec!["--dns-server".to_owned(), addr.clone()];
+    let check = |report: &Value, name: &str| {
+        let c = checks(report, name);
+        assert_eq!(c.len(), 1, "{name}: {report:#}");
+        c[0].clone()
+    };
+
+    let report = run(at()).await;
+    assert_eq!(
+        check(&report, "email.spf").1,
+        "example.com: v=spf1 include:sendgrid.net ~all"
+    );
+    assert_eq!(
+        check(&report, "email.dkim").1,
+        "a DKIM key at s1._domainkey.example.com"
+    );
+    assert_eq!(
+        check(&report, "email.dmarc").1,
+        "_dmarc.example.com: policy p=quarantine"
+    );
+
+    // Nothing published: three warnings, each with the record to add.
+    dns.set(&[("example.com", "google-site-verification=abc123")]);
+    let report = run(at()).await;
+    let spf = check(&report, "email.spf");
+    assert_eq!(spf.0, "warning");
+    assert!(spf.2.contains("v=spf1 include:sendgrid.net ~all"), "{spf:?}");
+    let dkim = check(&report, "email.dkim");
+    assert_eq!(dkim.0, "warning");
+    assert!(dkim.1.contains("s1, s2, default"), "{dkim:?}");
+    assert!(
+        dkim.2.contains("Sender Authentication") && dkim.2.contains("--dkim-selector"),
+        "{dkim:?}"
+    );
+    let dmarc = check(&report, "email.dmarc");
+    assert_eq!(dmarc.0, "warning");
+    assert!(dmarc.2.contains("_dmarc.example.com: v=DMARC1; p=none"), "{dmarc:?}");
+    assert_eq!(report["errors"], 0, "missing records are warnings");
+
+    // Wrong records.
+    for (records, name, level, says) in [
+        (
+            vec![
+                ("example.com", "v=spf1 -all"),
+                ("example.com", "v=spf1 include:sendgrid.net -all"),
+            ],
+            "email.spf",
+            "error",
+            "2 SPF records",
+        ),
+        (
+            vec![("example.com", "v=spf1 mx ~all")],
+            "email.spf",
+            "warning",
+            "does not include sendgrid.net",
+        ),
+        (
+            vec![("example.com", "v=spf1 include:sendgrid.net +all")],
+            "email.spf",
+            "warning",
+            "any server",
+        ),
+        (
+            vec![("s1._domainkey.example.com", "v=DKIM1; k=rsa; p=")],
+            "email.dkim",
+            "error",
+            "revoked",
+        ),
+        (
+            vec![("_dmarc.example.com", "v=DMARC1; rua=mailto:x@example.com")],
+            "email.dmarc",
+            "error",
+            "no valid p= policy",
+        ),
+        (
+            vec![
+                ("_dmarc.example.com", "v=DMARC1; p=none"),
+                ("_dmarc.example.com", "v=DMARC1; p=reject"),
+            ],
+            "email.dmarc",
+            "error",
+            "2 DMARC records",
+        ),
+    ] {
+        dns.set(&records);
+        let report = run(at()).await;
+        let c = check(&report, name);
+        assert_eq!(c.0, level, "{records:?}: {c:?}");
+        assert!(c.1.contains(says), "{records:?}: {c:?}");
+        assert!(!c.2.is_empty(), "a fix: {c:?}");
+    }
+
+    // A selector of its own, named on the command line.
+    dns.set(&[("pos2026._domainkey.example.com", "v=DKIM1; p=MIGfMA0GCSqGSIb3")]);
+    assert_eq!(check(&run(at()).await, "email.dkim").0, "warning");
+    let mut args = at();
+    args.extend(["--dkim-selector".to_owned(), "pos2026".to_owned()]);
+    assert_eq!(
+        check(&run(args).await, "email.dkim").1,
+        "a DKIM key at pos2026._domainkey.example.com"
+    );
+
+    // An SPF record too big for one UDP answer is read over TCP.
+    let long = format!("v=spf1 {}include:sendgrid.net ~all", "ip4:192.0.2.1 ".repeat(110));
+    let mut big = GOOD_DNS.to_vec();
+    big[0] = ("example.com", &long);
+    dns.set(&big);
+    dns.asked.lock().unwrap().clear();
+    let report = run(at()).await;
+    assert_eq!(check(&report, "email.spf").0, "ok", "{report:#}");
+    assert!(dns.asked.lock().unwrap().contains(&("tcp", "example.com".to_owned())));
+
+    // No DNS server answering: a warning, the other checks still run.
+    let report = doctor(&db, &env).await.1;
+    let c = check(&report, "email.dns");
+    assert_eq!(c.0, "warning");
+    assert!(c.2.contains("--dns-server"), "{c:?}");
+    assert!(checks(&report, "email.spf").is_empty());
+    assert_eq!(check(&report, "smtp").0, "ok");
+    // A bad address is an error, named.
+    let (ok, report) = doctor_with(&db, &env, &["--dns-server", "not-an-ip"]).await;
+    assert!(!ok);
+    assert!(check(&report, "email.dns").1.contains("not-an-ip"));
 }

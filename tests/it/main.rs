@@ -26,6 +26,7 @@ mod receipts;
 mod recording;
 mod retention;
 mod router;
+mod scale;
 mod smtp;
 mod stats;
 mod templates;

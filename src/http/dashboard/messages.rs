@@ -18,8 +18,8 @@ use crate::store::{ListFilter, Message, StoreError};
 
 /// Messages shown per page.
 const PAGE: usize = 50;
-/// Filters the database cannot apply (template, error code, metadata) look
-/// at most this many of the newest messages matching the others.
+/// The filter the database cannot apply (error code) looks at most at
+/// this many of the newest messages matching the others.
 const SCAN_LIMIT: usize = 5000;
 /// Most failed messages one bulk retry takes.
 const BULK_LIMIT: usize = 10_000;
@@ -96,31 +96,27 @@ impl Filters {
             before_id,
             limit,
             scheduled_after: None,
+            template: Some(self.template.trim().to_owned()).filter(|t| !t.is_empty()),
+            metadata: if self.meta_key.trim().is_empty() {
+                None
+            } else {
+                Some(crate::store::metadata_filter(&self.meta_key, self.meta_value.trim()).map_err(|(_, e)| e)?)
+            },
         })
     }
 
-    /// The filters applied here, after the database's.
+    /// The filter applied here, after the database's.
     fn matches(&self, m: &Message) -> bool {
-        let template_ok = self.template.is_empty() || m.template.as_deref() == Some(self.template.trim());
-        let code_ok = self.code.is_empty()
+        self.code.is_empty()
             || m.error
                 .as_ref()
                 .and_then(|e| e.get("code"))
                 .and_then(|c| c.as_str())
-                .is_some_and(|c| c == self.code.trim());
-        let meta_ok = self.meta_key.is_empty()
-            || m.metadata
-                .as_ref()
-                .and_then(|md| md.get(self.meta_key.trim()))
-                .is_some_and(|v| match v {
-                    serde_json::Value::String(s) => s == self.meta_value.trim(),
-                    other => serde_json::to_string(other).is_ok_and(|t| t == self.meta_value.trim()),
-                });
-        template_ok && code_ok && meta_ok
+                .is_some_and(|c| c == self.code.trim())
     }
 
     fn needs_scan(&self) -> bool {
-        !(self.template.is_empty() && self.code.is_empty() && self.meta_key.is_empty())
+        !self.code.is_empty()
     }
 }
 
@@ -185,7 +181,7 @@ pub(super) async fn list(
         })
         .collect();
     let note = cut.then(|| {
-        format!("Template, error code and metadata filters looked at the {SCAN_LIMIT} newest messages that match the other filters; narrow the dates to look further back.")
+        format!("The error code filter looked at the {SCAN_LIMIT} newest messages that match the other filters; narrow the dates to look further back.")
     });
     page(
         &signed,

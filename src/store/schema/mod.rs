@@ -82,6 +82,11 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Herald's migrations not yet applied: (version, name).
     pub migrations: Vec<(i64, String)>,
+    /// Indexes built online after the migrations: (name, what for).
+    pub online: Vec<(&'static str, &'static str)>,
+    /// Older messages whose metadata is not indexed yet (`herald migrate`
+    /// indexes them after the migrations; workers do too).
+    pub backfill: Option<super::online::Backfill>,
     /// Worth knowing; nothing to fix.
     pub notes: Vec<String>,
     /// What stops the adoption, each with its fix. Nothing is changed while
@@ -92,7 +97,7 @@ pub struct Plan {
 impl Plan {
     /// Nothing to change.
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.migrations.is_empty()
+        self.steps.is_empty() && self.migrations.is_empty() && self.online.is_empty()
     }
 }
 
@@ -197,6 +202,12 @@ impl Store {
             .filter(|(v, _, _)| *v > ins.migrations_applied)
             .map(|(v, name, _)| (*v, (*name).to_owned()))
             .collect();
+        if ins.table_exists && ins.migrations_applied >= 9 {
+            plan.online = self.missing_online_indexes().await?;
+            plan.backfill = self.metadata_backfill().await?.filter(|b| !b.complete());
+        } else {
+            plan.online = super::online::ONLINE_INDEXES.to_vec();
+        }
         Ok(plan)
     }
 
@@ -227,6 +238,8 @@ impl Store {
             let migrator = super::backend::migrator(&self.backend, &table);
             with_pool!(self, |pool| migrator.run(pool).await?);
         }
+        self.build_online_indexes(&Table::new(d.quote(), &plan.layout, Default::default()))
+            .await?;
         self.reload().await
     }
 

@@ -114,6 +114,9 @@ pub(crate) trait Dialect: Send + Sync {
     fn next_due(&self, t: &Table) -> String;
     /// The oldest due pending row's `created_at` at `$1` (Herald's text form).
     fn oldest_due(&self, t: &Table) -> String;
+    /// The table's rows as the database estimates them (a bigint, maybe
+    /// NULL), read without counting.
+    fn rows_estimate(&self) -> String;
     // --- inspecting and adopting an existing table (`herald migrate`) ---
     /// How many tables named `$1` the connection can see.
     fn table_exists(&self) -> String;

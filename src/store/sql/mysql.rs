@@ -257,6 +257,11 @@ impl Dialect for Mysql {
         )
     }
 
+    fn rows_estimate(&self) -> String {
+        "SELECT CAST(TABLE_ROWS AS SIGNED) FROM information_schema.TABLES
+          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'notification_messages'"
+            .to_owned()
+    }
     fn oldest_due(&self, t: &Table) -> String {
         let (status, created_at) = (t.col("status"), t.read("created_at", ""));
         format!(

@@ -252,6 +252,10 @@ impl Dialect for Postgres {
         )
     }
 
+    fn rows_estimate(&self) -> String {
+        // reltuples: the estimate ANALYZE (or autovacuum) left; -1 before the first.
+        "SELECT (SELECT reltuples FROM pg_class WHERE oid = to_regclass('notification_messages'))::bigint".to_owned()
+    }
     fn oldest_due(&self, t: &Table) -> String {
         let (status, created_at) = (t.col("status"), t.read("created_at", ""));
         format!(

@@ -50,7 +50,8 @@ pub(crate) struct Statements {
     pub get: Statement,
     /// Newest first: `$1` status, `$2` channel, `$3` recipient, `$4` created
     /// from, `$5` created before, `$6` ids below, `$7` limit, `$8` only those
-    /// scheduled after this time.
+    /// scheduled after this time, `$9` template, `$10` metadata key whose
+    /// value is `$11` (read from `herald_message_metadata`).
     pub list: Statement,
     /// [`Statements::list`] within a creation range (`$4` to `$5`, both
     /// given): newest created first, read from the `created_at` index (the
@@ -77,6 +78,11 @@ pub(crate) struct Statements {
     pub status_of: Statement,
     /// Messages by status and channel.
     pub counts: Statement,
+    /// [`Statements::counts`] of every status but `sent` (the index of
+    /// unsent rows).
+    pub counts_unsent: Statement,
+    /// The database's estimate of the table's rows.
+    pub rows_estimate: Statement,
     /// See [`Dialect::oldest_due`].
     pub oldest_due: Statement,
     /// Open messages (pending, processing) by status and channel: only the
@@ -406,6 +412,9 @@ impl Statements {
                     AND ({} IS NULL OR {created_at} < {})
                     AND ({} IS NULL OR id < $6)
                     AND ({} IS NULL OR {})
+                    AND ({} IS NULL OR template = $9)
+                    AND ({} IS NULL OR id IN (SELECT message_id FROM herald_message_metadata
+                                               WHERE name = $10 AND value = $11))
                   ORDER BY id DESC LIMIT $7",
                 d.text("$1"),
                 t.text_of("status", ""),
@@ -419,6 +428,8 @@ impl Statements {
                 d.int("$6"),
                 d.ts("$8"),
                 d.scheduled_after(t, "$8"),
+                d.text("$9"),
+                d.text("$10"),
             )),
             list_dated: st(&format!(
                 "SELECT {cols} FROM notification_messages
@@ -427,6 +438,9 @@ impl Statements {
                     AND ({} IS NULL OR {recipient} = $3)
                     AND ({} IS NULL OR ({created_at}, id) < ((SELECT {created_at} FROM notification_messages WHERE id = $6), $6))
                     AND ({} IS NULL OR {})
+                    AND ({} IS NULL OR template = $9)
+                    AND ({} IS NULL OR id IN (SELECT message_id FROM herald_message_metadata
+                                               WHERE name = $10 AND value = $11))
                   ORDER BY {created_at} DESC, id DESC LIMIT $7",
                 d.ts("$4"),
                 d.ts("$5"),
@@ -438,6 +452,8 @@ impl Statements {
                 d.int("$6"),
                 d.ts("$8"),
                 d.scheduled_after(t, "$8"),
+                d.text("$9"),
+                d.text("$10"),
             )),
             attempts: st("SELECT message_id, attempt, started_at, finished_at, provider, outcome, error,
                                  provider_message_id, worker
@@ -490,6 +506,13 @@ impl Statements {
                 t.read("channel", ""),
                 t.col("channel")
             )),
+            counts_unsent: st(&format!(
+                "SELECT {}, {}, count(*) FROM notification_messages WHERE status <> 'sent' GROUP BY {status}, {}",
+                t.read("status", ""),
+                t.read("channel", ""),
+                t.col("channel")
+            )),
+            rows_estimate: st(&d.rows_estimate()),
             oldest_due: st(&d.oldest_due(t)),
             open_counts: st(&format!(
                 "SELECT {}, {}, count(*) FROM notification_messages WHERE {} GROUP BY {status}, {}",
@@ -608,7 +631,7 @@ mod tests {
                 d.name()
             );
             assert_eq!(params(&s.insert), 13, "{}: {}", d.name(), s.insert.sql);
-            assert_eq!(params(&s.list), 8, "{}", d.name());
+            assert_eq!(params(&s.list), 11, "{}", d.name());
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `app`: the application on port 0 (`Application::build`)
 //! - `browser`: headless Chromium through ChromeDriver
 //! - `cli`: the `herald` binary
+//! - `dns`: a loopback DNS server (TXT records)
 //! - `fakes`: loopback Twilio, SendGrid and custom-provider servers
 //! - `raw`: raw TCP clients (silent, slow, half-sent requests)
 //! - `smtp`: a real SMTP server
@@ -19,6 +20,7 @@ mod app;
 mod browser;
 mod cli;
 mod db;
+mod dns;
 pub(crate) mod fakes;
 mod messages;
 mod provider;
@@ -30,6 +32,7 @@ pub(crate) use app::*;
 pub(crate) use browser::*;
 pub(crate) use cli::*;
 pub(crate) use db::*;
+pub(crate) use dns::*;
 pub(crate) use fakes::*;
 pub(crate) use messages::*;
 pub(crate) use provider::*;
