@@ -44,6 +44,9 @@ pub struct PruneOptions {
     pub batch: u32,
     /// A pause between batches, leaving the database to the drain.
     pub pause: Duration,
+    /// The pause between batches while messages are due (waiting to be
+    /// sent): retention gives way to the drain. At least `pause`.
+    pub busy_pause: Duration,
 }
 
 impl PruneOptions {
@@ -53,6 +56,7 @@ impl PruneOptions {
             dry_run: false,
             batch: BATCH,
             pause: Duration::from_millis(20),
+            busy_pause: BACKGROUND_PAUSE,
         }
     }
 }
@@ -197,7 +201,7 @@ pub async fn prune(
             // Every candidate is busy (or was re-opened): next time.
             break;
         }
-        tokio::time::sleep(opts.pause).await;
+        tokio::time::sleep(pause_for(store, opts).await).await;
     }
     loop {
         if stopping() {
@@ -208,11 +212,24 @@ pub async fn prune(
         if n < u64::from(opts.batch) {
             break;
         }
-        tokio::time::sleep(opts.pause).await;
+        tokio::time::sleep(pause_for(store, opts).await).await;
     }
     counts.template_versions = store.prune_template_versions(before).await?;
     counts.idempotency_keys = store.prune_idempotency_keys(keys_before).await?;
     Ok(counts)
+}
+
+/// The pause before the next batch: `busy_pause` while a message is due
+/// (one look at the open rows' index), `pause` when the queue is idle.
+pub async fn pause_for(store: &Store, opts: &PruneOptions) -> Duration {
+    if opts.busy_pause <= opts.pause {
+        return opts.pause;
+    }
+    match store.oldest_due(Utc::now()).await {
+        Ok(None) => opts.pause,
+        // Due work, or the database could not say: give way.
+        Ok(Some(_)) | Err(_) => opts.busy_pause,
+    }
 }
 
 /// Prunes every [`INTERVAL`] with `RETENTION_DAYS`, in one worker at a time

@@ -20,9 +20,14 @@ pub(crate) struct PruneArgs {
     /// as a JSON line before deleting it; gzip-compressed if it ends in .gz.
     #[arg(long, value_name = "FILE")]
     archive: Option<std::path::PathBuf>,
-    /// Milliseconds to wait between batches of 500 (longer: gentler on a busy database).
+    /// Milliseconds to wait between batches of 500 while no message is
+    /// waiting to be sent.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pause_ms: u64,
+    /// Milliseconds to wait between batches while messages are due: the
+    /// prune gives way to the drain (0: never; at least --pause-ms).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    busy_pause_ms: u64,
 }
 
 pub(crate) async fn run(config: Config, args: PruneArgs) -> anyhow::Result<()> {
@@ -35,6 +40,7 @@ pub(crate) async fn run(config: Config, args: PruneArgs) -> anyhow::Result<()> {
     let mut opts = PruneOptions::new(older_than);
     opts.dry_run = args.dry_run;
     opts.pause = std::time::Duration::from_millis(args.pause_ms);
+    opts.busy_pause = std::time::Duration::from_millis(args.busy_pause_ms);
     let mut archive = match (&args.archive, args.dry_run) {
         (Some(path), false) => Some(Archive::open(path).with_context(|| format!("cannot open {}", path.display()))?),
         _ => None,

@@ -92,9 +92,13 @@ impl Store {
     }
 
     /// Newest first; within a creation range, newest created first (read
-    /// from the `created_at` index).
+    /// from the `created_at` index); with a metadata filter, newest first by
+    /// id (read from the metadata index, whatever the other filters).
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
-        let (s, from, to) = if f.created_from.is_some() || f.created_to.is_some() {
+        let dated = f.created_from.is_some() || f.created_to.is_some();
+        let (s, from, to) = if f.metadata.is_some() {
+            (&self.sql.list_meta, f.created_from, f.created_to)
+        } else if dated {
             (
                 &self.sql.list_dated,
                 Some(f.created_from.unwrap_or_else(crate::domain::earliest_instant)),

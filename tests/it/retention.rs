@@ -174,3 +174,28 @@ every_backend! {
         assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
     }
 }
+
+every_backend! {
+    async fn a_prune_gives_way_while_messages_are_due(db: TestDb) {
+        use herald::retention::{pause_for, PruneOptions};
+        use std::time::Duration;
+        let opts = PruneOptions::new(chrono::Duration::days(90));
+        assert_eq!((opts.pause, opts.busy_pause), (Duration::from_millis(20), Duration::from_millis(200)));
+        // An idle queue: full speed. A scheduled message is not due yet.
+        assert_eq!(pause_for(&db.store, &opts).await, opts.pause);
+        let later = row(&db, "+14153230009", OLD, "send_at", &db.ts("2030-01-01T00:00:00Z")).await;
+        assert_eq!(pause_for(&db.store, &opts).await, opts.pause, "scheduled {later} is not due");
+        // A message waiting to be sent: the prune waits longer between batches.
+        db.insert_sql("sms", "+14153230010", "due now").await;
+        assert_eq!(pause_for(&db.store, &opts).await, opts.busy_pause);
+        let p = run_herald(&db, &[], &["process"]).await;
+        assert!(p.status.success(), "{}", stderr(&p));
+        assert_eq!(pause_for(&db.store, &opts).await, opts.pause, "drained: full speed again");
+        // --busy-pause-ms 0 (or below --pause-ms): never slowed.
+        db.insert_sql("sms", "+14153230011", "due now").await;
+        let eager = PruneOptions { busy_pause: Duration::ZERO, ..opts.clone() };
+        assert_eq!(pause_for(&db.store, &eager).await, opts.pause);
+        let o = run_herald(&db, &[], &["prune", "--older-than", "90d", "--busy-pause-ms", "0"]).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}

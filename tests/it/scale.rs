@@ -65,6 +65,7 @@ async fn as_before_migration_9(db: &TestDb) {
             "DROP TABLE herald_backfills",
             "DROP INDEX notification_messages_status",
             "DROP INDEX notification_messages_template",
+            "DROP INDEX notification_messages_channel",
         ],
         Backend::Sqlite => vec![
             "DROP TRIGGER herald_metadata_insert",
@@ -74,6 +75,7 @@ async fn as_before_migration_9(db: &TestDb) {
             "DROP TABLE herald_backfills",
             "DROP INDEX notification_messages_status",
             "DROP INDEX notification_messages_template",
+            "DROP INDEX notification_messages_channel",
         ],
         Backend::Mariadb => vec![
             "DROP TRIGGER herald_metadata_insert",
@@ -84,6 +86,7 @@ async fn as_before_migration_9(db: &TestDb) {
             "DROP TABLE herald_backfills",
             "DROP INDEX notification_messages_status ON notification_messages",
             "DROP INDEX notification_messages_template ON notification_messages",
+            "DROP INDEX notification_messages_channel ON notification_messages",
         ],
     };
     for s in statements {

@@ -50,8 +50,7 @@ pub(crate) struct Statements {
     pub get: Statement,
     /// Newest first: `$1` status, `$2` channel, `$3` recipient, `$4` created
     /// from, `$5` created before, `$6` ids below, `$7` limit, `$8` only those
-    /// scheduled after this time, `$9` template, `$10` metadata key whose
-    /// value is `$11` (read from `herald_message_metadata`).
+    /// scheduled after this time, `$9` template.
     pub list: Statement,
     /// [`Statements::list`] within a creation range (`$4` to `$5`, both
     /// given): newest created first, read from the `created_at` index (the
@@ -59,6 +58,9 @@ pub(crate) struct Statements {
     /// `$6`, the cursor, is an id: the page goes on below its
     /// (created_at, id).
     pub list_dated: Statement,
+    /// [`Statements::list`] with a metadata filter (`$10` = `$11`, both
+    /// given), read from the metadata index backwards: newest first by id.
+    pub list_meta: Statement,
     /// Provider calls of message `$1`, oldest first.
     pub attempts: Statement,
     /// Failed messages among the JSON array of ids `$1` back to pending at
@@ -413,8 +415,6 @@ impl Statements {
                     AND ({} IS NULL OR id < $6)
                     AND ({} IS NULL OR {})
                     AND ({} IS NULL OR template = $9)
-                    AND ({} IS NULL OR id IN (SELECT message_id FROM herald_message_metadata
-                                               WHERE name = $10 AND value = $11))
                   ORDER BY id DESC LIMIT $7",
                 d.text("$1"),
                 t.text_of("status", ""),
@@ -429,7 +429,6 @@ impl Statements {
                 d.ts("$8"),
                 d.scheduled_after(t, "$8"),
                 d.text("$9"),
-                d.text("$10"),
             )),
             list_dated: st(&format!(
                 "SELECT {cols} FROM notification_messages
@@ -439,8 +438,6 @@ impl Statements {
                     AND ({} IS NULL OR ({created_at}, id) < ((SELECT {created_at} FROM notification_messages WHERE id = $6), $6))
                     AND ({} IS NULL OR {})
                     AND ({} IS NULL OR template = $9)
-                    AND ({} IS NULL OR id IN (SELECT message_id FROM herald_message_metadata
-                                               WHERE name = $10 AND value = $11))
                   ORDER BY {created_at} DESC, id DESC LIMIT $7",
                 d.ts("$4"),
                 d.ts("$5"),
@@ -453,7 +450,32 @@ impl Statements {
                 d.ts("$8"),
                 d.scheduled_after(t, "$8"),
                 d.text("$9"),
-                d.text("$10"),
+            )),
+            list_meta: st(&format!(
+                "SELECT {cols} FROM herald_message_metadata k
+                   JOIN notification_messages ON notification_messages.id = k.message_id
+                  WHERE k.name = $10 AND k.value = $11
+                    AND ({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2)
+                    AND ({} IS NULL OR {recipient} = $3)
+                    AND ({} IS NULL OR {created_at} >= {})
+                    AND ({} IS NULL OR {created_at} < {})
+                    AND ({} IS NULL OR k.message_id < $6)
+                    AND ({} IS NULL OR {})
+                    AND ({} IS NULL OR template = $9)
+                  ORDER BY k.message_id DESC LIMIT $7",
+                d.text("$1"),
+                t.text_of("status", ""),
+                d.text("$2"),
+                t.text_of("channel", ""),
+                d.text("$3"),
+                d.ts("$4"),
+                d.ts("$4"),
+                d.ts("$5"),
+                d.ts("$5"),
+                d.int("$6"),
+                d.ts("$8"),
+                d.scheduled_after(t, "$8"),
+                d.text("$9"),
             )),
             attempts: st("SELECT message_id, attempt, started_at, finished_at, provider, outcome, error,
                                  provider_message_id, worker
@@ -631,7 +653,7 @@ mod tests {
                 d.name()
             );
             assert_eq!(params(&s.insert), 13, "{}: {}", d.name(), s.insert.sql);
-            assert_eq!(params(&s.list), 11, "{}", d.name());
+            assert_eq!((params(&s.list), params(&s.list_meta)), (9, 11), "{}", d.name());
         }
     }
 }
