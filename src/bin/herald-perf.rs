@@ -635,7 +635,7 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
                          WHEN x % 10 = 9 THEN 'whatsapp:+1415' || (2000000 + x % 1000000)
                          ELSE '+1415' || (2000000 + x % 1000000) END,
                     'message ' || x,
-                    CASE WHEN x % 50 = 0 THEN 'failed' WHEN x % 1000 = 1 THEN 'cancelled' ELSE 'sent' END, 1, 'log',
+                    CASE WHEN x % 47 = 0 THEN 'failed' WHEN x % 1000 = 1 THEN 'cancelled' ELSE 'sent' END, 1, 'log',
                     '{{\"order_id\": ' || x || ', \"till\": ' || (x % 20) || '}}',
                     CASE WHEN x % 5 = 0 THEN 'receipt' WHEN x % 1000 = 7 THEN 'birthday' END,
                     t, t, t
@@ -745,6 +745,14 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
             },
         ),
         (
+            "by status and channel (failed whatsapp)",
+            ListFilter {
+                status: Some(MessageStatus::Failed),
+                channel: Some(Channel::Whatsapp),
+                ..base.clone()
+            },
+        ),
+        (
             "by date range (a day, 200 days ago)",
             ListFilter {
                 created_from: Some(day),
@@ -807,8 +815,8 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
     let mut times = Vec::new();
     for i in 0..20u64 {
         let t = Instant::now();
-        db.store.get(1 + i as i64 * 997).await?;
-        db.store.attempts(1 + i as i64 * 997).await?;
+        db.store.get(1000 + i as i64 * 997).await?;
+        db.store.attempts(1000 + i as i64 * 997).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(|a, b| a.total_cmp(b));

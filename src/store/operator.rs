@@ -95,6 +95,32 @@ impl Store {
     /// from the `created_at` index); with a metadata filter, newest first by
     /// id (read from the metadata index, whatever the other filters).
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
+        if let (
+            Some(channel),
+            ListFilter {
+                status: None,
+                recipient: None,
+                created_from: None,
+                created_to: None,
+                scheduled_after: None,
+                template: None,
+                metadata: None,
+                ..
+            },
+        ) = (f.channel, f)
+        {
+            let s = &self.sql.list_channel;
+            let rows = with_pool!(self, |pool| messages(
+                bound!(
+                    sqlx::query(&s.sql),
+                    s,
+                    [channel.as_str(), f.before_id, i64::from(f.limit)]
+                )
+                .fetch_all(pool)
+                .await?
+            )?);
+            return Ok(rows);
+        }
         let dated = f.created_from.is_some() || f.created_to.is_some();
         let (s, from, to) = if f.metadata.is_some() {
             (&self.sql.list_meta, f.created_from, f.created_to)

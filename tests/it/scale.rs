@@ -130,6 +130,16 @@ every_backend! {
         assert!(next[0].id < page[1].id);
         assert!(ids(&db, ListFilter { status: Some(herald::domain::MessageStatus::Sent), ..meta("order_id", "41") }).await.is_empty());
 
+        // One channel alone (its own index), paged.
+        let sms = |before_id| ListFilter { channel: Some(herald::domain::Channel::Sms), limit: 3, before_id, ..Default::default() };
+        let first = db.store.list(&sms(None)).await.unwrap();
+        assert_eq!(first.len(), 3);
+        assert!(first.windows(2).all(|w| w[0].id > w[1].id) && first.iter().all(|m| m.channel == "sms"));
+        assert_eq!(first[0].id, db.max_id().await);
+        let second = db.store.list(&sms(Some(first[2].id))).await.unwrap();
+        assert_eq!(second[0].id, first[2].id - 1);
+        assert!(db.store.list(&ListFilter { channel: Some(herald::domain::Channel::Email), limit: 10, ..Default::default() }).await.unwrap().is_empty());
+
         let by_template = |t: &str| ListFilter { template: Some(t.to_owned()), ..Default::default() };
         assert_eq!(ids(&db, by_template("receipt")).await, BTreeSet::from([oldest, plain]));
         assert_eq!(ids(&db, by_template("reminder")).await, BTreeSet::from([string_id]));

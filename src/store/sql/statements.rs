@@ -61,6 +61,12 @@ pub(crate) struct Statements {
     /// [`Statements::list`] with a metadata filter (`$10` = `$11`, both
     /// given), read from the metadata index backwards: newest first by id.
     pub list_meta: Statement,
+    /// [`Statements::list`] of one channel (`$1`) alone, below id `$2`,
+    /// `$3` at most: read from the channel index backwards. (Written as
+    /// a range ordered by the channel too, so that PostgreSQL does not walk
+    /// the primary key hoping to meet the channel soon: after a burst of
+    /// another channel's messages that walk reads millions of rows.)
+    pub list_channel: Statement,
     /// Provider calls of message `$1`, oldest first.
     pub attempts: Statement,
     /// Failed messages among the JSON array of ids `$1` back to pending at
@@ -450,6 +456,13 @@ impl Statements {
                 d.ts("$8"),
                 d.scheduled_after(t, "$8"),
                 d.text("$9"),
+            )),
+            list_channel: st(&format!(
+                "SELECT {cols} FROM notification_messages
+                  WHERE {ch} >= $1 AND {ch} <= $1 AND ({} IS NULL OR id < $2)
+                  ORDER BY {ch} DESC, id DESC LIMIT $3",
+                d.int("$2"),
+                ch = t.text_of("channel", ""),
             )),
             list_meta: st(&format!(
                 "SELECT {cols} FROM herald_message_metadata k
