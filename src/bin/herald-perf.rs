@@ -700,6 +700,7 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
     ));
     let _ = worker.start_kill();
     let _ = worker.wait().await;
+    db.fill(20, Some("now() + interval '1 year'")).await?;
     db.store.execute_raw("VACUUM ANALYZE").await?;
 
     let base = ListFilter {
@@ -727,6 +728,13 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
             "by status (cancelled, 0.1 %)",
             ListFilter {
                 status: Some(MessageStatus::Cancelled),
+                ..base.clone()
+            },
+        ),
+        (
+            "by status (pending: 20 scheduled for next year)",
+            ListFilter {
+                status: Some(MessageStatus::Pending),
                 ..base.clone()
             },
         ),

@@ -340,7 +340,8 @@ impl Store {
     }
 
     /// Message counts by status and channel, fast at any size: every
-    /// status but `sent` is counted exactly from the index of unsent rows;
+    /// status but `sent` is counted exactly (open rows from the due index,
+    /// finished ones from the status index);
     /// `sent` too while the table has at most [`EXACT_COUNT_ROWS`] rows,
     /// above that it is the database's estimate of the table's rows minus
     /// the others (one [`Count`] with channel `all`, `estimated`).
@@ -349,7 +350,8 @@ impl Store {
         if rows <= EXACT_COUNT_ROWS {
             return self.counts_exact().await;
         }
-        let mut counts = self.count_rows(&self.sql.counts_unsent).await?;
+        let mut counts = self.open_counts().await?;
+        counts.extend(self.count_rows(&self.sql.counts_unsent).await?);
         let unsent: i64 = counts.iter().map(|c| c.count).sum();
         counts.push(Count {
             status: "sent".to_owned(),

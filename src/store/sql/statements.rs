@@ -86,8 +86,8 @@ pub(crate) struct Statements {
     pub status_of: Statement,
     /// Messages by status and channel.
     pub counts: Statement,
-    /// [`Statements::counts`] of every status but `sent` (the index of
-    /// unsent rows).
+    /// [`Statements::counts`] of finished statuses but `sent` (failed,
+    /// cancelled, a POS's own; read from their index).
     pub counts_unsent: Statement,
     /// The database's estimate of the table's rows.
     pub rows_estimate: Statement,
@@ -204,6 +204,30 @@ pub(crate) struct Statements {
 impl Statements {
     pub(crate) fn build(d: &dyn Dialect, t: &Table) -> Statements {
         let cols = t.select("");
+        // The filters every list statement takes: `$1` status, `$2` channel,
+        // `$3` recipient, `$8` scheduled after, `$9` template (NULL: any);
+        // and the optional creation range `$4` to `$5`.
+        let list_filters = format!(
+            "({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2) AND ({} IS NULL OR {recipient} = $3)
+             AND ({} IS NULL OR {}) AND ({} IS NULL OR template = $9)",
+            d.text("$1"),
+            t.text_of("status", ""),
+            d.text("$2"),
+            t.text_of("channel", ""),
+            d.text("$3"),
+            d.ts("$8"),
+            d.scheduled_after(t, "$8"),
+            d.text("$9"),
+            recipient = t.col("recipient"),
+        );
+        let created_range = format!(
+            "({} IS NULL OR {created_at} >= {}) AND ({} IS NULL OR {created_at} < {})",
+            d.ts("$4"),
+            d.ts("$4"),
+            d.ts("$5"),
+            d.ts("$5"),
+            created_at = t.col("created_at"),
+        );
         let st = |sql: &str| d.statement(sql);
         let (status, recipient, created_at) = (t.col("status"), t.col("recipient"), t.col("created_at"));
         let updated_at = t.col("updated_at");
@@ -414,48 +438,19 @@ impl Statements {
             get: st(&format!("SELECT {cols} FROM notification_messages WHERE id = $1")),
             list: st(&format!(
                 "SELECT {cols} FROM notification_messages
-                  WHERE ({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2)
-                    AND ({} IS NULL OR {recipient} = $3)
-                    AND ({} IS NULL OR {created_at} >= {})
-                    AND ({} IS NULL OR {created_at} < {})
+                  WHERE {list_filters} AND {created_range}
                     AND ({} IS NULL OR id < $6)
-                    AND ({} IS NULL OR {})
-                    AND ({} IS NULL OR template = $9)
                   ORDER BY id DESC LIMIT $7",
-                d.text("$1"),
-                t.text_of("status", ""),
-                d.text("$2"),
-                t.text_of("channel", ""),
-                d.text("$3"),
-                d.ts("$4"),
-                d.ts("$4"),
-                d.ts("$5"),
-                d.ts("$5"),
                 d.int("$6"),
-                d.ts("$8"),
-                d.scheduled_after(t, "$8"),
-                d.text("$9"),
             )),
             list_dated: st(&format!(
                 "SELECT {cols} FROM notification_messages
-                  WHERE {created_at} >= {} AND {created_at} < {}
-                    AND ({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2)
-                    AND ({} IS NULL OR {recipient} = $3)
+                  WHERE {created_at} >= {} AND {created_at} < {} AND {list_filters}
                     AND ({} IS NULL OR ({created_at}, id) < ((SELECT {created_at} FROM notification_messages WHERE id = $6), $6))
-                    AND ({} IS NULL OR {})
-                    AND ({} IS NULL OR template = $9)
                   ORDER BY {created_at} DESC, id DESC LIMIT $7",
                 d.ts("$4"),
                 d.ts("$5"),
-                d.text("$1"),
-                t.text_of("status", ""),
-                d.text("$2"),
-                t.text_of("channel", ""),
-                d.text("$3"),
                 d.int("$6"),
-                d.ts("$8"),
-                d.scheduled_after(t, "$8"),
-                d.text("$9"),
             )),
             list_channel: st(&format!(
                 "SELECT {cols} FROM notification_messages
@@ -467,28 +462,10 @@ impl Statements {
             list_meta: st(&format!(
                 "SELECT {cols} FROM herald_message_metadata k
                    JOIN notification_messages ON notification_messages.id = k.message_id
-                  WHERE k.name = $10 AND k.value = $11
-                    AND ({} IS NULL OR {} = $1) AND ({} IS NULL OR {} = $2)
-                    AND ({} IS NULL OR {recipient} = $3)
-                    AND ({} IS NULL OR {created_at} >= {})
-                    AND ({} IS NULL OR {created_at} < {})
+                  WHERE k.name = $10 AND k.value = $11 AND {list_filters} AND {created_range}
                     AND ({} IS NULL OR k.message_id < $6)
-                    AND ({} IS NULL OR {})
-                    AND ({} IS NULL OR template = $9)
                   ORDER BY k.message_id DESC LIMIT $7",
-                d.text("$1"),
-                t.text_of("status", ""),
-                d.text("$2"),
-                t.text_of("channel", ""),
-                d.text("$3"),
-                d.ts("$4"),
-                d.ts("$4"),
-                d.ts("$5"),
-                d.ts("$5"),
                 d.int("$6"),
-                d.ts("$8"),
-                d.scheduled_after(t, "$8"),
-                d.text("$9"),
             )),
             attempts: st("SELECT message_id, attempt, started_at, finished_at, provider, outcome, error,
                                  provider_message_id, worker
@@ -542,7 +519,8 @@ impl Statements {
                 t.col("channel")
             )),
             counts_unsent: st(&format!(
-                "SELECT {}, {}, count(*) FROM notification_messages WHERE status <> 'sent' GROUP BY {status}, {}",
+                "SELECT {}, {}, count(*) FROM notification_messages
+                  WHERE status NOT IN ('sent', 'pending', 'processing') GROUP BY {status}, {}",
                 t.read("status", ""),
                 t.read("channel", ""),
                 t.col("channel")
