@@ -617,8 +617,6 @@ async fn as_before_migration_9(db: &Db) -> anyhow::Result<()> {
 /// the new schema (the new indexes' write cost); every operator query;
 /// the drain again with `herald prune --older-than 90d` alongside.
 async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
-    use herald::domain::{Channel, MessageStatus};
-    use herald::store::ListFilter;
     let db = fresh_db(Backend::Postgres, args).await?;
     let n = args.scale;
     let log = [("SMS_PROVIDER", "log".to_owned())];
@@ -703,6 +701,48 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
     db.fill(20, Some("now() + interval '1 year'")).await?;
     db.store.execute_raw("VACUUM ANALYZE").await?;
 
+    operator_queries(&db, "postgres", n, r).await?;
+    // The drain on this table, alone and with a prune alongside.
+    for prune_args in [None, Some("--busy-pause-ms 0"), Some("defaults")] {
+        db.fill(args.messages, None).await?;
+        let prune_started = Instant::now();
+        let mut prune = match prune_args {
+            None => None,
+            Some(extra) => {
+                let mut a = vec!["prune", "--older-than", "90d"];
+                if extra != "defaults" {
+                    a.extend(extra.split(' '));
+                }
+                Some(herald(&db, &[], &a).spawn()?)
+            }
+        };
+        let run = process(&db, &log).await?;
+        let label = if let Some(child) = prune.as_mut() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            format!(
+                "with `herald prune --older-than 90d` ({}) alongside (stopped after {:.1} s)",
+                prune_args.unwrap_or_default(),
+                prune_started.elapsed().as_secs_f64(),
+            )
+        } else {
+            "alone".to_owned()
+        };
+        r.line(format!(
+            "scale postgres drain of {} due on the {n}-row table, {label}: {:.0} msg/s",
+            args.messages,
+            run.rate()
+        ));
+    }
+    db.drop().await;
+    Ok(())
+}
+
+/// Every operator query on a big table (`n` rows from the scale case's
+/// generator), 20 times each through the store (counts 5 times).
+async fn operator_queries(db: &Db, backend: &str, n: u64, r: &mut Report) -> anyhow::Result<()> {
+    use herald::domain::{Channel, MessageStatus};
+    use herald::store::ListFilter;
     let base = ListFilter {
         limit: 50,
         ..Default::default()
@@ -816,7 +856,7 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
         }
         times.sort_by(|a, b| a.total_cmp(b));
         r.line(format!(
-            "scale postgres {label}: median {:.1} ms, max {:.1} ms",
+            "scale {backend} {label}: median {:.1} ms, max {:.1} ms",
             times[10], times[19]
         ));
     }
@@ -829,7 +869,7 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
     }
     times.sort_by(|a, b| a.total_cmp(b));
     r.line(format!(
-        "scale postgres message detail (row and attempts): median {:.2} ms, max {:.2} ms",
+        "scale {backend} message detail (row and attempts): median {:.2} ms, max {:.2} ms",
         times[10], times[19]
     ));
     for label in [
@@ -851,42 +891,78 @@ async fn scale_case(args: &Args, r: &mut Report) -> anyhow::Result<()> {
         }
         times.sort_by(|a, b| a.total_cmp(b));
         r.line(format!(
-            "scale postgres {label}: median {:.1} ms, max {:.1} ms",
+            "scale {backend} {label}: median {:.1} ms, max {:.1} ms",
             times[2], times[4]
         ));
     }
-    // The drain on this table, alone and with a prune alongside.
-    for prune_args in [None, Some("--busy-pause-ms 0"), Some("defaults")] {
-        db.fill(args.messages, None).await?;
-        let prune_started = Instant::now();
-        let mut prune = match prune_args {
-            None => None,
-            Some(extra) => {
-                let mut a = vec!["prune", "--older-than", "90d"];
-                if extra != "defaults" {
-                    a.extend(extra.split(' '));
-                }
-                Some(herald(&db, &[], &a).spawn()?)
-            }
-        };
-        let run = process(&db, &log).await?;
-        let label = if let Some(child) = prune.as_mut() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            format!(
-                "with `herald prune --older-than 90d` ({}) alongside (stopped after {:.1} s)",
-                prune_args.unwrap_or_default(),
-                prune_started.elapsed().as_secs_f64(),
-            )
+    Ok(())
+}
+
+/// The scale case's table on SQLite or MariaDB (`--scale` rows written by
+/// SQL through the metadata triggers), then every operator query.
+async fn scale_queries_case(args: &Args, backend: Backend, r: &mut Report) -> anyhow::Result<()> {
+    let db = fresh_db(backend, args).await?;
+    let n = args.scale;
+    let started = Instant::now();
+    let cols =
+        "channel, recipient, body, status, attempts, provider, metadata, template, created_at, updated_at, sent_at";
+    let sql = if backend == Backend::Sqlite {
+        format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}),
+                  g AS (SELECT x, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || (x % 400) || ' days', '-' || (x % 86400) || ' seconds') AS t FROM c)
+             INSERT INTO notification_messages ({cols})
+             SELECT CASE WHEN x % 10 < 7 THEN 'sms' WHEN x % 10 < 9 THEN 'email' ELSE 'whatsapp' END,
+                    CASE WHEN x % 10 BETWEEN 7 AND 8 THEN 'c' || (x % 1000000) || '@example.com'
+                         WHEN x % 10 = 9 THEN 'whatsapp:+1415' || (2000000 + x % 1000000)
+                         ELSE '+1415' || (2000000 + x % 1000000) END,
+                    'message ' || x,
+                    CASE WHEN x % 47 = 0 THEN 'failed' WHEN x % 1000 = 1 THEN 'cancelled' ELSE 'sent' END, 1, 'log',
+                    '{{\"order_id\": ' || x || ', \"till\": ' || (x % 20) || '}}',
+                    CASE WHEN x % 5 = 0 THEN 'receipt' WHEN x % 1000 = 7 THEN 'birthday' END,
+                    t, t, t
+               FROM g"
+        )
+    } else {
+        anyhow::ensure!(n <= 10_000_000, "at most 10,000,000 rows on MariaDB");
+        let digits = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
+                       UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
+        format!(
+            "INSERT INTO notification_messages ({cols})
+             SELECT CASE WHEN x % 10 < 7 THEN 'sms' WHEN x % 10 < 9 THEN 'email' ELSE 'whatsapp' END,
+                    CASE WHEN x % 10 BETWEEN 7 AND 8 THEN CONCAT('c', x % 1000000, '@example.com')
+                         WHEN x % 10 = 9 THEN CONCAT('whatsapp:+1415', 2000000 + x % 1000000)
+                         ELSE CONCAT('+1415', 2000000 + x % 1000000) END,
+                    CONCAT('message ', x),
+                    CASE WHEN x % 47 = 0 THEN 'failed' WHEN x % 1000 = 1 THEN 'cancelled' ELSE 'sent' END, 1, 'log',
+                    CONCAT('{{\"order_id\": ', x, ', \"till\": ', x % 20, '}}'),
+                    CASE WHEN x % 5 = 0 THEN 'receipt' WHEN x % 1000 = 7 THEN 'birthday' END,
+                    t, t, t
+               FROM (SELECT x, UTC_TIMESTAMP(6) - INTERVAL (x % 400) DAY - INTERVAL (x % 86400) SECOND AS t
+                       FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 100000 * g.d + 1000000 * h.d + 1 AS x
+                               FROM {digits} a, {digits} b, {digits} c, {digits} e, {digits} f, {digits} g, {digits} h) n
+                      WHERE x <= {n} ORDER BY x) AS s"
+        )
+    };
+    db.store.execute_raw(&sql).await?;
+    let scheduled = if backend == Backend::Sqlite {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 year')"
+    } else {
+        "UTC_TIMESTAMP(6) + INTERVAL 1 YEAR"
+    };
+    db.fill(20, Some(scheduled)).await?;
+    db.store
+        .execute_raw(if backend == Backend::Sqlite {
+            "ANALYZE"
         } else {
-            "alone".to_owned()
-        };
-        r.line(format!(
-            "scale postgres drain of {} due on the {n}-row table, {label}: {:.0} msg/s",
-            args.messages,
-            run.rate()
-        ));
-    }
+            "ANALYZE TABLE notification_messages, herald_message_metadata"
+        })
+        .await?;
+    r.line(format!(
+        "scale {}: {n} finished messages written (through the metadata triggers) in {:.0} s",
+        backend.name(),
+        started.elapsed().as_secs_f64()
+    ));
+    operator_queries(&db, backend.name(), n, r).await?;
     db.drop().await;
     Ok(())
 }
@@ -1373,6 +1449,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("scale") && backends.contains(&Backend::Postgres) {
         scale_case(&args, &mut r).await?;
+    }
+    for backend in [Backend::Sqlite, Backend::Mariadb] {
+        if wants("scale") && backends.contains(&backend) {
+            scale_queries_case(&args, backend, &mut r).await?;
+        }
     }
     if wants("workers") && backends.contains(&Backend::Postgres) {
         workers_case(&args, &sink, &url, &mut r).await?;

@@ -21,7 +21,7 @@ pub(crate) struct StatusArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
     limit: u32,
     /// Count every sent message (a scan of the whole table; by default a
-    /// table of more than a million rows shows the database's estimate)
+    /// table of more than 300,000 rows shows the database's estimate)
     #[arg(long)]
     exact: bool,
 }

@@ -66,7 +66,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     out.family(
         "herald_messages",
         Kind::Gauge,
-        "Messages in the table by status and channel (from a snapshot at most METRICS_CACHE_SECONDS old; on a table of more than 1,000,000 rows, sent is the database's estimate, with channel=\"all\").",
+        "Messages in the table by status and channel (from a snapshot at most METRICS_CACHE_SECONDS old; on a table of more than 300,000 rows, sent is the database's estimate, with channel=\"all\").",
     );
     if let Some(counts) = snapshot.as_ref().and_then(|s| s.counts.as_ref()) {
         for c in counts {

@@ -10,7 +10,7 @@ use crate::domain::{Channel, MessageStatus};
 
 /// Above this many rows (the database's estimate), `sent` is estimated
 /// rather than counted by [`Store::counts`].
-pub const EXACT_COUNT_ROWS: i64 = 1_000_000;
+pub const EXACT_COUNT_ROWS: i64 = 300_000;
 
 /// Filters for listing messages, newest first.
 #[derive(Debug, Clone, Default)]
@@ -95,31 +95,40 @@ impl Store {
     /// from the `created_at` index); with a metadata filter, newest first by
     /// id (read from the metadata index, whatever the other filters).
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<Message>> {
-        if let (
-            Some(channel),
-            ListFilter {
-                status: None,
-                recipient: None,
-                created_from: None,
-                created_to: None,
-                scheduled_after: None,
-                template: None,
-                metadata: None,
-                ..
-            },
-        ) = (f.channel, f)
+        // One filter alone: a statement of its own, which every database
+        // answers from that filter's index.
+        if let ListFilter {
+            created_from: None,
+            created_to: None,
+            scheduled_after: None,
+            metadata: None,
+            ..
+        } = f
         {
-            let s = &self.sql.list_channel;
-            let rows = with_pool!(self, |pool| messages(
-                bound!(
-                    sqlx::query(&s.sql),
-                    s,
-                    [channel.as_str(), f.before_id, i64::from(f.limit)]
-                )
-                .fetch_all(pool)
-                .await?
-            )?);
-            return Ok(rows);
+            let sql = &self.sql;
+            let one = match (f.status, f.channel, f.recipient.as_deref(), f.template.as_deref()) {
+                (Some(st), None, None, None) => sql
+                    .list_status
+                    .iter()
+                    .find(|(s, _)| *s == st.as_str())
+                    .map(|(_, s)| (s, String::new())),
+                (None, Some(c), None, None) => Some((&sql.list_channel, c.as_str().to_owned())),
+                (None, None, Some(r), None) => Some((&sql.list_recipient, r.to_owned())),
+                (None, None, None, Some(t)) => Some((&sql.list_template, t.to_owned())),
+                _ => None,
+            };
+            if let Some((s, value)) = one {
+                let rows = with_pool!(self, |pool| messages(
+                    bound!(
+                        sqlx::query(&s.sql),
+                        s,
+                        [value.as_str(), f.before_id, i64::from(f.limit)]
+                    )
+                    .fetch_all(pool)
+                    .await?
+                )?);
+                return Ok(rows);
+            }
         }
         let dated = f.created_from.is_some() || f.created_to.is_some();
         let (s, from, to) = if f.metadata.is_some() {

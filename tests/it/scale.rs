@@ -140,6 +140,17 @@ every_backend! {
         assert_eq!(second[0].id, first[2].id - 1);
         assert!(db.store.list(&ListFilter { channel: Some(herald::domain::Channel::Email), limit: 10, ..Default::default() }).await.unwrap().is_empty());
 
+        // A status or a recipient alone (their own statements), paged.
+        let pending = db.store.list(&ListFilter { status: Some(herald::domain::MessageStatus::Pending), limit: 4, ..Default::default() }).await.unwrap();
+        assert_eq!(pending.len(), 4);
+        assert!(pending.iter().all(|m| m.status == "pending") && pending.windows(2).all(|w| w[0].id > w[1].id));
+        let more = db.store.list(&ListFilter { status: Some(herald::domain::MessageStatus::Pending), limit: 4, before_id: Some(pending[3].id), ..Default::default() }).await.unwrap();
+        assert_eq!(more[0].id, pending[3].id - 1);
+        assert!(ids(&db, ListFilter { status: Some(herald::domain::MessageStatus::Failed), ..Default::default() }).await.is_empty());
+        let to = db.store.list(&ListFilter { recipient: Some("+14153000000".into()), limit: 10, ..Default::default() }).await.unwrap();
+        assert!(to.len() >= 2 && to.iter().all(|m| m.recipient == "+14153000000"), "{to:?}");
+        assert!(to.iter().any(|m| m.id == oldest));
+
         let by_template = |t: &str| ListFilter { template: Some(t.to_owned()), ..Default::default() };
         assert_eq!(ids(&db, by_template("receipt")).await, BTreeSet::from([oldest, plain]));
         assert_eq!(ids(&db, by_template("reminder")).await, BTreeSet::from([string_id]));

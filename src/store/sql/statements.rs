@@ -67,6 +67,16 @@ pub(crate) struct Statements {
     /// the primary key hoping to meet the channel soon: after a burst of
     /// another channel's messages that walk reads millions of rows.)
     pub list_channel: Statement,
+    /// [`Statements::list`] of one recipient (`$1`) alone, below id `$2`,
+    /// `$3` at most (SQLite and MySQL cannot use an index for an optional
+    /// filter, `$1 IS NULL OR …`, so the common single filters have their
+    /// own statements).
+    pub list_recipient: Statement,
+    /// [`Statements::list_recipient`] for a template name.
+    pub list_template: Statement,
+    /// [`Statements::list_recipient`] for each status, the status written
+    /// into the statement (SQLite uses a partial index only for a literal).
+    pub list_status: Vec<(&'static str, Statement)>,
     /// Provider calls of message `$1`, oldest first.
     pub attempts: Statement,
     /// Failed messages among the JSON array of ids `$1` back to pending at
@@ -459,6 +469,33 @@ impl Statements {
                 d.int("$2"),
                 ch = t.text_of("channel", ""),
             )),
+            list_recipient: st(&format!(
+                "SELECT {cols} FROM notification_messages
+                  WHERE {recipient} = $1 AND ({} IS NULL OR id < $2)
+                  ORDER BY id DESC LIMIT $3",
+                d.int("$2"),
+            )),
+            list_template: st(&format!(
+                "SELECT {cols} FROM notification_messages
+                  WHERE template = $1 AND ({} IS NULL OR id < $2)
+                  ORDER BY id DESC LIMIT $3",
+                d.int("$2"),
+            )),
+            list_status: crate::domain::MessageStatus::ALL
+                .iter()
+                .map(|s| {
+                    (
+                        s.as_str(),
+                        st(&format!(
+                            "SELECT {cols} FROM notification_messages
+                              WHERE {status} = '{}' AND ({} IS NULL OR id < $2)
+                              ORDER BY id DESC LIMIT $3",
+                            s.as_str(),
+                            d.int("$2"),
+                        )),
+                    )
+                })
+                .collect(),
             list_meta: st(&format!(
                 "SELECT {cols} FROM herald_message_metadata k
                    JOIN notification_messages ON notification_messages.id = k.message_id
