@@ -488,10 +488,20 @@ impl Statements {
                         s.as_str(),
                         st(&format!(
                             "SELECT {cols} FROM notification_messages
-                              WHERE {status} = '{}' AND ({} IS NULL OR id < $2)
+                              WHERE {finished}{status} = '{}' AND ({} IS NULL OR id < $2)
                               ORDER BY id DESC LIMIT $3",
                             s.as_str(),
                             d.int("$2"),
+                            // The status index's own condition, word for word:
+                            // SQLite uses a partial index only then.
+                            finished = if matches!(
+                                s,
+                                crate::domain::MessageStatus::Failed | crate::domain::MessageStatus::Cancelled
+                            ) {
+                                "status NOT IN ('sent', 'pending', 'processing') AND "
+                            } else {
+                                ""
+                            },
                         )),
                     )
                 })
